@@ -1,0 +1,3 @@
+from sdworker.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Baking models into ``SDWORKER_MODELS_DIR``: the tiny test model, hub ids, folders, checkpoints."""

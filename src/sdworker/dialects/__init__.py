@@ -1,0 +1,1 @@
+"""Translations between other Stable Diffusion services' request formats and the native input."""

@@ -1,0 +1,115 @@
+"""The one error hierarchy. Each class carries a machine ``code``; the handler alone turns
+these into a job's ``error``, the server alone into HTTP statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class SdworkerError(Exception):
+    """Base of every error sdworker raises on purpose."""
+
+    code = "internal_error"
+    #: the GPU (or process) may be unusable afterwards: ask RunPod for a fresh worker
+    refresh_worker = False
+
+
+class ConfigError(SdworkerError):
+    """A setting (environment variable) has a value that cannot be used."""
+
+    code = "config_error"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad field of an input: where, which rule, what was received."""
+
+    field: str
+    message: str
+    value: Any = None
+    has_value: bool = True
+
+    def __str__(self) -> str:
+        if not self.has_value:
+            return f"{self.field}: {self.message}"
+        return f"{self.field}: {self.message} (got {_short(self.value)})"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InvalidInput(SdworkerError):
+    """The job's ``input`` broke one or more rules; every problem is listed in one string."""
+
+    code = "invalid_input"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("invalid input: " + "; ".join(str(p) for p in problems))
+
+    @classmethod
+    def one(cls, field: str, message: str, value: Any = None, *, has_value: bool = True) -> InvalidInput:
+        return cls([Problem(field, message, value, has_value)])
+
+    @property
+    def fields(self) -> list[str]:
+        return [p.field for p in self.problems]
+
+
+class ModelNotFound(SdworkerError):
+    """A model name that is not baked into this worker."""
+
+    code = "model_not_found"
+
+
+class ModelDamaged(SdworkerError):
+    """A baked model whose files are missing or do not match the manifest."""
+
+    code = "model_damaged"
+
+
+class ImageFetchError(SdworkerError):
+    """An input image URL could not be fetched or decoded."""
+
+    code = "image_fetch_error"
+
+
+class LoraError(SdworkerError):
+    """A LoRA that is missing or does not fit the model."""
+
+    code = "lora_error"
+
+
+class Cancelled(SdworkerError):
+    """The job was cancelled while it ran; raised between denoising steps."""
+
+    code = "cancelled"
+
+
+class OutOfMemory(SdworkerError):
+    """The device ran out of memory and a retry with the cache emptied did not help."""
+
+    code = "out_of_memory"
+    refresh_worker = True
+
+
+class DeviceError(SdworkerError):
+    """A fault (CUDA error) that leaves the device unusable."""
+
+    code = "device_error"
+    refresh_worker = True
+
+
+class PayloadTooLarge(SdworkerError):
+    """The result would exceed the payload limit and no bucket is configured."""
+
+    code = "payload_too_large"
+
+
+class UploadFailed(SdworkerError):
+    """Uploading the images to S3 failed after every retry."""
+
+    code = "upload_failed"

@@ -1,0 +1,113 @@
+"""One typed settings object, read from the environment once at start and passed down.
+
+Nothing in the package reads ``os.environ`` except :meth:`Settings.from_env`; every field is
+listed, with its variable and default, in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from sdworker.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(value: str, name: str) -> bool:
+    """Parse an environment flag; anything but a clear yes/no is a configuration error."""
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected true or false (got {value!r})")
+
+
+def _tristate(value: str, name: str) -> bool | None:
+    if value.strip().lower() in {"auto", ""}:
+        return None
+    return parse_bool(value, name)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the worker, the local endpoint and the builder."""
+
+    # models
+    models_dir: Path = field(default=Path("models"), metadata={"env": "SDWORKER_MODELS_DIR"})
+    default_model: str | None = field(default=None, metadata={"env": "SDWORKER_DEFAULT_MODEL"})
+    verify_sha256: bool = field(default=False, metadata={"env": "SDWORKER_VERIFY_SHA256"})
+    # generation limits
+    max_pixels: int = field(default=1536 * 1536, metadata={"env": "SDWORKER_MAX_PIXELS"})
+    safety_checker: bool | None = field(default=None, metadata={"env": "SDWORKER_SAFETY_CHECKER"})
+    progress_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"})
+    # device and memory
+    device: str = field(default="auto", metadata={"env": "SDWORKER_DEVICE"})
+    dtype: str = field(default="auto", metadata={"env": "SDWORKER_DTYPE"})
+    model_memory_gb: float = field(default=0.0, metadata={"env": "SDWORKER_MODEL_MEMORY_GB"})
+    # local endpoint
+    api_key: str | None = field(default=None, metadata={"env": "SDWORKER_API_KEY"})
+    endpoint_id: str = field(default="local", metadata={"env": "SDWORKER_ENDPOINT_ID"})
+    state_dir: Path = field(default=Path(".sdworker"), metadata={"env": "SDWORKER_STATE_DIR"})
+    result_ttl_s: float = field(default=1800.0, metadata={"env": "SDWORKER_RESULT_TTL_S"})
+    runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
+    # delivery
+    payload_limit_bytes: int = field(
+        default=10 * 1024 * 1024, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
+    )
+    bucket_endpoint_url: str | None = field(default=None, metadata={"env": "BUCKET_ENDPOINT_URL"})
+    bucket_access_key_id: str | None = field(
+        default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"}
+    )
+    bucket_secret_access_key: str | None = field(
+        default=None, metadata={"env": "BUCKET_SECRET_ACCESS_KEY"}
+    )
+    bucket_name: str | None = field(default=None, metadata={"env": "BUCKET_NAME"})
+    bucket_region: str | None = field(default=None, metadata={"env": "BUCKET_REGION"})
+    url_expiry_s: int = field(default=3600, metadata={"env": "SDWORKER_URL_EXPIRY_S"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (``os.environ`` by default); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            if name not in env:
+                continue
+            raw = env[name]
+            values[f.name] = _convert(raw, f.type, name)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (settings are immutable)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, Any]]:
+        """(variable, field, default) for every setting, for the README and ``--help``."""
+        return [(f.metadata["env"], f.name, f.default) for f in fields(cls)]
+
+
+def _convert(raw: str, annotation: Any, name: str) -> Any:
+    kind = str(annotation)
+    try:
+        if kind.startswith("bool | None"):
+            return _tristate(raw, name)
+        if kind.startswith("bool"):
+            return parse_bool(raw, name)
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected {kind.split()[0]} (got {raw!r})") from exc
+    return raw or None if "None" in kind else raw
