@@ -113,3 +113,7 @@ class UploadFailed(SdworkerError):
     """Uploading the images to S3 failed after every retry."""
 
     code = "upload_failed"
+
+
+class UploadRejected(UploadFailed):
+    """S3 refused an upload for a reason a retry cannot fix (no such bucket, access denied)."""
