@@ -8,6 +8,7 @@ that says how big it was and how to fix it. ``upload: true`` uploads whatever th
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -18,7 +19,13 @@ from typing import Any, Protocol
 
 from sdworker.errors import ConfigError, InvalidInput, PayloadTooLarge, UploadFailed, UploadRejected
 from sdworker.imageio import EncodedImage
-from sdworker.s3 import BUCKET_ENV_NAMES, MAX_URL_EXPIRY_S, S3Uploader, resolve_bucket
+from sdworker.s3 import (
+    BUCKET_ENV_NAMES,
+    MAX_URL_EXPIRY_S,
+    BucketConfig,
+    S3Uploader,
+    resolve_bucket,
+)
 from sdworker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -138,7 +145,16 @@ def _entry(encoded: EncodedImage, /, **where: str) -> dict[str, Any]:
 
 def _uploader_for(s3_config: object, settings: Settings) -> Uploader | None:
     bucket = resolve_bucket(s3_config, settings)
-    return None if bucket is None else S3Uploader(bucket)
+    if bucket is None:
+        return None
+    # The operator's bucket is the same for every job: keep its client (boto3 clients are
+    # thread-safe and take ~70 ms to build). Per-job credentials are not kept around.
+    return _shared_uploader(bucket) if bucket.source == "environment" else S3Uploader(bucket)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_uploader(bucket: BucketConfig) -> S3Uploader:
+    return S3Uploader(bucket)
 
 
 def _too_large_message(images: list[EncodedImage], size: int, limit: int) -> str:

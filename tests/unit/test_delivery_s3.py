@@ -243,3 +243,11 @@ def test_s3_errors_are_sorted_into_retryable_and_not(
     assert type(info.value) is kind
     assert "s3://env-bucket/j/0-1.png" in str(info.value)
     assert info.value.__cause__ is exc
+
+
+def test_the_operators_client_is_reused_and_per_job_ones_are_not() -> None:
+    from sdworker.delivery import _uploader_for
+
+    first, second = _uploader_for(None, ENV), _uploader_for(None, ENV)
+    assert first is second and isinstance(first, S3Uploader)
+    assert _uploader_for(JOB, ENV) is not _uploader_for(JOB, ENV)
