@@ -51,7 +51,9 @@ class InvalidInput(SdworkerError):
         super().__init__("invalid input: " + "; ".join(str(p) for p in problems))
 
     @classmethod
-    def one(cls, field: str, message: str, value: Any = None, *, has_value: bool = True) -> InvalidInput:
+    def one(
+        cls, field: str, message: str, value: Any = None, *, has_value: bool = True
+    ) -> InvalidInput:
         return cls([Problem(field, message, value, has_value)])
 
     @property
@@ -117,3 +119,9 @@ class UploadFailed(SdworkerError):
 
 class UploadRejected(UploadFailed):
     """S3 refused an upload for a reason a retry cannot fix (no such bucket, access denied)."""
+
+
+class BuildError(SdworkerError):
+    """A model could not be baked: a bad reference, a missing file, a failed conversion."""
+
+    code = "build_error"
