@@ -82,12 +82,7 @@ def deliver(
     if upload is True:
         chosen = uploader or _uploader_for(s3_config, settings)
         if chosen is None:
-            raise InvalidInput.one(
-                "upload",
-                f"is true but no bucket is configured: set {BUCKET_ENV_NAMES} on the worker, "
-                "or send s3Config with the job",
-                True,
-            )
+            raise _no_bucket()
         return _upload_all(images, job_id, chosen, settings, sleep)
 
     size = output_size(images)
@@ -114,12 +109,7 @@ def check_delivery(upload: bool | None, s3_config: object, settings: Settings) -
     if s3_config is None and upload is not True:
         return
     if resolve_bucket(s3_config, settings) is None:
-        raise InvalidInput.one(
-            "upload",
-            f"is true but no bucket is configured: set {BUCKET_ENV_NAMES} on the worker, "
-            "or send s3Config with the job",
-            True,
-        )
+        raise _no_bucket()
 
 
 def output_size(images: list[EncodedImage]) -> int:
@@ -134,6 +124,15 @@ def object_key(job_id: str, index: int, image: EncodedImage) -> str:
     """``{job_id}/{index}-{seed}.{ext}``, with anything unusual in the job id replaced."""
     safe_id = _UNSAFE_KEY_CHARS.sub("_", job_id).strip(".") or "job"
     return f"{safe_id}/{index}-{image.seed}.{_EXTENSIONS.get(image.format, image.format)}"
+
+
+def _no_bucket() -> InvalidInput:
+    return InvalidInput.one(
+        "upload",
+        f"is true but no bucket is configured: set {BUCKET_ENV_NAMES} on the worker, "
+        "or send s3Config with the job",
+        True,
+    )
 
 
 def _entry(encoded: EncodedImage, /, **where: str) -> dict[str, Any]:
