@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdworker.errors import InvalidInput, SdworkerError
-from sdworker.imageio import decode_image, encode_image
+from sdworker.delivery import check_delivery, deliver
+from sdworker.imageio import EncodedImage, decode_image, encode_image
 from sdworker.infotext import infotext
 from sdworker.models import ModelRegistry
 from sdworker.schema import ModelFacts, Request, parse_input
@@ -137,6 +138,7 @@ class Worker:
         if not isinstance(job, dict) or "input" not in job:
             raise InvalidInput.one("input", "is required (a job is {\"id\", \"input\"})", job)
         request, inputs = self.validate(job["input"])
+        check_delivery(request.input.upload, job.get("s3Config"), self.settings)
         progress = Progress(on_progress, self.settings.progress_interval_s) if on_progress else None
         images = self.generator(
             request,
@@ -145,9 +147,15 @@ class Worker:
             cancelled=cancelled,
             safety_default=self.settings.safety_checker,
         )
-        return self._encode(request, images)
+        return deliver(
+            self._encode(request, images),
+            job_id=str(job.get("id", "local")),
+            upload=request.input.upload,
+            s3_config=job.get("s3Config"),
+            settings=self.settings,
+        )
 
-    def _encode(self, request: Request, images: list[Generated]) -> list[dict[str, Any]]:
+    def _encode(self, request: Request, images: list[Generated]) -> list[EncodedImage]:
         manifest = self.registry.get(request.model).manifest
         sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
         output = []
@@ -167,16 +175,12 @@ class Worker:
                 if request.mode != "txt2img"
                 else None,
             )
-            encoded = encode_image(
-                item.image, request.input.output_format, seed=item.seed, parameters=params,
-                nsfw=item.nsfw,
+            output.append(
+                encode_image(
+                    item.image, request.input.output_format, seed=item.seed, parameters=params,
+                    nsfw=item.nsfw,
+                )
             )
-            entry: dict[str, Any] = {"image": encoded.b64(), "seed": item.seed}
-            if item.nsfw is not None:
-                entry["nsfw_content_detected"] = item.nsfw
-            if encoded.format != "png":
-                entry["format"] = encoded.format
-            output.append(entry)
         return output
 
     def handle_sync(
