@@ -175,9 +175,19 @@ def bake_hub(
     variant: str | None = "auto",
     retries: int = 3,
     sleep: Callable[[float], None] = time.sleep,
+    hub: Any = None,
 ) -> Path:
-    """Download only the needed files of ``repo_id`` (with retries) and bake them."""
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    """Download only the needed files of ``repo_id`` (with retries) and bake them.
+
+    ``hub`` provides ``list_repo_files``, ``hf_hub_download`` and ``snapshot_download`` (the
+    ``huggingface_hub`` functions by default; tests pass a fake). Downloads show a progress bar.
+    """
+    if hub is None:
+        import huggingface_hub
+
+        hub = huggingface_hub
+    api = hub.HfApi()
+    hf_hub_download, snapshot_download = hub.hf_hub_download, hub.snapshot_download
 
     def attempt(what: str, fn: Callable[[], Any]) -> Any:
         for n in range(1, retries + 1):
@@ -192,7 +202,6 @@ def bake_hub(
                 sleep(2.0**n)
         raise AssertionError("unreachable")
 
-    api = HfApi()
     files = attempt("listing files", lambda: api.list_repo_files(repo_id, revision=revision))
     index_path = attempt(
         "reading model_index.json",

@@ -68,8 +68,14 @@ def select_files(
             for f in all_files
             if f.startswith(component + "/") and "/" not in f[len(component) + 1 :]
         ]
-        inside = [f for f in inside if not FOREIGN.search(f)]
-        weights = {f: info for f in inside if (info := weight_info(f)) is not None}
+        usable = [f for f in inside if not FOREIGN.search(f)]
+        weights = {f: info for f in usable if (info := weight_info(f)) is not None}
+        if not weights and len(usable) < len(inside):
+            raise BuildError(
+                f"component {component}: no PyTorch weights (.safetensors or .bin), only "
+                + ", ".join(sorted(set(inside) - set(usable)))
+            )
+        inside = usable
         aux = [f for f in inside if f not in weights and f.endswith(AUX_EXTS)]
         chosen += [f"{component}/{f}" for f in aux]
         if weights:
@@ -88,7 +94,8 @@ def _pick_weights(
     elif variant is None:
         wanted_variants = [None]
     else:
-        wanted_variants = [variant]
+        # as diffusers does: a component without the variant loads its full weights
+        wanted_variants = [variant, None]
     for wanted in wanted_variants:
         for fmt in ("safetensors", "bin"):
             picked = [
