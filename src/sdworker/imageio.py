@@ -38,9 +38,7 @@ class EncodedImage:
 
 def looks_like_image_ref(value: str) -> bool:
     """Cheap shape check used by validation (the real decode happens before generation)."""
-    return (
-        value.startswith(("http://", "https://")) or bool(_DATA_URL.match(value)) or len(value) > 16
-    )
+    return value.startswith(("http://", "https://")) or bool(_DATA_URL.match(value)) or len(value) > 16
 
 
 def decode_image(value: str, field: str, *, timeout_s: float = 30.0) -> Image.Image:

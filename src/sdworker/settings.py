@@ -45,9 +45,7 @@ class Settings:
     # generation limits
     max_pixels: int = field(default=1536 * 1536, metadata={"env": "SDWORKER_MAX_PIXELS"})
     safety_checker: bool | None = field(default=None, metadata={"env": "SDWORKER_SAFETY_CHECKER"})
-    progress_interval_s: float = field(
-        default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"}
-    )
+    progress_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"})
     # device and memory
     device: str = field(default="auto", metadata={"env": "SDWORKER_DEVICE"})
     dtype: str = field(default="auto", metadata={"env": "SDWORKER_DTYPE"})
@@ -63,7 +61,9 @@ class Settings:
         default=10 * 1024 * 1024, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
     )
     bucket_endpoint_url: str | None = field(default=None, metadata={"env": "BUCKET_ENDPOINT_URL"})
-    bucket_access_key_id: str | None = field(default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"})
+    bucket_access_key_id: str | None = field(
+        default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"}
+    )
     bucket_secret_access_key: str | None = field(
         default=None, metadata={"env": "BUCKET_SECRET_ACCESS_KEY"}
     )
