@@ -26,12 +26,13 @@ RUN apt-get update \
 WORKDIR /app
 
 # Dependencies: torch from PyPI is the CUDA build; xformers comes with the "cuda" extra.
-# The package itself is installed later; a stub lets pip resolve its dependencies now.
-# (DL3013: the versions are pinned in pyproject.toml, and open-clip-torch here.)
-COPY pyproject.toml README.md ./
+# The package itself is installed later; a stub lets pip resolve its dependencies now
+# (the image needs no docs: an empty README satisfies pyproject's readme field).
+# DL3013: the versions are pinned in pyproject.toml, and open-clip-torch here.
+COPY pyproject.toml ./
 # hadolint ignore=DL3013
 RUN mkdir -p src/sdworker \
-    && touch src/sdworker/__init__.py \
+    && touch README.md src/sdworker/__init__.py \
     && pip install ".[cuda,s3]" \
     && pip install --no-deps open-clip-torch==3.3.0 \
     && pip uninstall -y sdworker \
