@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sdworker.errors import ModelDamaged
+
 MANIFEST_NAME = "sdworker.json"
 MANIFEST_FORMAT = 1
 
@@ -72,6 +74,37 @@ class Manifest:
     @classmethod
     def read(cls, model_dir: Path) -> Manifest:
         return cls.from_json(json.loads((model_dir / MANIFEST_NAME).read_text()))
+
+    def problems(self, model_dir: Path, *, check_sha256: bool = False) -> list[str]:
+        """What is wrong with the files of ``model_dir`` against this manifest (empty: nothing).
+
+        Sizes are always compared (cheap: one ``stat`` per file); sha256 only when asked, since
+        hashing a multi-GB model takes seconds to minutes.
+        """
+        found: list[str] = []
+        for rel, entry in sorted(self.files.items()):
+            path = model_dir / rel
+            if not path.is_file():
+                found.append(f"{rel}: missing")
+                continue
+            size = path.stat().st_size
+            if size != entry.size:
+                found.append(f"{rel}: size {size} bytes, manifest says {entry.size}")
+            elif check_sha256 and sha256_file(path) != entry.sha256:
+                found.append(f"{rel}: sha256 differs from the manifest (file damaged or replaced)")
+        return found
+
+    def verify(self, model_dir: Path, *, check_sha256: bool = False) -> None:
+        """Raise :class:`~sdworker.errors.ModelDamaged` listing every bad file of ``model_dir``."""
+        found = self.problems(model_dir, check_sha256=check_sha256)
+        if found:
+            shown = "; ".join(found[:10]) + (
+                f"; and {len(found) - 10} more" if len(found) > 10 else ""
+            )
+            raise ModelDamaged(
+                f"model {self.name!r} at {model_dir} is damaged: {shown}. "
+                f"Bake it again (sdworker bake {self.source or self.name} --name {self.name})."
+            )
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -73,6 +73,31 @@ class ModelRegistry:
         names = self.names()
         return names[0] if names else None
 
+    def verify(self, *, check_sha256: bool | None = None) -> None:
+        """Check every baked model's files against its manifest; the worker calls it at start.
+
+        Raises :class:`ModelNotFound` when no model is baked or the configured default is not
+        one of them, :class:`ModelDamaged` naming every model with a missing or changed file.
+        Sizes are always checked; sha256 when ``check_sha256`` (default: the setting
+        ``SDWORKER_VERIFY_SHA256``).
+        """
+        if not self._models:
+            raise ModelNotFound(
+                f"no baked models in {self._settings.models_dir} (run `sdworker bake MODEL_REF`)"
+            )
+        default = self._settings.default_model
+        if default is not None and default not in self._models:
+            raise ModelNotFound(f"SDWORKER_DEFAULT_MODEL: {self.unknown_message(default)}")
+        deep = self._settings.verify_sha256 if check_sha256 is None else check_sha256
+        damaged: list[str] = []
+        for info in self.all():
+            try:
+                info.manifest.verify(info.path, check_sha256=deep)
+            except ModelDamaged as exc:
+                damaged.append(str(exc))
+        if damaged:
+            raise ModelDamaged(" | ".join(damaged))
+
     def set_default(self, name: str) -> None:
         """Switch the default model (A1111's ``sd_model_checkpoint`` option)."""
         self.get(name)

@@ -1,0 +1,62 @@
+# sdworker: a RunPod serverless worker for Stable Diffusion, with its model baked in.
+#
+#   docker build --build-arg MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5 -t sdworker .
+#
+# Layers go from the least to the most often changed: system, Python dependencies, the baked
+# weights (only the builder's code is copied before them), then the worker's code. A code change
+# therefore rebuilds the last, small layers and never re-bakes the weights.
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+FROM ${CUDA_IMAGE}
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+
+WORKDIR /app
+
+# Dependencies: torch from PyPI is the CUDA build; xformers comes with the "cuda" extra.
+# The package itself is installed later; a stub lets pip resolve its dependencies now
+# (the image needs no docs: an empty README satisfies pyproject's readme field).
+# DL3013: the versions are pinned in pyproject.toml, and open-clip-torch here.
+COPY pyproject.toml ./
+# hadolint ignore=DL3013
+RUN mkdir -p src/sdworker \
+    && touch README.md src/sdworker/__init__.py \
+    && pip install ".[cuda,s3]" \
+    && pip install --no-deps open-clip-torch==3.3.0 \
+    && pip uninstall -y sdworker \
+    && rm -rf src
+
+# The bake: only the builder's code comes before it.
+COPY src/sdworker/__init__.py src/sdworker/errors.py src/sdworker/settings.py src/sdworker/manifest.py src/sdworker/py.typed src/sdworker/
+COPY src/sdworker/builder/ src/sdworker/builder/
+COPY builder/ builder/
+ARG MODEL_ID=tiny
+ARG MODEL_NAME=
+ARG LORAS=
+ENV SDWORKER_MODELS_DIR=/models
+RUN python builder/bake.py
+
+# The worker's code.
+COPY src/ src/
+RUN pip install --no-deps .
+COPY handler.py test_input.json ./
+
+# At run time the worker never touches the network: everything it loads is baked.
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    SDWORKER_DEFAULT_MODEL=${MODEL_NAME}
+
+CMD ["python", "-u", "/app/handler.py"]

@@ -1,0 +1,342 @@
+"""Bake a model from a hub id, a local diffusers folder, or a single original-layout checkpoint.
+
+Every path ends the same way: a diffusers folder under ``models_dir/NAME`` holding only what the
+pipeline needs (one weights format, variant files renamed so they load without ``variant=``),
+with a manifest (:mod:`sdworker.manifest`) describing each file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sdworker.builder.clip_bpe import write_tokenizer
+from sdworker.builder.files import canonical_name, read_model_index, select_files
+from sdworker.builder.layout import atomic_model_dir, check_name, scratch_dir, write_manifest
+from sdworker.builder.loras import bake_loras
+from sdworker.errors import BuildError
+from sdworker.manifest import Family, Manifest, sha256_file
+
+log = logging.getLogger("sdworker.builder")
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+CHECKPOINT_EXTS = (".safetensors", ".ckpt")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def bake_from_args(args: argparse.Namespace, models_dir: Path) -> Path:
+    """Dispatch ``sdworker bake MODEL_REF`` (everything but the tiny models)."""
+    ref: str = args.ref
+    name: str | None = args.name
+    if ref in ("random-sd15", "random-sdxl"):
+        from sdworker.builder.random_weights import bake_random
+
+        family: Family = "sd1" if ref == "random-sd15" else "sdxl"
+        path = bake_random(models_dir, name or ref, family=family, seed=args.seed)
+    else:
+        local = Path(ref).expanduser()
+        if local.is_dir():
+            path = bake_folder(local, models_dir, name or _default_name(local.name))
+        elif local.suffix.lower() in CHECKPOINT_EXTS:
+            if not local.is_file():
+                raise BuildError(f"checkpoint {local} does not exist")
+            path = bake_checkpoint(
+                local,
+                models_dir,
+                name or _default_name(local.stem),
+                family=args.family,
+                config=args.config,
+            )
+        elif HUB_ID.match(ref) and not local.exists():
+            path = bake_hub(
+                ref,
+                models_dir,
+                name or _default_name(ref.split("/")[-1]),
+                revision=args.revision,
+                variant=args.variant or "auto",
+            )
+        else:
+            raise BuildError(
+                f"MODEL_REF {ref!r} is neither a diffusers folder, a .safetensors/.ckpt file, "
+                "nor a hub id (org/name)"
+            )
+    if args.lora:
+        bake_loras(models_dir, args.lora)
+    return path
+
+
+def _default_name(raw: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.") or "model"
+    return check_name(cleaned[:100])
+
+
+# ---------------------------------------------------------------- describing a diffusers folder
+
+
+def describe_folder(folder: Path, name: str, source: str, sha256: str = "") -> Manifest:
+    """A manifest (without its file list) for the diffusers folder ``folder``."""
+    index = read_model_index((folder / "model_index.json").read_text())
+    unet = _json(folder / "unet" / "config.json")
+    vae = _json(folder / "vae" / "config.json")
+    scheduler = _json(folder / "scheduler" / "scheduler_config.json")
+    text = (
+        _json(folder / "text_encoder" / "config.json") if (folder / "text_encoder").is_dir() else {}
+    )
+    family = detect_family(index, unet, text)
+    scale = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
+    native = int(unet.get("sample_size", 64)) * scale
+    checker = index.get("safety_checker")
+    has_checker = (
+        isinstance(checker, list)
+        and checker[0] is not None
+        and (folder / "safety_checker").is_dir()
+    )
+    return Manifest(
+        name=name,
+        family=family,
+        native_width=native,
+        native_height=native,
+        default_scheduler=str(scheduler.get("_class_name", "")),
+        has_safety_checker=has_checker,
+        prediction_type=str(scheduler.get("prediction_type", "epsilon")),
+        source=source,
+        sha256=sha256,
+    )
+
+
+def detect_family(
+    index: dict[str, Any], unet: dict[str, Any], text_encoder: dict[str, Any]
+) -> Family:
+    """SD 1.x, SD 2.x or SDXL, from the pipeline class and the text encoder's width."""
+    if "XL" in str(index.get("_class_name", "")) or unet.get("addition_embed_type") == "text_time":
+        return "sdxl"
+    if unet.get("cross_attention_dim") == 1024 or text_encoder.get("hidden_size") == 1024:
+        return "sd2"
+    return "sd1"
+
+
+def _json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BuildError(f"{path} is missing: not a complete diffusers folder")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _weights_file(folder: Path) -> str:
+    """The UNet weights file whose sha256 is the model's hash (for folder and hub bakes)."""
+    for candidate in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
+        if (folder / "unet" / candidate).is_file():
+            return f"unet/{candidate}"
+    index = sorted((folder / "unet").glob("*.index.json"))
+    if index:
+        return f"unet/{index[0].name}"
+    raise BuildError(f"{folder}: no UNet weights")
+
+
+# ------------------------------------------------------------------------------ local folder
+
+
+def bake_folder(
+    src: Path, models_dir: Path, name: str, *, variant: str | None = "auto", source: str = ""
+) -> Path:
+    """Copy the files the pipeline needs from the diffusers folder ``src`` and describe them."""
+    if not (src / "model_index.json").is_file():
+        raise BuildError(f"{src} is not a diffusers folder (no model_index.json)")
+    index = read_model_index((src / "model_index.json").read_text())
+    available = [p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()]
+    wanted = select_files(available, index, variant)
+    with atomic_model_dir(models_dir, name) as tmp:
+        for rel in wanted:
+            dest = tmp / canonical_name(rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, dest)
+        manifest = describe_folder(tmp, name, source or f"folder:{src.resolve()}")
+        write_manifest(tmp, manifest, weights=_weights_file(tmp))
+    return models_dir / name
+
+
+# ----------------------------------------------------------------------------------- hub
+
+
+def bake_hub(
+    repo_id: str,
+    models_dir: Path,
+    name: str,
+    *,
+    revision: str | None = None,
+    variant: str | None = "auto",
+    retries: int = 3,
+    sleep: Callable[[float], None] = time.sleep,
+    hub: Any = None,
+) -> Path:
+    """Download only the needed files of ``repo_id`` (with retries) and bake them.
+
+    ``hub`` provides ``list_repo_files``, ``hf_hub_download`` and ``snapshot_download`` (the
+    ``huggingface_hub`` functions by default; tests pass a fake). Downloads show a progress bar.
+    """
+    if hub is None:
+        import huggingface_hub
+
+        hub = huggingface_hub
+    api = hub.HfApi()
+    hf_hub_download, snapshot_download = hub.hf_hub_download, hub.snapshot_download
+
+    def attempt(what: str, fn: Callable[[], Any]) -> Any:
+        for n in range(1, retries + 1):
+            try:
+                return fn()
+            except Exception as exc:  # network errors come in many classes; all are retried
+                if n == retries or _is_permanent(exc):
+                    raise BuildError(f"{repo_id}: {what} failed: {exc}") from exc
+                log.warning(
+                    "%s: %s failed (%s); retry %d of %d", repo_id, what, exc, n, retries - 1
+                )
+                sleep(2.0**n)
+        raise AssertionError("unreachable")
+
+    files = attempt("listing files", lambda: api.list_repo_files(repo_id, revision=revision))
+    index_path = attempt(
+        "reading model_index.json",
+        lambda: hf_hub_download(repo_id, "model_index.json", revision=revision),
+    )
+    wanted = select_files(files, read_model_index(Path(index_path).read_text()), variant)
+    with scratch_dir() as scratch:
+        attempt(
+            "download",
+            lambda: snapshot_download(
+                repo_id, revision=revision, allow_patterns=wanted, local_dir=scratch / "repo"
+            ),
+        )
+        return bake_folder(
+            scratch / "repo",
+            models_dir,
+            name,
+            variant=variant,
+            source=f"hub:{repo_id}@{revision or 'main'}",
+        )
+
+
+def _is_permanent(exc: Exception) -> bool:
+    """Errors a retry cannot fix: a missing repository, revision or file, or no access."""
+    kind = type(exc).__name__
+    return kind in {
+        "RepositoryNotFoundError",
+        "RevisionNotFoundError",
+        "EntryNotFoundError",
+        "GatedRepoError",
+        "LocalEntryNotFoundError",
+    }
+
+
+# ---------------------------------------------------------------------- single-file checkpoint
+
+
+def checkpoint_keys(path: Path) -> list[str]:
+    """The parameter names of a ``.safetensors`` or ``.ckpt`` checkpoint."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return list(fh.keys())
+        except Exception as exc:  # safetensors raises its own error types for bad headers
+            raise BuildError(f"{path}: not a readable safetensors file: {exc}") from exc
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle and zip errors alike
+        raise BuildError(f"{path}: not a readable checkpoint: {exc}") from exc
+    state = data.get("state_dict", data) if isinstance(data, dict) else {}
+    return list(state)
+
+
+def detect_checkpoint_family(keys: list[str]) -> Family:
+    """The family of an original-layout checkpoint, from its text encoder's keys."""
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
+        return "sd1"
+    raise BuildError(
+        "cannot tell the model family from the checkpoint's keys (no Stable Diffusion text "
+        "encoder found); pass --family"
+    )
+
+
+def config_folder(family: Family, dest: Path) -> Path:
+    """The shipped config folder of ``family`` copied to ``dest``, with its CLIP tokenizers."""
+    src = CONFIGS_DIR / family
+    if not src.is_dir():
+        raise BuildError(f"no shipped configs for family {family!r}")
+    shutil.copytree(src, dest)
+    # OpenCLIP-trained encoders (SD 2.x, SDXL's second) pad with "!", OpenAI CLIP with EOS
+    write_tokenizer(dest / "tokenizer", pad_token="!" if family == "sd2" else "<|endoftext|>")
+    if family == "sdxl":
+        write_tokenizer(dest / "tokenizer_2", pad_token="!")
+    return dest
+
+
+def bake_checkpoint(
+    path: Path,
+    models_dir: Path,
+    name: str,
+    *,
+    family: Family | None = None,
+    config: Path | None = None,
+) -> Path:
+    """Convert an original-layout checkpoint to a diffusers folder, offline, and bake it.
+
+    ``config`` is a diffusers folder whose configs (and tokenizers) describe the checkpoint;
+    without it the shipped configs of ``family`` (detected from the keys when None) are used.
+    The model's hash is the checkpoint's own sha256, as AUTOMATIC1111 shows it.
+    """
+    import diffusers
+
+    keys = checkpoint_keys(path)
+    family = family or detect_checkpoint_family(keys)
+    with scratch_dir() as scratch:
+        cfg = config if config is not None else config_folder(family, scratch / "config")
+        index = read_model_index((cfg / "model_index.json").read_text())
+        pipeline_class = getattr(diffusers, str(index["_class_name"]))
+        try:
+            pipe = pipeline_class.from_single_file(
+                str(path), config=str(cfg), local_files_only=True
+            )
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            raise BuildError(f"{path}: conversion as {family} failed: {exc}") from exc
+        with atomic_model_dir(models_dir, name) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            # ship the tokenizers as the config has them (vocab.json + merges.txt)
+            for tok in ("tokenizer", "tokenizer_2"):
+                if (cfg / tok).is_dir():
+                    shutil.rmtree(tmp / tok, ignore_errors=True)
+                    shutil.copytree(cfg / tok, tmp / tok)
+            _restore_index_names(tmp, index)
+            manifest = describe_folder(tmp, name, f"checkpoint:{path.name}", sha256_file(path))
+            manifest = replace(manifest, family=family)
+            write_manifest(tmp, manifest)
+    return models_dir / name
+
+
+def _restore_index_names(folder: Path, config_index: dict[str, Any]) -> None:
+    """Keep the class names the config folder used in ``model_index.json``.
+
+    Saving records the classes actually instantiated (``CLIPImageProcessorPil`` where
+    torchvision is absent); the config's generic names load everywhere.
+    """
+    path = folder / "model_index.json"
+    index = json.loads(path.read_text())
+    for key, value in config_index.items():
+        if isinstance(value, list) and key in index and index[key][0] is not None:
+            index[key] = value
+    path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,104 @@
+"""The Dockerfile: every step refers to files that exist and to code the tests exercise; lint."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each Dockerfile step, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text()
+    joined = re.sub(r"\\\n\s*", " ", text)
+    steps = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            steps.append((word.upper(), rest.strip()))
+    return steps
+
+
+def test_every_copied_path_exists_and_is_not_ignored() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {p[1:].rstrip("/") for p in ignore if p.startswith("!")}
+    copies = [args for word, args in instructions() if word == "COPY"]
+    assert copies
+    for args in copies:
+        *sources, _dest = shlex.split(args)
+        for src in sources:
+            assert (ROOT / src).exists(), f"COPY {src}: missing in the repository"
+            top = src.split("/")[0]
+            assert top in allowed, f"COPY {src}: excluded by .dockerignore"
+
+
+def test_bake_step_runs_the_tested_builder_script() -> None:
+    runs = [args for word, args in instructions() if word == "RUN"]
+    assert "python builder/bake.py" in runs
+    args = dict(a.split("=", 1) if "=" in a else (a, "") for w, a in instructions() if w == "ARG")
+    assert args["MODEL_ID"] == "tiny"
+
+
+def test_builder_script_bakes_model_id(tmp_path: Path) -> None:
+    env = {"MODEL_ID": "tiny", "MODEL_NAME": "baked", "SDWORKER_MODELS_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "builder" / "bake.py")],
+        env={**env, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "baked" / "sdworker.json").read_text())["family"] == "sd1"
+
+
+def test_pinned_packages_match_the_tested_ones() -> None:
+    runs = " ".join(args for word, args in instructions() if word == "RUN")
+    pins = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][\w.]*)", runs))
+    assert pins, "expected pinned pip installs"
+    for name, version in pins.items():
+        assert importlib.metadata.version(name) == version, name
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = re.findall(r"\.\[([a-z0-9_,]+)\]", runs)
+    for extra in ",".join(extras).split(","):
+        assert extra in project["optional-dependencies"], extra
+
+
+def test_runtime_is_offline_and_starts_the_handler() -> None:
+    steps = instructions()
+    env = " ".join(args for word, args in steps if word == "ENV")
+    assert "HF_HUB_OFFLINE=1" in env
+    assert "SDWORKER_MODELS_DIR=/models" in env
+    cmd = json.loads(next(args for word, args in steps if word == "CMD"))
+    assert cmd[:2] == ["python", "-u"]
+    assert Path(cmd[2]).name == "handler.py"
+    assert (ROOT / "handler.py").is_file()
+    job = json.loads((ROOT / "test_input.json").read_text())
+    assert job["input"]["prompt"]
+
+
+def test_weights_are_baked_before_the_worker_code_is_copied() -> None:
+    steps = instructions()
+    bake = steps.index(("RUN", "python builder/bake.py"))
+    copied_before = [args for word, args in steps[:bake] if word == "COPY"]
+    assert not any(args.startswith("src/ ") for args in copied_before)
+    assert ("COPY", "src/ src/") in steps[bake:]
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint not installed")
+def test_hadolint_clean() -> None:
+    done = subprocess.run(
+        ["hadolint", "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
