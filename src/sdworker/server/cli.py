@@ -10,10 +10,30 @@ import sys
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from sdworker.errors import ConfigError
 from sdworker.server.app import create_app
 from sdworker.settings import Settings
+
+
+class _EndpointServer(uvicorn.Server):
+    """uvicorn, but on shutdown the workers are told first and the long polls let go, so
+    stopping takes a moment rather than the whole poll interval."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = self._app.state
+        supervisor = getattr(state, "supervisor", None)
+        if supervisor is not None:
+            supervisor.terminate()
+        gateway = getattr(state, "gateway", None)
+        if gateway is not None:
+            gateway.release_polls()
+        await super().shutdown(sockets)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +135,7 @@ def serve_command(argv: list[str]) -> int:
         timeout_graceful_shutdown=3,
         access_log=args.log_level == "debug",
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _EndpointServer(config, app).run(sockets=[sock])
     return 0
 
 

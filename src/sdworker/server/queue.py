@@ -65,12 +65,16 @@ class JobQueue:
             self._lost(job, "the server stopped while the job was running")
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
-    async def close(self) -> None:
-        """Release every long-poll, stop sweeping, flush webhooks, close the database."""
+    def release_polls(self) -> None:
+        """Answer every worker long-poll now, and later ones at once (the server is stopping)."""
         self._closing.set()
         self._job_ready.set()
         for event in self._stop_ready.values():
             event.set()
+
+    async def close(self) -> None:
+        """Release every long-poll, stop sweeping, flush webhooks, close the database."""
+        self.release_polls()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -104,6 +104,13 @@ class WorkerSupervisor:
             self._spawn(slot)
         self._monitor = asyncio.create_task(self._watch())
 
+    def terminate(self) -> None:
+        """SIGTERM every worker: the SDK stops taking jobs and finishes the ones it holds."""
+        self._closed = True
+        for slot in self._slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.terminate()
+
     async def close(self, grace_s: float = 3.0) -> None:
         """SIGTERM every worker (the SDK finishes cleanly), SIGKILL what is left after ``grace_s``."""
         self._closed = True
@@ -140,7 +147,6 @@ class WorkerSupervisor:
             preexec_fn=_die_with_parent,
         )
         slot.started = asyncio.get_running_loop().time()
-        self.queue.worker_seen(slot.worker_id)
         log.info("started %s (pid %d)", slot.worker_id, slot.process.pid)
 
     async def _watch(self) -> None:
