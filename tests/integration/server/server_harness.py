@@ -100,5 +100,6 @@ def wait_status(
 FAST = {
     "SDWORKER_WORKER_POLL_S": "2",
     "SDWORKER_SWEEP_INTERVAL_S": "0.05",
+    "SDWORKER_WEBHOOK_INTERVAL_S": "0.2",
     "RUNPOD_LOG_LEVEL": "WARN",
 }
