@@ -121,3 +121,13 @@ class JobStateConflict(SdworkerError):
     """A request that the job's current status does not allow (e.g. retry of a running job)."""
 
     code = "job_state_conflict"
+
+
+class UploadRejected(UploadFailed):
+    """S3 refused an upload for a reason a retry cannot fix (no such bucket, access denied)."""
+
+
+class BuildError(SdworkerError):
+    """A model could not be baked: a bad reference, a missing file, a failed conversion."""
+
+    code = "build_error"
