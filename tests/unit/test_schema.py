@@ -104,7 +104,11 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "num_images": 0}, "num_images", "at least 1"),
     ({"prompt": "x", "num_images": 12}, "num_images", "at most 8"),
     ({"prompt": "x", "num_images_per_prompt": 9}, "num_images_per_prompt", "at most 8"),
-    ({"prompt": "x", "num_images": 2, "num_images_per_prompt": 2}, "num_images_per_prompt", "not both"),
+    (
+        {"prompt": "x", "num_images": 2, "num_images_per_prompt": 2},
+        "num_images_per_prompt",
+        "not both",
+    ),
     ({"prompt": "x", "seed": -1}, "seed", "at least 0"),
     ({"prompt": "x", "seed": 2**32}, "seed", "less than"),
     ({"prompt": "x", "seed": "42"}, "seed", "integer"),
@@ -120,7 +124,11 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "image": 12}, "image", "must be a string"),
     ({"prompt": "x", "lora": "missing"}, "lora[0].name", "baked LoRAs: pixel-art"),
     ({"prompt": "x", "lora": [{"name": "pixel-art", "scale": 3}]}, "lora[0].scale", "at most 2"),
-    ({"prompt": "x", "lora": [{"name": "pixel-art", "weight": 1}]}, "lora[0].weight", "not a known"),
+    (
+        {"prompt": "x", "lora": [{"name": "pixel-art", "weight": 1}]},
+        "lora[0].weight",
+        "not a known",
+    ),
     ({"prompt": "x", "use_compel": "yes"}, "use_compel", "true or false"),
     ({"prompt": "x", "upload": 1}, "upload", "true or false"),
     ({"prompt": "x", "clip_skip": 0}, "clip_skip", "at least 1"),
@@ -129,7 +137,9 @@ MALFORMED: list[tuple[Any, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "field", "rule"), MALFORMED, ids=[m[1] + ":" + m[2] for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("raw", "field", "rule"), MALFORMED, ids=[m[1] + ":" + m[2] for m in MALFORMED]
+)
 def test_malformed_input_names_the_field(raw: Any, field: str, rule: str) -> None:
     with pytest.raises(InvalidInput) as info:
         parse(raw)

@@ -17,7 +17,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Se
     def start(
         handler: str, workers: int = 1, state_dir: Path | None = None, **env: str
     ) -> ServerProcess:
-        folder = state_dir or tmp_path_factory.mktemp(f"endpoint-{handler}")
+        folder = state_dir or tmp_path_factory.mktemp(f"endpoint-{Path(handler).stem}")
         server = ServerProcess(handler, workers, folder, {**FAST, **env})
         started.append(server)
         return server.start()

@@ -21,7 +21,8 @@ class ServerProcess:
     """``python -m sdworker.server.cli`` in a subprocess; ``url`` is its ``/v2/local`` base."""
 
     def __init__(self, handler: str, workers: int, state_dir: Path, env: dict[str, str]) -> None:
-        self.handler = HANDLERS / f"{handler}.py"
+        # a fixture handler by name, or a path to any handler script
+        self.handler = Path(handler) if handler.endswith(".py") else HANDLERS / f"{handler}.py"
         self.workers = workers
         self.state_dir = state_dir
         self.env = env
