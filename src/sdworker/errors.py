@@ -117,6 +117,12 @@ class UploadFailed(SdworkerError):
     code = "upload_failed"
 
 
+class JobStateConflict(SdworkerError):
+    """A request that the job's current status does not allow (e.g. retry of a running job)."""
+
+    code = "job_state_conflict"
+
+
 class UploadRejected(UploadFailed):
     """S3 refused an upload for a reason a retry cannot fix (no such bucket, access denied)."""
 

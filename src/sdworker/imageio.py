@@ -38,7 +38,9 @@ class EncodedImage:
 
 def looks_like_image_ref(value: str) -> bool:
     """Cheap shape check used by validation (the real decode happens before generation)."""
-    return value.startswith(("http://", "https://")) or bool(_DATA_URL.match(value)) or len(value) > 16
+    return (
+        value.startswith(("http://", "https://")) or bool(_DATA_URL.match(value)) or len(value) > 16
+    )
 
 
 def decode_image(value: str, field: str, *, timeout_s: float = 30.0) -> Image.Image:
@@ -61,7 +63,7 @@ def decode_image(value: str, field: str, *, timeout_s: float = 30.0) -> Image.Im
 
 def _fetch(url: str, field: str, timeout_s: float) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) only)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             data: bytes = response.read(_MAX_FETCH_BYTES + 1)
     except Exception as exc:
         raise ImageFetchError(f"{field}: could not fetch {url}: {exc}") from exc

@@ -45,7 +45,9 @@ class Settings:
     # generation limits
     max_pixels: int = field(default=1536 * 1536, metadata={"env": "SDWORKER_MAX_PIXELS"})
     safety_checker: bool | None = field(default=None, metadata={"env": "SDWORKER_SAFETY_CHECKER"})
-    progress_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"})
+    progress_interval_s: float = field(
+        default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"}
+    )
     # device and memory
     device: str = field(default="auto", metadata={"env": "SDWORKER_DEVICE"})
     dtype: str = field(default="auto", metadata={"env": "SDWORKER_DTYPE"})
@@ -56,14 +58,30 @@ class Settings:
     state_dir: Path = field(default=Path(".sdworker"), metadata={"env": "SDWORKER_STATE_DIR"})
     result_ttl_s: float = field(default=1800.0, metadata={"env": "SDWORKER_RESULT_TTL_S"})
     runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
+    execution_timeout_s: float = field(
+        default=600.0, metadata={"env": "SDWORKER_EXECUTION_TIMEOUT_S"}
+    )
+    job_ttl_s: float = field(default=86400.0, metadata={"env": "SDWORKER_JOB_TTL_S"})
+    runsync_wait_s: float = field(default=90.0, metadata={"env": "SDWORKER_RUNSYNC_WAIT_S"})
+    run_body_limit_bytes: int = field(
+        default=10 * 1024 * 1024, metadata={"env": "SDWORKER_RUN_BODY_LIMIT_BYTES"}
+    )
+    runsync_body_limit_bytes: int = field(
+        default=20 * 1024 * 1024, metadata={"env": "SDWORKER_RUNSYNC_BODY_LIMIT_BYTES"}
+    )
+    webhook_retries: int = field(default=2, metadata={"env": "SDWORKER_WEBHOOK_RETRIES"})
+    webhook_interval_s: float = field(default=10.0, metadata={"env": "SDWORKER_WEBHOOK_INTERVAL_S"})
+    workers: int = field(default=1, metadata={"env": "SDWORKER_WORKERS"})
+    handler_path: Path = field(default=Path("handler.py"), metadata={"env": "SDWORKER_HANDLER"})
+    worker_poll_s: float = field(default=10.0, metadata={"env": "SDWORKER_WORKER_POLL_S"})
+    sweep_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_SWEEP_INTERVAL_S"})
+    job_attempts: int = field(default=2, metadata={"env": "SDWORKER_JOB_ATTEMPTS"})
     # delivery
     payload_limit_bytes: int = field(
         default=10_000_000, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
     )
     bucket_endpoint_url: str | None = field(default=None, metadata={"env": "BUCKET_ENDPOINT_URL"})
-    bucket_access_key_id: str | None = field(
-        default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"}
-    )
+    bucket_access_key_id: str | None = field(default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"})
     bucket_secret_access_key: str | None = field(
         default=None, metadata={"env": "BUCKET_SECRET_ACCESS_KEY"}
     )

@@ -1,0 +1,177 @@
+"""Benchmark: the same no-op handler behind ``sdworker serve`` and behind the runpod SDK's
+``--rp_serve_api`` test server. Prints /runsync p50/p99 and jobs/s for both, side by side,
+our /run + /status round trip, and the ratios.
+
+    PYTHONPATH=src python bench/endpoint.py [--requests 200] [--clients 8] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDLER = ROOT / "tests" / "fixtures" / "handlers" / "echo.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_up(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_ours(workers: int, state: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, "SDWORKER_STATE_DIR": str(state), "RUNPOD_LOG_LEVEL": "ERROR"}
+    # the SDK's worker loop sleeps 1 s whenever a worker is at its concurrency limit; a high
+    # limit keeps that pause out of a measurement of the endpoint
+    env.setdefault("FIXTURE_CONCURRENCY", "64")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "sdworker.server.cli", "--port", "0"),
+            *("--log-level", "warning", "--workers", str(workers), "--handler", str(HANDLER)),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    match = re.search(r"on (http://[\d.:]+)/v2/", proc.stdout.readline())
+    if not match:
+        raise SystemExit("sdworker serve did not start")
+    url = f"{match.group(1)}/v2/local"
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/health").json()["workers"]["idle"] < workers:
+        if time.monotonic() > deadline:
+            raise SystemExit("workers did not come up")
+        time.sleep(0.1)
+    return proc, url
+
+
+def start_sdk() -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    env = {**os.environ, "RUNPOD_LOG_LEVEL": "ERROR", "UVICORN_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, str(HANDLER), "--rp_serve_api", "--rp_api_host", "127.0.0.1"),
+            *("--rp_api_port", str(port), "--rp_log_level", "ERROR"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url + "/")
+    return proc, url
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+async def runsync_latency(url: str, n: int) -> list[float]:
+    out = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        for i in range(n):
+            t0 = time.perf_counter()
+            r = await http.post(f"{url}/runsync", json={"input": {"i": i}})
+            assert r.json()["status"] == "COMPLETED", r.text
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+async def runsync_throughput(url: str, n: int, clients: int) -> float:
+    counter = iter(range(n))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for i in counter:
+            r = await http.post(f"{url}/runsync", json={"input": {"i": i}})
+            assert r.json()["status"] == "COMPLETED", r.text
+
+    async with httpx.AsyncClient(timeout=120) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return n / (time.perf_counter() - t0)
+
+
+async def run_status_latency(url: str, n: int, poll_s: float) -> list[float]:
+    out = []
+    async with httpx.AsyncClient(timeout=60) as http:
+        for i in range(n):
+            t0 = time.perf_counter()
+            job_id = (await http.post(f"{url}/run", json={"input": {"i": i}})).json()["id"]
+            while (await http.get(f"{url}/status/{job_id}")).json()["status"] != "COMPLETED":
+                await asyncio.sleep(poll_s)
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--poll-ms", type=float, default=5.0)
+    args = parser.parse_args()
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as state:
+        ours, ours_url = start_ours(args.workers, Path(state))
+        sdk, sdk_url = start_sdk()
+        try:
+            for name, url in (("sdworker", ours_url), ("runpod --rp_serve_api", sdk_url)):
+                asyncio.run(runsync_latency(url, 10))  # warm up
+                lat = asyncio.run(runsync_latency(url, args.requests))
+                tput = asyncio.run(runsync_throughput(url, args.requests, args.clients))
+                results[name] = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "jobs/s": tput}
+            rs = asyncio.run(run_status_latency(ours_url, args.requests, args.poll_ms / 1000))
+        finally:
+            for proc in (ours, sdk):
+                proc.terminate()
+                proc.wait(15)
+
+    print(
+        f"/runsync, no-op handler, {args.requests} requests; throughput with {args.clients} clients"
+    )
+    print(f"{'server':<24}{'p50 ms':>10}{'p99 ms':>10}{'jobs/s':>10}")
+    for name, r in results.items():
+        print(f"{name:<24}{r['p50']:>10.2f}{r['p99']:>10.2f}{r['jobs/s']:>10.1f}")
+    ours_r, sdk_r = results["sdworker"], results["runpod --rp_serve_api"]
+    print(
+        f"ratio sdworker/sdk: p50 x{ours_r['p50'] / sdk_r['p50']:.2f},"
+        f" p99 x{ours_r['p99'] / sdk_r['p99']:.2f}, jobs/s x{ours_r['jobs/s'] / sdk_r['jobs/s']:.2f}"
+    )
+    print(
+        f"sdworker /run + /status (poll every {args.poll_ms:g} ms): p50 {pct(rs, 0.5):.2f} ms,"
+        f" p99 {pct(rs, 0.99):.2f} ms, mean {statistics.mean(rs) * 1000:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""``sdworker serve``: the local endpoint on uvicorn, with N worker processes."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from sdworker.errors import ConfigError
+from sdworker.server.app import create_app
+from sdworker.settings import Settings
+
+
+class _EndpointServer(uvicorn.Server):
+    """uvicorn, but on shutdown the workers are told first and the long polls let go, so
+    stopping takes a moment rather than the whole poll interval."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        state = self._app.state
+        supervisor = getattr(state, "supervisor", None)
+        if supervisor is not None:
+            supervisor.terminate()
+        gateway = getattr(state, "gateway", None)
+        if gateway is not None:
+            gateway.release_polls()
+        await super().shutdown(sockets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sdworker serve",
+        description="Serve RunPod's serverless API locally, with real runpod worker processes.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (SDWORKER_WORKERS)"
+    )
+    parser.add_argument(
+        "--handler", type=Path, default=None, help="handler script (SDWORKER_HANDLER)"
+    )
+    parser.add_argument(
+        "--endpoint-id", default=None, help="served endpoint id (SDWORKER_ENDPOINT_ID)"
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="queue and files (SDWORKER_STATE_DIR)"
+    )
+    parser.add_argument("--public-url", default=None, help="URL workers and file links use")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(argv: list[str]) -> int:
+    """Run the endpoint until interrupted; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"sdworker serve: {exc}", file=sys.stderr)
+        return 2
+    overrides: dict[str, object] = {}
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    if args.handler is not None:
+        overrides["handler_path"] = args.handler
+    if args.endpoint_id:
+        overrides["endpoint_id"] = args.endpoint_id
+    if args.state_dir is not None:
+        overrides["state_dir"] = args.state_dir
+    settings = settings.with_(**overrides)
+
+    if not is_loopback(args.host) and not settings.api_key:
+        print(
+            f"sdworker serve: refusing to listen on {args.host} without an API key;"
+            " set SDWORKER_API_KEY, or bind 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
+    if settings.workers > 0 and not settings.handler_path.is_file():
+        print(
+            f"sdworker serve: handler {settings.handler_path} not found"
+            " (use --handler PATH, or --workers 0 to serve the queue alone)",
+            file=sys.stderr,
+        )
+        return 2
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"sdworker serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]
+    local_host = "127.0.0.1" if family == socket.AF_INET else "[::1]"
+    public_url = args.public_url or f"http://{local_host}:{port}"
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(
+        settings,
+        public_url=public_url,
+        worker_log=None,
+    )
+    print(
+        f"sdworker endpoint {settings.endpoint_id!r} on {public_url}/v2/{settings.endpoint_id}"
+        f" with {settings.workers} worker(s); docs at {public_url}/docs",
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=3,
+        access_log=args.log_level == "debug",
+    )
+    _EndpointServer(config, app).run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve_command(sys.argv[1:]))

@@ -1,0 +1,202 @@
+"""The client routes of RunPod's serverless API (``/v2/{endpoint_id}/...``) and the SDK test
+server's root routes. Failed jobs are data (a status body); HTTP codes are for protocol problems.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+
+from sdworker.errors import InvalidInput, JobStateConflict
+from sdworker.server.auth import require_api_key
+from sdworker.server.errors import EndpointError
+from sdworker.server.gateway import JobView
+from sdworker.server.queue import JobQueue
+
+_JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["input"],
+                    "properties": {
+                        "input": {"type": "object"},
+                        "webhook": {"type": "string"},
+                        "policy": {
+                            "type": "object",
+                            "properties": {
+                                "executionTimeout": {"type": "integer"},
+                                "ttl": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+                "example": {"input": {"prompt": "a photo of an astronaut riding a horse"}},
+            }
+        },
+    }
+}
+
+
+def _queue(request: Request) -> JobQueue:
+    queue: JobQueue = request.app.state.gateway
+    return queue
+
+
+async def check_endpoint(request: Request, endpoint_id: str) -> None:
+    """Only the served endpoint id exists; any other answers 404 naming the one that does."""
+    served = request.app.state.settings.endpoint_id
+    if endpoint_id != served:
+        raise EndpointError(
+            404, f"endpoint {endpoint_id!r} not found; this server serves {served!r}"
+        )
+
+
+async def _read_job_body(request: Request, limit: int) -> dict[str, Any]:
+    route = request.url.path.rsplit("/", 1)[-1]
+    too_large = (
+        f"payload too large: /{route} accepts at most {limit} bytes"
+        f" ({limit / 1024 / 1024:g} MB); upload big inputs and pass a URL instead"
+    )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise EndpointError(413, too_large)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise EndpointError(413, too_large)
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise EndpointError(400, f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+        raise EndpointError(400, 'the request body must be a JSON object with an "input" object')
+    return body
+
+
+async def _submit(request: Request, *, sync: bool, limit: int) -> JobView:
+    body = await _read_job_body(request, limit)
+    webhook = body.get("webhook")
+    if webhook is not None and not isinstance(webhook, str):
+        raise EndpointError(400, "webhook must be a URL string")
+    try:
+        return await _queue(request).submit(
+            body["input"], webhook=webhook, policy=body.get("policy"), sync=sync
+        )
+    except InvalidInput as exc:
+        raise EndpointError(400, str(exc)) from exc
+
+
+async def _found(view: JobView | None, job_id: str) -> JobView:
+    if view is None:
+        raise EndpointError(404, f"job {job_id} not found (unknown, or its result has expired)")
+    return view
+
+
+async def run(request: Request) -> dict[str, Any]:
+    """Queue a job; it runs in the background."""
+    limit = request.app.state.settings.run_body_limit_bytes
+    view = await _submit(request, sync=False, limit=limit)
+    return {"id": view.id, "status": view.status.value}
+
+
+async def runsync(request: Request, wait: int | None = None) -> dict[str, Any]:
+    """Queue a job and wait for it (90 s, or ``wait`` ms within 1000-300000), finished or not."""
+    settings = request.app.state.settings
+    view = await _submit(request, sync=True, limit=settings.runsync_body_limit_bytes)
+    wait_s = settings.runsync_wait_s if wait is None else min(max(wait, 1000), 300_000) / 1000
+    final = await _queue(request).wait(view.id, wait_s)
+    return (final or view).status_body()
+
+
+async def status(request: Request, job_id: str) -> dict[str, Any]:
+    """The job's status; while it runs, ``output`` is its latest progress update."""
+    return (await _found(await _queue(request).get(job_id), job_id)).status_body()
+
+
+async def stream(request: Request, job_id: str) -> dict[str, Any]:
+    """Stream chunks produced since the last call."""
+    found = await _queue(request).stream(job_id)
+    if found is None:
+        await _found(None, job_id)
+        raise AssertionError("unreachable")
+    view, chunks = found
+    return {"id": view.id, "status": view.status.value, "stream": chunks}
+
+
+async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+    """Cancel a queued job, or interrupt a running one between denoising steps."""
+    view = await _found(await _queue(request).cancel(job_id), job_id)
+    return {"id": view.id, "status": view.status.value}
+
+
+async def retry(request: Request, job_id: str) -> dict[str, Any]:
+    """Requeue a FAILED or TIMED_OUT job under the same id."""
+    try:
+        view = await _found(await _queue(request).retry(job_id), job_id)
+    except JobStateConflict as exc:
+        raise EndpointError(400, str(exc)) from exc
+    return {"id": view.id, "status": view.status.value}
+
+
+async def purge_queue(request: Request) -> dict[str, Any]:
+    """Drop every queued job; running jobs are untouched."""
+    return {"removed": await _queue(request).purge(), "status": "completed"}
+
+
+async def health(request: Request) -> dict[str, Any]:
+    """Job counters and worker states."""
+    return await _queue(request).health()
+
+
+async def result_file(request: Request, job_id: str, name: str) -> FileResponse:
+    """A file a job stored (kept as long as the job's result)."""
+    if await _queue(request).get(job_id) is None:
+        await _found(None, job_id)
+    found = _queue(request).files.find(job_id, name)
+    if found is None:
+        raise EndpointError(404, f"file {name} not found for job {job_id}")
+    path, content_type = found
+    return FileResponse(path, media_type=content_type)
+
+
+def _get_and_post(router: APIRouter, path: str, endpoint: Any) -> None:
+    # one route per method, so each gets its own OpenAPI operation id
+    for method in ("GET", "POST"):
+        name = f"{endpoint.__name__}_{method.lower()}"
+        router.add_api_route(path, endpoint, methods=[method], name=name)
+
+
+def endpoint_router() -> APIRouter:
+    """``/v2/{endpoint_id}/...``: the hosted endpoint's routes."""
+    router = APIRouter(
+        prefix="/v2/{endpoint_id}",
+        dependencies=[Depends(require_api_key), Depends(check_endpoint)],
+        tags=["endpoint"],
+    )
+    router.add_api_route("/run", run, methods=["POST"], openapi_extra=_JOB_BODY)
+    router.add_api_route("/runsync", runsync, methods=["POST"], openapi_extra=_JOB_BODY)
+    _get_and_post(router, "/status/{job_id}", status)
+    _get_and_post(router, "/stream/{job_id}", stream)
+    router.add_api_route("/cancel/{job_id}", cancel, methods=["POST"])
+    router.add_api_route("/retry/{job_id}", retry, methods=["POST"])
+    router.add_api_route("/purge-queue", purge_queue, methods=["POST"])
+    router.add_api_route("/health", health, methods=["GET"])
+    router.add_api_route("/files/{job_id}/{name}", result_file, methods=["GET"])
+    return router
+
+
+def sdk_test_router() -> APIRouter:
+    """The root routes of the ``runpod`` SDK's ``--rp_serve_api`` server, for existing scripts."""
+    router = APIRouter(dependencies=[Depends(require_api_key)], tags=["runpod test server"])
+    router.add_api_route("/run", run, methods=["POST"], openapi_extra=_JOB_BODY)
+    router.add_api_route("/runsync", runsync, methods=["POST"], openapi_extra=_JOB_BODY)
+    _get_and_post(router, "/status/{job_id}", status)
+    _get_and_post(router, "/stream/{job_id}", stream)
+    return router

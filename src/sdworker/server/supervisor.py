@@ -1,0 +1,168 @@
+"""Worker processes: N copies of ``python HANDLER`` running the ``runpod`` SDK's worker loop.
+
+Each worker is pointed at this server through the variables the SDK reads on RunPod
+(``RUNPOD_WEBHOOK_GET_JOB`` and friends), so it takes jobs exactly as it would in production.
+A worker that exits is replaced; the queue retries the job it held once, then fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sdworker.server.queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+#: env vars that would make the SDK do something other than take jobs from us
+_SDK_MODE_VARS = ("RUNPOD_AI_API_KEY", "RUNPOD_REALTIME_PORT", "RUNPOD_WEBHOOK_PING")
+
+
+def worker_env(base_url: str, token: str, worker_id: str, endpoint_id: str) -> dict[str, str]:
+    """The environment the SDK's worker loop needs to take jobs from this server."""
+    env = {k: v for k, v in os.environ.items() if k not in _SDK_MODE_VARS}
+    query = f"?token={token}"
+    env.update(
+        RUNPOD_POD_ID=worker_id,
+        RUNPOD_ENDPOINT_ID=endpoint_id,
+        RUNPOD_WEBHOOK_GET_JOB=f"{base_url}/job-take/$ID{query}",
+        RUNPOD_WEBHOOK_POST_OUTPUT=f"{base_url}/job-done/$RUNPOD_POD_ID/$ID{query}",
+        RUNPOD_WEBHOOK_POST_STREAM=f"{base_url}/job-stream/$RUNPOD_POD_ID/$ID{query}",
+        RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+    return env
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: a server killed with -9 must not leave workers behind."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@dataclass
+class _Slot:
+    index: int
+    generation: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    fast_failures: int = 0
+    started: float = 0.0
+
+    @property
+    def worker_id(self) -> str:
+        return f"worker-{self.index}-{self.generation}"
+
+
+class WorkerSupervisor:
+    """Keeps ``count`` worker processes alive."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        handler_path: Path,
+        count: int,
+        base_url: str,
+        token: str,
+        python: str = sys.executable,
+        log_file: Path | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.queue = queue
+        self.handler_path = handler_path.resolve()
+        self.base_url = base_url
+        self.token = token
+        self.python = python
+        self.poll_s = poll_s
+        self._slots = [_Slot(i) for i in range(count)]
+        self._log_file = log_file
+        self._log: IO[bytes] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        """Live worker processes by worker id (tests use this to kill one)."""
+        return {s.worker_id: s.process for s in self._slots if s.process is not None}
+
+    async def start(self) -> None:
+        if self._log_file is not None:
+            self._log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self._log_file.open("ab")
+        for slot in self._slots:
+            self._spawn(slot)
+        self._monitor = asyncio.create_task(self._watch())
+
+    def terminate(self) -> None:
+        """SIGTERM every worker: the SDK stops taking jobs and finishes the ones it holds."""
+        self._closed = True
+        for slot in self._slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.terminate()
+
+    async def close(self, grace_s: float = 3.0) -> None:
+        """SIGTERM every worker (the SDK finishes cleanly), SIGKILL what is left after ``grace_s``."""
+        self._closed = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        procs = [s.process for s in self._slots if s.process is not None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        for proc in procs:
+            while proc.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def _spawn(self, slot: _Slot) -> None:
+        if self._closed:
+            return
+        slot.generation += 1
+        env = worker_env(self.base_url, self.token, slot.worker_id, self.queue.settings.endpoint_id)
+        out: Any = self._log if self._log is not None else None
+        slot.process = subprocess.Popen(
+            [self.python, str(self.handler_path)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            preexec_fn=_die_with_parent,
+        )
+        slot.started = asyncio.get_running_loop().time()
+        log.info("started %s (pid %d)", slot.worker_id, slot.process.pid)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.poll_s)
+            for slot in self._slots:
+                proc = slot.process
+                if proc is None or proc.poll() is None:
+                    continue
+                reason = f"worker process {slot.worker_id} exited with code {proc.returncode}"
+                log.warning("%s; starting a replacement", reason)
+                self.queue.worker_gone(slot.worker_id, reason)
+                slot.process = None
+                # back off when a handler dies at start-up (a syntax error must not spin)
+                quick = loop.time() - slot.started < 2.0
+                slot.fast_failures = slot.fast_failures + 1 if quick else 0
+                delay = min(10.0, 0.25 * 2**slot.fast_failures) if quick else 0.0
+                loop.call_later(delay, self._spawn, slot)

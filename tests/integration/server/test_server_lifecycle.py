@@ -1,0 +1,175 @@
+"""Job lifecycle through real worker processes: progress, failure, cancel, timeout, streams,
+worker deaths, webhooks, and a server killed with -9."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from server_harness import ServerProcess, wait_status
+
+
+def submit(url: str, job_input: dict[str, Any], **extra: Any) -> str:
+    r = httpx.post(f"{url}/run", json={"input": job_input, **extra})
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+@pytest.fixture(scope="module")
+def steps(serve: Callable[..., ServerProcess]) -> ServerProcess:
+    return serve("steps", workers=1)
+
+
+def test_in_queue_in_progress_completed_with_progress_and_times(steps: ServerProcess) -> None:
+    busy = submit(steps.url, {"steps": 3, "step_s": 0.2})
+    job = submit(steps.url, {"steps": 4, "step_s": 0.15})
+    assert httpx.get(f"{steps.url}/status/{job}").json()["status"] == "IN_QUEUE"
+    wait_status(steps.url, busy, {"COMPLETED"})
+    seen = wait_status(steps.url, job, {"IN_PROGRESS"})
+    progress = None
+    while progress is None:
+        body = httpx.get(f"{steps.url}/status/{job}").json()
+        if body["status"] == "IN_PROGRESS" and "output" in body:
+            progress = body["output"]
+        elif body["status"] != "IN_PROGRESS":
+            break
+        time.sleep(0.03)
+    assert progress is not None and progress["steps"] == 4 and 0 < progress["progress"] <= 1
+    done = wait_status(steps.url, job, {"COMPLETED"})
+    assert done["output"] == {"steps_done": 4}
+    assert seen["delayTime"] >= 300  # it waited behind the busy job
+    assert 600 <= done["executionTime"] < 5000
+
+
+def test_cancel_queued_and_running_jobs(steps: ServerProcess) -> None:
+    running = submit(steps.url, {"steps": 100, "step_s": 0.1})
+    queued = submit(steps.url, {"steps": 1})
+    wait_status(steps.url, running, {"IN_PROGRESS"})
+    assert httpx.post(f"{steps.url}/cancel/{queued}").json()["status"] == "CANCELLED"
+    assert httpx.post(f"{steps.url}/cancel/{running}").json()["status"] == "CANCELLED"
+    # the single worker is free again long before the 10 s job could have ended
+    t0 = time.monotonic()
+    after = submit(steps.url, {"steps": 1, "step_s": 0.01})
+    assert wait_status(steps.url, after, {"COMPLETED"}, timeout_s=8)["output"] == {"steps_done": 1}
+    assert time.monotonic() - t0 < 5
+    assert httpx.get(f"{steps.url}/status/{running}").json()["status"] == "CANCELLED"
+    assert httpx.get(f"{steps.url}/status/{queued}").json()["status"] == "CANCELLED"
+
+
+def test_execution_timeout_then_retry(steps: ServerProcess) -> None:
+    job = submit(steps.url, {"steps": 100, "step_s": 0.1}, policy={"executionTimeout": 500})
+    body = wait_status(steps.url, job, {"TIMED_OUT"}, timeout_s=10)
+    assert "500 ms" in body["error"]
+    retried = httpx.post(f"{steps.url}/retry/{job}").json()
+    assert retried == {"id": job, "status": "IN_QUEUE"}
+    assert wait_status(steps.url, job, {"TIMED_OUT"}, timeout_s=10)["id"] == job
+
+
+def test_ttl_expiry_answers_404(steps: ServerProcess) -> None:
+    busy = submit(steps.url, {"steps": 5, "step_s": 0.1})
+    job = submit(steps.url, {"steps": 1}, policy={"ttl": 200})
+    time.sleep(0.3)
+    assert httpx.get(f"{steps.url}/status/{job}").status_code == 404
+    wait_status(steps.url, busy, {"COMPLETED"})
+
+
+def test_failed_job_carries_the_error(serve: Callable[..., ServerProcess]) -> None:
+    server = serve("fail", workers=1)
+    raised = wait_status(server.url, submit(server.url, {}), {"FAILED"})
+    assert "the fixture handler always fails" in raised["error"]
+    returned = wait_status(server.url, submit(server.url, {"mode": "return"}), {"FAILED"})
+    assert returned["error"].startswith("invalid input: prompt")
+
+
+def test_stream_chunks(serve: Callable[..., ServerProcess]) -> None:
+    server = serve("stream", workers=1)
+    job = submit(server.url, {"chunks": 4, "pause_s": 0.1})
+    chunks: list[Any] = []
+    status = ""
+    while status != "COMPLETED":
+        body = httpx.get(f"{server.url}/stream/{job}").json()
+        chunks += [c["output"] for c in body["stream"]]
+        status = body["status"]
+        time.sleep(0.05)
+    chunks += [c["output"] for c in httpx.get(f"{server.url}/stream/{job}").json()["stream"]]
+    assert chunks == [{"chunk": i} for i in range(4)]
+    final = httpx.get(f"{server.url}/status/{job}").json()
+    assert final["output"] == [{"chunk": i} for i in range(4)]
+
+
+def test_dead_worker_is_replaced_and_its_job_retried_once(
+    serve: Callable[..., ServerProcess],
+) -> None:
+    server = serve("crash", workers=1)
+    job = submit(server.url, {"crash": True})
+    body = wait_status(server.url, job, {"FAILED"}, timeout_s=40)
+    assert "exited with code 3" in body["error"] and "attempted 2 times" in body["error"]
+    assert httpx.get(f"{server.url}/health").json()["jobs"]["retried"] == 1
+    survivor = wait_status(server.url, submit(server.url, {"crash": False}), {"COMPLETED"}, 40)
+    assert survivor["output"] == {"survived": True}
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Hook.received.append(body)
+        # fail the first delivery so the retry is exercised
+        self.send_response(500 if len(_Hook.received) == 1 else 200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook_url() -> Iterator[str]:
+    _Hook.received = []
+    httpd = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_webhook_delivered_and_retried(steps: ServerProcess, hook_url: str) -> None:
+    job = submit(steps.url, {"steps": 1, "step_s": 0.01}, webhook=hook_url)
+    deadline = time.monotonic() + 10
+    while len(_Hook.received) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_Hook.received) == 2
+    assert _Hook.received[1]["id"] == job and _Hook.received[1]["status"] == "COMPLETED"
+    assert _Hook.received[1]["output"] == {"steps_done": 1}
+
+
+def test_kill_9_and_restart_loses_nothing(
+    serve: Callable[..., ServerProcess], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = tmp_path_factory.mktemp("durable")
+    server = serve("steps", workers=1, state_dir=state)
+    done = submit(server.url, {"steps": 1, "step_s": 0.01})
+    wait_status(server.url, done, {"COMPLETED"})
+    running = submit(server.url, {"steps": 30, "step_s": 0.1})
+    wait_status(server.url, running, {"IN_PROGRESS"})
+    queued = [submit(server.url, {"steps": 1, "step_s": 0.01}) for _ in range(3)]
+    server.kill9()
+
+    again = serve("steps", workers=1, state_dir=state)
+    assert httpx.get(f"{again.url}/status/{done}").json()["output"] == {"steps_done": 1}
+    for job in queued:
+        assert wait_status(again.url, job, {"COMPLETED"}, timeout_s=20)["output"] == {
+            "steps_done": 1
+        }
+    # the job that was running when the server died ran again (its second attempt)
+    assert wait_status(again.url, running, {"COMPLETED"}, timeout_s=20)["output"] == {
+        "steps_done": 30
+    }
+    assert httpx.get(f"{again.url}/health").json()["jobs"]["retried"] >= 1
