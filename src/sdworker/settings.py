@@ -56,6 +56,8 @@ class Settings:
     state_dir: Path = field(default=Path(".sdworker"), metadata={"env": "SDWORKER_STATE_DIR"})
     result_ttl_s: float = field(default=1800.0, metadata={"env": "SDWORKER_RESULT_TTL_S"})
     runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
+    # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
+    dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
     # delivery
     payload_limit_bytes: int = field(
         default=10 * 1024 * 1024, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
