@@ -51,7 +51,9 @@ class InvalidInput(SdworkerError):
         super().__init__("invalid input: " + "; ".join(str(p) for p in problems))
 
     @classmethod
-    def one(cls, field: str, message: str, value: Any = None, *, has_value: bool = True) -> InvalidInput:
+    def one(
+        cls, field: str, message: str, value: Any = None, *, has_value: bool = True
+    ) -> InvalidInput:
         return cls([Problem(field, message, value, has_value)])
 
     @property
@@ -113,3 +115,9 @@ class UploadFailed(SdworkerError):
     """Uploading the images to S3 failed after every retry."""
 
     code = "upload_failed"
+
+
+class BuildError(SdworkerError):
+    """A model could not be baked: a bad reference, a missing file, a failed conversion."""
+
+    code = "build_error"

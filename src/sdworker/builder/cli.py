@@ -1,0 +1,124 @@
+"""``sdworker bake``: the command line of the builder (the Dockerfile's bake step calls it too).
+
+``bake_command`` takes the arguments that follow ``bake``::
+
+    sdworker bake tiny [--name NAME]         the tiny SD 1.x test model; without --name it bakes
+                                             "tiny" and "tiny-safe" (with a safety checker that
+                                             flags every image)
+    sdworker bake tiny-sdxl [--name NAME]    the tiny SDXL test model
+    sdworker bake random-sd15 | random-sdxl  full-size architectures with random weights
+    sdworker bake MODEL_REF [--name NAME] [--lora FILE ...]
+                                             a hub id, a local diffusers folder, or a single
+                                             .safetensors/.ckpt checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sdworker.errors import SdworkerError
+from sdworker.manifest import Manifest
+from sdworker.settings import Settings
+
+log = logging.getLogger("sdworker.builder")
+
+#: the built-in references that need no download
+BUILTIN = ("tiny", "tiny-sdxl", "random-sd15", "random-sdxl")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sdworker bake`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="sdworker bake",
+        description="Bake a model into SDWORKER_MODELS_DIR with its manifest.",
+    )
+    parser.add_argument(
+        "ref",
+        metavar="MODEL_REF",
+        help=f"one of {', '.join(BUILTIN)}; a hub id (org/name); a diffusers folder; "
+        "a .safetensors/.ckpt checkpoint",
+    )
+    parser.add_argument("--name", help="the model's name (default: derived from MODEL_REF)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        help="where baked models go (default: $SDWORKER_MODELS_DIR, else ./models)",
+    )
+    parser.add_argument(
+        "--family",
+        choices=("sd1", "sd2", "sdxl"),
+        help="the model family of a single-file checkpoint (default: detected from its keys)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="a diffusers folder whose configs describe a single-file checkpoint "
+        "(default: the shipped config for its family)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a LoRA .safetensors file to bake alongside (repeatable)",
+    )
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    parser.add_argument(
+        "--variant",
+        help="hub weights variant (default: fp16 when the repository has it, else full precision)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of random-weights models")
+    return parser
+
+
+def bake_command(argv: list[str], settings: Settings | None = None) -> int:
+    """Run ``sdworker bake`` with ``argv`` (the arguments after ``bake``); returns an exit code."""
+    args = build_parser().parse_args(argv)
+    settings = settings or Settings.from_env()
+    models_dir: Path = args.models_dir or settings.models_dir
+    started = time.perf_counter()
+    try:
+        baked = _dispatch(args, models_dir)
+    except SdworkerError as exc:
+        print(f"sdworker bake: error: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    for path in baked:
+        manifest = Manifest.read(path)
+        size = sum(f.size for f in manifest.files.values())
+        print(
+            f"baked {manifest.name} ({manifest.family}, {manifest.native_width}x"
+            f"{manifest.native_height}, {len(manifest.files)} files, {size / 1e6:.1f} MB, "
+            f"hash {manifest.short_hash}) into {path}"
+        )
+    print(f"done in {elapsed:.1f} s")
+    return 0
+
+
+def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:
+    from sdworker.builder import tiny
+
+    ref: str = args.ref
+    if ref == "tiny":
+        if args.name:
+            return [tiny.bake_tiny(models_dir, args.name, seed=args.seed)]
+        return [
+            tiny.bake_tiny(models_dir, "tiny", seed=args.seed),
+            tiny.bake_tiny(models_dir, "tiny-safe", safety_checker=True, seed=args.seed),
+        ]
+    if ref == "tiny-sdxl":
+        return [tiny.bake_tiny_sdxl(models_dir, args.name or "tiny-sdxl", seed=args.seed)]
+    bake = _full_bake()
+    return [bake(args, models_dir)]
+
+
+def _full_bake() -> Callable[[argparse.Namespace, Path], Path]:
+    from sdworker.builder.bake import bake_from_args
+
+    return bake_from_args
