@@ -56,8 +56,6 @@ class Settings:
     state_dir: Path = field(default=Path(".sdworker"), metadata={"env": "SDWORKER_STATE_DIR"})
     result_ttl_s: float = field(default=1800.0, metadata={"env": "SDWORKER_RESULT_TTL_S"})
     runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
-    # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
-    dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
     # delivery
     payload_limit_bytes: int = field(
         default=10 * 1024 * 1024, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
@@ -72,6 +70,8 @@ class Settings:
     bucket_name: str | None = field(default=None, metadata={"env": "BUCKET_NAME"})
     bucket_region: str | None = field(default=None, metadata={"env": "BUCKET_REGION"})
     url_expiry_s: int = field(default=3600, metadata={"env": "SDWORKER_URL_EXPIRY_S"})
+    # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
+    dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

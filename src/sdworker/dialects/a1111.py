@@ -7,6 +7,7 @@ Pure functions: no HTTP, no queue. One A1111 request becomes ``n_iter`` native j
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import time
@@ -106,8 +107,9 @@ class SamplerCatalog:
 
 def default_catalog() -> SamplerCatalog:
     """The catalog of :mod:`sdworker.schedulers` (imported late: it is the lead's module)."""
-    from sdworker import schedulers
-
+    # imported by name at call time: the catalog belongs to the scheduler module, and the
+    # translation must stay importable (and testable with a fake catalog) without it
+    schedulers = importlib.import_module("sdworker.schedulers")
     return SamplerCatalog(
         samplers=list(schedulers.A1111_SAMPLERS),
         schedulers=list(schedulers.A1111_SCHEDULERS),
