@@ -117,6 +117,10 @@ class UploadFailed(SdworkerError):
     code = "upload_failed"
 
 
+class UploadRejected(UploadFailed):
+    """S3 refused an upload for a reason a retry cannot fix (no such bucket, access denied)."""
+
+
 class BuildError(SdworkerError):
     """A model could not be baked: a bad reference, a missing file, a failed conversion."""
 

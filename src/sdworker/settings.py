@@ -58,7 +58,7 @@ class Settings:
     runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
     # delivery
     payload_limit_bytes: int = field(
-        default=10 * 1024 * 1024, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
+        default=10_000_000, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
     )
     bucket_endpoint_url: str | None = field(default=None, metadata={"env": "BUCKET_ENDPOINT_URL"})
     bucket_access_key_id: str | None = field(
@@ -70,6 +70,8 @@ class Settings:
     bucket_name: str | None = field(default=None, metadata={"env": "BUCKET_NAME"})
     bucket_region: str | None = field(default=None, metadata={"env": "BUCKET_REGION"})
     url_expiry_s: int = field(default=3600, metadata={"env": "SDWORKER_URL_EXPIRY_S"})
+    upload_attempts: int = field(default=4, metadata={"env": "SDWORKER_UPLOAD_ATTEMPTS"})
+    upload_backoff_s: float = field(default=0.5, metadata={"env": "SDWORKER_UPLOAD_BACKOFF_S"})
     # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
     dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
 

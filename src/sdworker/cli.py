@@ -1,0 +1,113 @@
+"""``sdworker``: bake models, run one job, or serve the local endpoint.
+
+    sdworker bake tiny [--name NAME]
+    sdworker bake MODEL_REF [--name NAME]
+    sdworker generate INPUT.json [-o DIR]
+    sdworker serve [--host 127.0.0.1] [--port 8000] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sdworker import __version__
+from sdworker.errors import SdworkerError
+from sdworker.settings import Settings
+
+USAGE = __doc__ or ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(USAGE.strip())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(__version__)
+        return 0
+    command, rest = args[0], args[1:]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if command == "bake":
+            from sdworker.builder.cli import bake_command
+
+            return bake_command(rest)
+        if command == "generate":
+            return generate_command(rest)
+        if command == "serve":
+            from sdworker.server.cli import serve_command
+
+            return serve_command(rest)
+    except SdworkerError as exc:
+        print(f"sdworker {command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"sdworker: unknown command {command!r}\n\n{USAGE.strip()}", file=sys.stderr)
+    return 2
+
+
+def generate_command(argv: list[str]) -> int:
+    """Run one job (``{"input": ...}``) through the handler and write its images to a folder."""
+    parser = argparse.ArgumentParser(prog="sdworker generate", description=generate_command.__doc__)
+    parser.add_argument("input", type=Path, help="a JSON file: {\"input\": {...}} as test_input.json")
+    parser.add_argument("-o", "--output-dir", type=Path, default=Path("outputs"))
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    try:
+        job = json.loads(args.input.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"sdworker generate: cannot read {args.input}: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(job, dict) and "id" not in job:
+        job = {"id": f"local-{int(time.time())}", **job}
+
+    from sdworker.handler import Worker
+
+    worker = Worker(Settings.from_env())
+    bar = _ProgressBar(enabled=not args.quiet)
+    started = time.perf_counter()
+    result = worker.handle_sync(job, on_progress=bar)
+    bar.close()
+    if isinstance(result, dict):
+        print(f"sdworker generate: {result['error']}", file=sys.stderr)
+        return 1
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    summary: list[dict[str, Any]] = []
+    for index, item in enumerate(result):
+        fmt = item.get("format", "png")
+        path = args.output_dir / f"{index}-{item['seed']}.{'jpg' if fmt == 'jpeg' else fmt}"
+        path.write_bytes(base64.b64decode(item["image"]))
+        entry = {k: v for k, v in item.items() if k != "image"}
+        summary.append({**entry, "file": str(path)})
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"images": summary, "seconds": round(elapsed, 2)}, indent=2))
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar fed by the handler's progress updates."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar: Any = None
+        self._enabled = enabled
+
+    def __call__(self, update: dict[str, Any]) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=update["steps"], unit="step", file=sys.stderr)
+        self._bar.n = update["step"]
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

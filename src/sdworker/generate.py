@@ -1,0 +1,198 @@
+"""Generation: one validated request through a cached pipeline, image by image.
+
+Each image runs as its own pipeline call with its own generator seeded ``seed + i``. Batched
+matrix kernels are not batch-invariant (a 4-image batch differs from 1-image runs in the last
+bits), so this is what keeps API.md's promise that image *i* of ``seed: s`` is bit-identical to
+image 0 of ``seed: s + i``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sdworker import schedulers
+from sdworker.errors import Cancelled, DeviceError, OutOfMemory
+from sdworker.pipelines import LoadedModel, PipelineCache
+from sdworker.schema import Request
+
+log = logging.getLogger(__name__)
+
+#: called with (steps done, total steps) after every denoising step
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Generated:
+    image: Image.Image
+    seed: int
+    nsfw: bool | None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The request's decoded images (already resized to the request's size)."""
+
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+
+
+def effective_steps(request: Request) -> int:
+    """Denoising steps one image really takes (img2img skips the first ``1 - strength``)."""
+    steps = request.input.num_inference_steps
+    if request.mode == "txt2img":
+        return steps
+    return max(1, min(steps, int(steps * request.input.strength)))
+
+
+def sampler_label(request: Request, loaded: LoadedModel) -> str:
+    if request.scheduler is not None:
+        return request.scheduler.label
+    return str(loaded.scheduler_config.get("_class_name", "default"))
+
+
+def run_safety(request_wants: bool | None, loaded: LoadedModel, default: bool | None) -> bool:
+    """Whether the checker runs: the input decides, else the setting, else "if the model has one"."""
+    if loaded.safety is None:
+        return False
+    for choice in (request_wants, default):
+        if choice is not None:
+            return choice
+    return True
+
+
+class Generator:
+    """Runs requests on the models of a :class:`PipelineCache`."""
+
+    def __init__(self, cache: PipelineCache) -> None:
+        self.cache = cache
+
+    def __call__(
+        self,
+        request: Request,
+        inputs: Inputs,
+        *,
+        on_step: StepCallback | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+        safety_default: bool | None = None,
+    ) -> list[Generated]:
+        loaded = self.cache.get(request.model)
+        try:
+            return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
+        except torch.cuda.OutOfMemoryError:
+            # weights of other models may be what is in the way: drop them and try once more
+            log.warning("out of memory; evicting other models and retrying once")
+            for name in self.cache.loaded():
+                if name != request.model:
+                    self.cache.evict_all()
+                    loaded = self.cache.get(request.model)
+                    break
+            try:
+                return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
+            except torch.cuda.OutOfMemoryError as exc:
+                raise OutOfMemory(
+                    f"{request.width}x{request.height} with {request.input.num_images} image(s) "
+                    "does not fit the device's memory"
+                ) from exc
+        except RuntimeError as exc:
+            if "CUDA" in str(exc) or "cuDNN" in str(exc):
+                raise DeviceError(f"device fault during generation: {exc}") from exc
+            raise
+
+    def _run(
+        self,
+        loaded: LoadedModel,
+        request: Request,
+        inputs: Inputs,
+        on_step: StepCallback | None,
+        cancelled: Callable[[], bool],
+        safety_default: bool | None,
+    ) -> list[Generated]:
+        base = loaded.pipeline(request.mode)
+        images = request.input.num_images
+        total = effective_steps(request) * images
+        done = 0
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal done, total
+            if done == 0:
+                # some schedulers take an extra warm-up step (PNDM): trust the pipeline's count
+                total = int(getattr(pipe, "num_timesteps", 0) or total // images) * images
+            done += 1
+            if on_step is not None:
+                on_step(min(done, total), total)
+            if cancelled():
+                raise Cancelled("cancelled between denoising steps")
+            return kwargs
+
+        results: list[Generated] = []
+        for seed in request.seeds:
+            if cancelled():
+                raise Cancelled("cancelled before the next image")
+            pipe = self._pipeline_for(base, loaded, request, seed)
+            kwargs = self._call_kwargs(request, inputs, seed)
+            with torch.inference_mode():
+                image = pipe(**kwargs, callback_on_step_end=step_end).images[0]
+            results.append(Generated(image, seed, None))
+
+        if run_safety(request.input.safety_checker, loaded, safety_default):
+            results = self._check(loaded, results)
+        return results
+
+    def _pipeline_for(
+        self, base: Any, loaded: LoadedModel, request: Request, seed: int
+    ) -> Any:
+        """A per-request pipeline sharing ``base``'s modules, with a fresh scheduler."""
+        if request.scheduler is not None:
+            scheduler = schedulers.build(request.scheduler, loaded.scheduler_config, noise_seed=seed)
+        else:
+            scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
+        pipe = type(base).from_pipe(base, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _call_kwargs(self, request: Request, inputs: Inputs, seed: int) -> dict[str, Any]:
+        req = request.input
+        kwargs: dict[str, Any] = {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt or None,
+            "num_inference_steps": req.num_inference_steps,
+            "guidance_scale": req.guidance_scale,
+            "num_images_per_prompt": 1,
+            # a CPU generator gives the same noise on every device
+            "generator": torch.Generator("cpu").manual_seed(seed),
+            "output_type": "pil",
+        }
+        if req.clip_skip is not None and req.clip_skip > 1:
+            kwargs["clip_skip"] = req.clip_skip - 1  # A1111 counts the last layer as 1
+        if request.mode != "txt2img":
+            kwargs["image"] = inputs.image
+            kwargs["strength"] = req.strength
+        if request.mode == "inpaint":
+            kwargs["mask_image"] = inputs.mask
+        if request.mode != "img2img":
+            kwargs["width"] = request.width
+            kwargs["height"] = request.height
+        return kwargs
+
+    def _check(self, loaded: LoadedModel, results: list[Generated]) -> list[Generated]:
+        assert loaded.safety is not None
+        images = [r.image.convert("RGB") for r in results]
+        device, dtype = self.cache.device, self.cache.dtype
+        clip_input = loaded.safety.processor(images, return_tensors="pt").pixel_values
+        arrays = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+        with torch.inference_mode():
+            _, flags = loaded.safety.checker(
+                images=arrays, clip_input=clip_input.to(device=device, dtype=dtype)
+            )
+        checked = []
+        for result, flagged in zip(results, flags, strict=True):
+            image = Image.new("RGB", result.image.size) if flagged else result.image
+            checked.append(Generated(image, result.seed, bool(flagged)))
+        return checked

@@ -1,0 +1,245 @@
+"""The RunPod handler: job in, ``[{"image", "seed"}]`` or ``{"error"}`` out.
+
+This module alone turns exceptions into a job's ``error``. It validates and decodes before any
+model is loaded, reports throttled progress, and stops a generation between denoising steps
+when the runpod worker loop cancels the job (its stop channel cancels our asyncio task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from sdworker.errors import InvalidInput, SdworkerError
+from sdworker.imageio import decode_image, encode_image
+from sdworker.infotext import infotext
+from sdworker.models import ModelRegistry
+from sdworker.schema import ModelFacts, Request, parse_input
+from sdworker.settings import Settings
+
+if TYPE_CHECKING:
+    from sdworker.generate import Generated, Generator, Inputs
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+class Progress:
+    """Throttles step updates: the first step, then at most one per ``interval_s``, and the last."""
+
+    def __init__(self, sink: ProgressSink, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sink = sink
+        self._interval = interval_s
+        self._clock = clock
+        self._last: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if done < total and self._last is not None and now - self._last < self._interval:
+            return
+        self._last = now
+        self._sink({"step": done, "steps": total, "progress": round(done / total, 4)})
+
+
+class Worker:
+    """Everything one worker process needs: settings, the model registry and (lazily) the GPU."""
+
+    def __init__(self, settings: Settings, *, registry: ModelRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry(settings)
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
+
+    # -- validation -------------------------------------------------------------------------
+
+    def model_facts(self) -> dict[str, ModelFacts]:
+        return {
+            m.name: ModelFacts(
+                m.name,
+                m.manifest.native_width,
+                m.manifest.native_height,
+                m.manifest.family,
+            )
+            for m in self.registry.all()
+        }
+
+    def lora_names(self) -> list[str]:
+        root = self.settings.models_dir / "loras"
+        return sorted(p.stem for p in root.glob("*.safetensors")) if root.is_dir() else []
+
+    def validate(self, job_input: Any) -> tuple[Request, Inputs]:
+        """Parse the input and decode its images; nothing touches a model here."""
+        from sdworker.generate import Inputs
+
+        request = parse_input(
+            job_input,
+            models=self.model_facts(),
+            default_model=self.registry.default_name,
+            max_pixels=self.settings.max_pixels,
+            loras=self.lora_names(),
+        )
+        wants_checker = request.input.safety_checker
+        if wants_checker and not self.registry.get(request.model).manifest.has_safety_checker:
+            raise InvalidInput.one(
+                "safety_checker", f"model {request.model!r} ships no safety checker", True
+            )
+        if request.mode == "txt2img":
+            return request, Inputs()
+        return self._with_images(request)
+
+    def _with_images(self, request: Request) -> tuple[Request, Inputs]:
+        from dataclasses import replace
+
+        from sdworker.generate import Inputs
+
+        assert request.input.image is not None
+        image = decode_image(request.input.image, "image").convert("RGB")
+        width, height = request.width, request.height
+        if width is None or height is None:
+            width, height = _fit(image.size, self.settings.max_pixels, width, height)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        mask = None
+        if request.input.mask_image is not None:
+            mask = decode_image(request.input.mask_image, "mask_image").convert("L")
+            if mask.size != (width, height):
+                mask = mask.resize((width, height), Image.Resampling.NEAREST)
+        return replace(request, width=width, height=height), Inputs(image, mask)
+
+    # -- running ----------------------------------------------------------------------------
+
+    @property
+    def generator(self) -> Generator:
+        """The GPU side, created on first use (imports torch and diffusers)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from sdworker.generate import Generator
+                from sdworker.pipelines import PipelineCache
+
+                self._generator = Generator(PipelineCache(self.settings, self.registry))
+            return self._generator
+
+    def run(
+        self,
+        job: dict[str, Any],
+        *,
+        on_progress: ProgressSink | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[dict[str, Any]]:
+        """Run one job and return its output list; raise :class:`SdworkerError` on failure."""
+        if not isinstance(job, dict) or "input" not in job:
+            raise InvalidInput.one("input", "is required (a job is {\"id\", \"input\"})", job)
+        request, inputs = self.validate(job["input"])
+        progress = Progress(on_progress, self.settings.progress_interval_s) if on_progress else None
+        images = self.generator(
+            request,
+            inputs,
+            on_step=progress,
+            cancelled=cancelled,
+            safety_default=self.settings.safety_checker,
+        )
+        return self._encode(request, images)
+
+    def _encode(self, request: Request, images: list[Generated]) -> list[dict[str, Any]]:
+        manifest = self.registry.get(request.model).manifest
+        sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
+        output = []
+        for item in images:
+            params = infotext(
+                prompt=request.input.prompt,
+                negative_prompt=request.input.negative_prompt,
+                steps=request.input.num_inference_steps,
+                sampler=sampler,
+                guidance_scale=request.input.guidance_scale,
+                seed=item.seed,
+                width=item.image.width,
+                height=item.image.height,
+                model_name=manifest.name,
+                model_hash=manifest.short_hash,
+                extra={"Denoising strength": request.input.strength}
+                if request.mode != "txt2img"
+                else None,
+            )
+            encoded = encode_image(
+                item.image, request.input.output_format, seed=item.seed, parameters=params,
+                nsfw=item.nsfw,
+            )
+            entry: dict[str, Any] = {"image": encoded.b64(), "seed": item.seed}
+            if item.nsfw is not None:
+                entry["nsfw_content_detected"] = item.nsfw
+            if encoded.format != "png":
+                entry["format"] = encoded.format
+            output.append(entry)
+        return output
+
+    def handle_sync(
+        self,
+        job: dict[str, Any],
+        *,
+        on_progress: ProgressSink | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Like :meth:`run`, but every failure becomes ``{"error": ...}`` (the job fails, the
+        worker lives on)."""
+        job_id = job.get("id", "?") if isinstance(job, dict) else "?"
+        try:
+            return self.run(job, on_progress=on_progress, cancelled=cancelled)
+        except SdworkerError as exc:
+            log.info("job %s failed: %s", job_id, exc)
+            result: dict[str, Any] = {"error": str(exc)}
+            if exc.refresh_worker:
+                result["refresh_worker"] = True
+            return result
+        except Exception as exc:  # a bug must fail one job, not the worker
+            log.exception("job %s failed unexpectedly", job_id)
+            return {"error": f"internal error: {type(exc).__name__}: {exc}"}
+
+    async def handle(self, job: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        """The async handler given to ``runpod.serverless.start``.
+
+        Generation runs in a thread so the worker loop keeps polling its stop channel; when it
+        cancels this task, the flag below stops the generation at the next denoising step.
+        """
+        stop = threading.Event()
+
+        def report(progress: dict[str, Any]) -> None:
+            import runpod
+
+            runpod.serverless.progress_update(job, progress)
+
+        try:
+            return await asyncio.to_thread(
+                self.handle_sync, job, on_progress=report, cancelled=stop.is_set
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+
+
+def _fit(size: tuple[int, int], max_pixels: int, width: int | None, height: int | None) -> tuple[int, int]:
+    """The image's own size (or the one side given, keeping aspect), multiple of 8, in budget."""
+    w, h = size
+    if width is not None:
+        h, w = round(h * width / w), width
+    elif height is not None:
+        w, h = round(w * height / h), height
+    scale = min(1.0, (max_pixels / (w * h)) ** 0.5, 2048 / max(w, h))
+    w, h = int(w * scale), int(h * scale)
+    return max(64, w - w % 8), max(64, h - h % 8)
+
+
+def start(settings: Settings | None = None) -> None:
+    """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
+    import runpod
+
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = Worker(settings)
+    runpod.serverless.start({"handler": worker.handle, "return_aggregate_stream": True})

@@ -1,0 +1,229 @@
+"""The pipeline cache: models load lazily, stay on the device, and are evicted LRU by memory.
+
+One set of weights per model serves txt2img, img2img and inpaint: the other two pipelines are
+made with ``from_pipe`` and share every module. Each request then gets its own pipeline
+object (``from_pipe`` again, with a fresh scheduler) so per-call state never crosses requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoPipelineForImage2Image,
+    AutoPipelineForInpainting,
+    AutoPipelineForText2Image,
+    DiffusionPipeline,
+)
+
+from sdworker.errors import DeviceError, ModelDamaged, OutOfMemory
+from sdworker.models import ModelInfo, ModelRegistry
+from sdworker.schema import Mode
+from sdworker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_AUTO = {
+    "txt2img": AutoPipelineForText2Image,
+    "img2img": AutoPipelineForImage2Image,
+    "inpaint": AutoPipelineForInpainting,
+}
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting != "auto":
+        return torch.device(setting)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    if setting == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    named = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    return named[setting]
+
+
+@dataclass
+class SafetyChecker:
+    """The model's own NSFW checker and its image processor, run after generation on request."""
+
+    checker: Any
+    processor: Any
+
+
+@dataclass
+class LoadedModel:
+    """A model on the device: its pipelines by mode (made on first use) and what it weighs."""
+
+    info: ModelInfo
+    pipelines: dict[str, DiffusionPipeline]
+    nbytes: int
+    safety: SafetyChecker | None
+    load_seconds: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the base config every per-request scheduler starts from (the model's own scheduler)
+    scheduler_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> DiffusionPipeline:
+        return self.pipelines["txt2img"]
+
+    def pipeline(self, mode: Mode) -> DiffusionPipeline:
+        with self.lock:
+            if mode not in self.pipelines:
+                self.pipelines[mode] = _AUTO[mode].from_pipe(self.base)
+            return self.pipelines[mode]
+
+
+def module_bytes(pipe: DiffusionPipeline) -> int:
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(p.numel() * p.element_size() for p in component.parameters())
+            total += sum(b.numel() * b.element_size() for b in component.buffers())
+    return total
+
+
+class PipelineCache:
+    """Loaded models, least recently used first out when the memory budget is exceeded."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+        self.budget_bytes = self._budget()
+
+    def _budget(self) -> int:
+        if self.settings.model_memory_gb > 0:
+            return int(self.settings.model_memory_gb * 1024**3)
+        if self.device.type == "cuda":
+            # leave room for activations: half of the card for resident weights
+            return int(torch.cuda.get_device_properties(self.device).total_memory * 0.5)
+        import os
+
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return int(pages * 0.5)
+
+    def loaded(self) -> list[str]:
+        """Names of the models now resident, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded model ``name``, loading it (and evicting others) when needed."""
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            info = self.registry.get(name)
+            self._make_room(self._estimate(info))
+            loaded = self._load_with_retry(info)
+            self._models[name] = loaded
+            self._make_room(0)
+            return loaded
+
+    def _estimate(self, info: ModelInfo) -> int:
+        weights = sum(
+            f.size for path, f in info.manifest.files.items()
+            if path.endswith((".safetensors", ".bin")) and not path.startswith("safety_checker")
+        )
+        # files are usually fp32 or fp16; weights on the device follow our dtype
+        return weights if self.dtype == torch.float32 else weights // 2
+
+    def _make_room(self, incoming: int) -> None:
+        while self._models:
+            resident = sum(m.nbytes for m in self._models.values())
+            if resident + incoming <= self.budget_bytes:
+                return
+            if incoming == 0 and len(self._models) == 1:
+                return  # the one model we just loaded stays, whatever it weighs
+            name, _ = self._models.popitem(last=False)
+            log.info("evicting model %s to stay within %d bytes", name, self.budget_bytes)
+            self._release()
+
+    def evict_all(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._release()
+
+    def _release(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _load_with_retry(self, info: ModelInfo) -> LoadedModel:
+        try:
+            return self._load(info)
+        except torch.cuda.OutOfMemoryError:
+            self.evict_all()
+            try:
+                return self._load(info)
+            except torch.cuda.OutOfMemoryError as exc:
+                raise OutOfMemory(f"loading model {info.name!r} does not fit the device") from exc
+
+    def _load(self, info: ModelInfo) -> LoadedModel:
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {"torch_dtype": self.dtype, "local_files_only": True}
+        if info.manifest.family != "sdxl":
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        try:
+            base = AutoPipelineForText2Image.from_pretrained(str(info.path), **kwargs)
+        except (OSError, ValueError, EnvironmentError) as exc:
+            raise ModelDamaged(f"model {info.name!r} at {info.path} cannot be loaded: {exc}") from exc
+        try:
+            if self.device.type != "cpu":
+                base.to(self.device)
+        except RuntimeError as exc:
+            if "out of memory" in str(exc).lower():
+                raise
+            raise DeviceError(f"moving model {info.name!r} to {self.device} failed: {exc}") from exc
+        base.set_progress_bar_config(disable=True)
+        self._optimise(base)
+        safety = self._load_safety(info) if info.manifest.has_safety_checker else None
+        loaded = LoadedModel(
+            info=info,
+            pipelines={"txt2img": base},
+            nbytes=module_bytes(base),
+            safety=safety,
+            load_seconds=time.perf_counter() - started,
+            scheduler_config=dict(base.scheduler.config),
+        )
+        log.info("loaded model %s in %.2fs (%d MB)", info.name, loaded.load_seconds,
+                 loaded.nbytes // 2**20)
+        return loaded
+
+    def _optimise(self, pipe: DiffusionPipeline) -> None:
+        if self.device.type != "cuda":
+            return
+        try:
+            import xformers  # noqa: F401
+
+            pipe.enable_xformers_memory_efficient_attention()
+        except ImportError:
+            pass  # diffusers uses PyTorch's SDPA by default, which is nearly as fast
+
+    def _load_safety(self, info: ModelInfo) -> SafetyChecker:
+        from diffusers.pipelines.stable_diffusion.safety_checker import (
+            StableDiffusionSafetyChecker,
+        )
+        from transformers import CLIPImageProcessor
+
+        checker = StableDiffusionSafetyChecker.from_pretrained(
+            str(info.path / "safety_checker"), torch_dtype=self.dtype, local_files_only=True
+        ).to(self.device)
+        processor = CLIPImageProcessor.from_pretrained(str(info.path / "feature_extractor"))
+        return SafetyChecker(checker, processor)

@@ -1,0 +1,159 @@
+"""Scheduler names: diffusers class names and AUTOMATIC1111 sampler names, resolved to a spec.
+
+A :class:`SchedulerSpec` is a diffusers class name plus config overrides; :func:`build` turns it
+into a fresh scheduler from a model's own scheduler config, so a request never changes the
+scheduler another request sees. This module does not import torch or diffusers until ``build``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the diffusers schedulers that run Stable Diffusion models (SD 1.x, 2.x, XL)
+DIFFUSERS_SCHEDULERS: tuple[str, ...] = (
+    "DDIMScheduler",
+    "DDPMScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "LCMScheduler",
+    "LMSDiscreteScheduler",
+    "PNDMScheduler",
+    "UniPCMultistepScheduler",
+)
+
+_SDE = {"algorithm_type": "sde-dpmsolver++"}
+
+#: AUTOMATIC1111 sampler name -> (diffusers class, overrides), in A1111's listing order
+_A1111_BASE: dict[str, tuple[str, dict[str, Any]]] = {
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", _SDE),
+    "DPM++ 2M SDE Heun": ("DPMSolverMultistepScheduler", {**_SDE, "solver_type": "heun"}),
+    "DPM++ 2S a": ("DPMSolverSinglestepScheduler", {}),
+    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
+    "PLMS": ("PNDMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+    "LCM": ("LCMScheduler", {}),
+}
+
+#: A1111 schedule types ("scheduler" field since 1.9) -> overrides for sigma-based samplers
+_A1111_SCHEDULE_TYPES: dict[str, dict[str, Any]] = {
+    "Automatic": {},
+    "Uniform": {},
+    "Karras": {"use_karras_sigmas": True},
+    "Exponential": {"use_exponential_sigmas": True},
+    "Beta": {"use_beta_sigmas": True},
+    "SGM Uniform": {"timestep_spacing": "trailing"},
+}
+
+#: samplers whose diffusers class accepts a sigma schedule (Karras/Exponential/Beta variants)
+_SIGMA_CLASSES = {
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
+}
+
+A1111_SCHEDULERS: list[str] = list(_A1111_SCHEDULE_TYPES)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A diffusers scheduler class and the config values that make a named sampler."""
+
+    class_name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def uses_seeded_noise_sampler(self) -> bool:
+        return self.class_name == "DPMSolverSDEScheduler"
+
+
+def _build_table() -> dict[str, SchedulerSpec]:
+    table: dict[str, SchedulerSpec] = {}
+    for sampler, (cls, overrides) in _A1111_BASE.items():
+        table[sampler] = SchedulerSpec(cls, dict(overrides), sampler)
+        if cls in _SIGMA_CLASSES:
+            for schedule, extra in _A1111_SCHEDULE_TYPES.items():
+                if extra:
+                    name = f"{sampler} {schedule}"
+                    table[name] = SchedulerSpec(cls, {**overrides, **extra}, name)
+    for cls in DIFFUSERS_SCHEDULERS:
+        table[cls] = SchedulerSpec(cls, {}, cls)
+    return table
+
+
+_TABLE = _build_table()
+_BY_KEY = {name.casefold(): spec for name, spec in _TABLE.items()}
+
+#: every A1111 sampler name we accept in ``sampler_name`` (the list ``/sdapi/v1/samplers`` shows)
+A1111_SAMPLERS: list[str] = list(_A1111_BASE)
+#: A1111 names with schedule suffixes ("DPM++ 2M Karras"), as older clients send them
+A1111_SAMPLER_VARIANTS: list[str] = [n for n in _TABLE if n not in DIFFUSERS_SCHEDULERS]
+
+
+def valid_names() -> list[str]:
+    """Every name :func:`resolve` accepts (case-insensitive)."""
+    return list(_TABLE)
+
+
+def resolve(name: str) -> SchedulerSpec | None:
+    """The spec for a diffusers class name or A1111 sampler name, or None when unknown."""
+    return _BY_KEY.get(" ".join(name.split()).casefold())
+
+
+def a1111_aliases(sampler: str) -> list[str]:
+    """A1111's aliases for a sampler (``k_dpmpp_2m`` style), for ``/sdapi/v1/samplers``."""
+    key = sampler.lower().replace("++", "pp").replace(" ", "_")
+    return [f"k_{key}"] if sampler not in {"DDIM", "PLMS", "UniPC", "LCM", "DDPM"} else []
+
+
+def normalise(sampler_name: str | None, scheduler: str | None) -> str | None:
+    """Combine A1111's ``sampler_name`` and ``scheduler`` (schedule type) into one native name.
+
+    ``("DPM++ 2M", "Karras")`` → ``"DPM++ 2M Karras"``; a schedule type that does not apply to the
+    sampler (or "Automatic") is dropped, as A1111 itself ignores it.
+    """
+    if not sampler_name:
+        return None
+    spec = resolve(sampler_name)
+    if spec is None or not scheduler:
+        return sampler_name
+    schedule = next((s for s in _A1111_SCHEDULE_TYPES if s.casefold() == scheduler.casefold()), None)
+    combined = f"{spec.label} {schedule}" if schedule else spec.label
+    return combined if resolve(combined) is not None else spec.label
+
+
+def build(spec: SchedulerSpec, base_config: dict[str, Any], *, noise_seed: int | None = None) -> Any:
+    """A fresh scheduler of ``spec``'s class from a model's scheduler config."""
+    import diffusers
+
+    cls = getattr(diffusers, spec.class_name)
+    overrides = dict(spec.overrides)
+    if spec.uses_seeded_noise_sampler and noise_seed is not None:
+        overrides["noise_sampler_seed"] = noise_seed
+    return cls.from_config(base_config, **overrides)

@@ -1,0 +1,54 @@
+"""Shared fixtures: the tiny models, baked once per test session into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sdworker.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with ``tiny`` and ``tiny-safe`` (its checker flags every image)."""
+    from sdworker.builder.tiny import bake_tiny
+
+    root = tmp_path_factory.mktemp("models")
+    bake_tiny(root, "tiny")
+    bake_tiny(root, "tiny-safe", safety_checker=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        models_dir=models_dir,
+        default_model="tiny",
+        state_dir=tmp_path_factory.mktemp("state"),
+        progress_interval_s=0.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings) -> Iterator[object]:
+    """One worker (and so one pipeline cache) shared by the tests that only read from it."""
+    from sdworker.handler import Worker
+
+    yield Worker(settings)
+
+
+@pytest.fixture
+def worker_env(models_dir: Path) -> dict[str, str]:
+    """The environment a worker subprocess needs to find the tiny models and stay offline."""
+    env = dict(os.environ)
+    env.update(
+        SDWORKER_MODELS_DIR=str(models_dir),
+        SDWORKER_DEFAULT_MODEL="tiny",
+        RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"),
+    )
+    return env
