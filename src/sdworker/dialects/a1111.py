@@ -106,14 +106,24 @@ class SamplerCatalog:
 
 
 def default_catalog() -> SamplerCatalog:
-    """The catalog of :mod:`sdworker.schedulers` (imported late: it is the lead's module)."""
+    """The catalog of :mod:`sdworker.schedulers`, strict about names the dialect must reject."""
     # imported by name at call time: the catalog belongs to the scheduler module, and the
     # translation must stay importable (and testable with a fake catalog) without it
     schedulers = importlib.import_module("sdworker.schedulers")
+    types = {s.casefold() for s in schedulers.A1111_SCHEDULERS}
+
+    def normalise(sampler: str, scheduler: str | None) -> str:
+        if scheduler and scheduler.casefold() not in types:
+            raise InvalidInput.one("scheduler", "unknown schedule type", scheduler)
+        name = schedulers.normalise(sampler, scheduler)
+        if name is None or schedulers.resolve(name) is None:
+            raise InvalidInput.one("sampler_name", "unknown sampler", sampler)
+        return str(name)
+
     return SamplerCatalog(
         samplers=list(schedulers.A1111_SAMPLERS),
         schedulers=list(schedulers.A1111_SCHEDULERS),
-        normalise=schedulers.normalise,
+        normalise=normalise,
     )
 
 

@@ -223,3 +223,17 @@ def test_sd_models_lists_titles(manifests: list[Manifest]) -> None:
     assert v15["title"] == "v1-5-pruned-emaonly.safetensors [6ce0161689]"
     assert v15["hash"] == "6ce0161689" and v15["model_name"] == "v1-5-pruned-emaonly"
     assert tiny["sha256"] == "ab" * 32
+
+
+def test_real_catalog_accepts_every_listed_sampler(manifests: list[Manifest]) -> None:
+    real = a1111.default_catalog()
+    for name in real.samplers:
+        assert parse({"prompt": "x", "sampler_name": name}, real, manifests).native_scheduler
+    req = parse({"prompt": "x", "sampler_name": "DPM++ 2M", "scheduler": "karras"}, real, manifests)
+    assert req.native_scheduler == "DPM++ 2M Karras"
+    with pytest.raises(InvalidInput) as info:
+        parse({"prompt": "x", "sampler_name": "Nope", "scheduler": "Karras"}, real, manifests)
+    assert info.value.fields == ["sampler_name"]
+    with pytest.raises(InvalidInput) as info:
+        parse({"prompt": "x", "sampler_name": "Euler", "scheduler": "Wobbly"}, real, manifests)
+    assert info.value.fields == ["scheduler"]
