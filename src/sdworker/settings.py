@@ -90,6 +90,8 @@ class Settings:
     url_expiry_s: int = field(default=3600, metadata={"env": "SDWORKER_URL_EXPIRY_S"})
     upload_attempts: int = field(default=4, metadata={"env": "SDWORKER_UPLOAD_ATTEMPTS"})
     upload_backoff_s: float = field(default=0.5, metadata={"env": "SDWORKER_UPLOAD_BACKOFF_S"})
+    # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
+    dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -1,0 +1,214 @@
+"""Fakes shared by the dialect unit tests: a sampler catalog, manifests, a model registry."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from sdworker.dialects.a1111 import SamplerCatalog
+from sdworker.errors import InvalidInput
+from sdworker.manifest import Manifest
+from sdworker.models import ModelRegistry
+from sdworker.server.gateway import JobView, Status
+from sdworker.settings import Settings
+
+SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "Euler a", "Euler", "LMS", "Heun", "DDIM", "UniPC"]
+SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
+
+
+def fake_normalise(sampler: str, scheduler: str | None) -> str:
+    """The lead's rule in miniature: a sampler, optionally with a schedule type folded in."""
+    lowered = {s.lower(): s for s in SAMPLERS}
+    name = sampler.strip()
+    for sched in SCHEDULERS[1:]:
+        if name.lower().endswith(" " + sched.lower()):
+            base = name[: -len(sched) - 1]
+            if base.lower() in lowered:
+                return f"{lowered[base.lower()]} {sched}"
+    if name.lower() not in lowered:
+        raise InvalidInput.one("scheduler", "unknown", sampler)
+    if scheduler is None or scheduler.lower() == "automatic":
+        return lowered[name.lower()]
+    match = [s for s in SCHEDULERS if s.lower() == scheduler.lower()]
+    if not match:
+        raise InvalidInput.one("scheduler", "unknown", scheduler)
+    return f"{lowered[name.lower()]} {match[0]}"
+
+
+@pytest.fixture
+def catalog() -> SamplerCatalog:
+    return SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
+
+
+def make_manifest(name: str, sha: str = "", source: str = "") -> Manifest:
+    return Manifest(
+        name=name,
+        family="sd1",
+        native_width=64,
+        native_height=64,
+        default_scheduler="PNDMScheduler",
+        has_safety_checker=False,
+        source=source,
+        sha256=sha,
+    )
+
+
+@pytest.fixture
+def manifests() -> list[Manifest]:
+    return [
+        make_manifest("tiny", "ab" * 32, "sdworker/tiny"),
+        make_manifest(
+            "v1-5-pruned-emaonly", "6ce0161689" + "0" * 54, "runwayml/stable-diffusion-v1-5"
+        ),
+    ]
+
+
+@pytest.fixture
+def registry(tmp_path: Path, manifests: list[Manifest]) -> ModelRegistry:
+    for manifest in manifests:
+        folder = tmp_path / manifest.name
+        folder.mkdir()
+        manifest.write(folder)
+    return ModelRegistry(Settings(models_dir=tmp_path, default_model="tiny"))
+
+
+def fake_run(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stand-in for generation: a 8x8 PNG per image whose colour encodes its seed."""
+    if job.get("width", 64) % 8:
+        raise InvalidInput.one("width", "must be a multiple of 8", job["width"])
+    if job.get("num_inference_steps", 25) > 500:
+        raise InvalidInput.one(
+            "num_inference_steps", "must be at most 500", job["num_inference_steps"]
+        )
+    seed = job.get("seed")
+    seed = 1234 if seed is None else seed
+    out = []
+    for k in range(job.get("num_images", 1)):
+        buf = io.BytesIO()
+        s = seed + k
+        Image.new("RGB", (8, 8), (s % 256, (s >> 8) % 256, (s >> 16) % 256)).save(buf, "PNG")
+        out.append({"image": base64.b64encode(buf.getvalue()).decode(), "seed": s, "format": "png"})
+    return out
+
+
+class FakeGateway:
+    """An in-memory :class:`JobGateway`; with ``auto`` a job finishes when first looked at."""
+
+    def __init__(
+        self, run: Callable[[dict[str, Any]], list[dict[str, Any]]] = fake_run, auto: bool = True
+    ) -> None:
+        self.run = run
+        self.auto = auto
+        self.jobs: dict[str, JobView] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.cancelled: list[str] = []
+
+    def finish(self, job_id: str) -> None:
+        view = self.jobs[job_id]
+        if view.status.is_terminal():
+            return
+        try:
+            view.output = self.run(view.input)
+            view.status = Status.COMPLETED
+            view.execution_time_ms = 42
+        except InvalidInput as exc:
+            view.error = str(exc)
+            view.status = Status.FAILED
+
+    async def submit(
+        self,
+        job_input: dict[str, Any],
+        *,
+        webhook: str | None = None,
+        policy: dict[str, Any] | None = None,
+        sync: bool = False,
+    ) -> JobView:
+        view = JobView(id=uuid.uuid4().hex, status=Status.IN_QUEUE, input=job_input)
+        self.jobs[view.id] = view
+        return view
+
+    async def get(self, job_id: str) -> JobView | None:
+        if job_id in self.jobs and self.auto:
+            self.finish(job_id)
+        return self.jobs.get(job_id)
+
+    async def wait(self, job_id: str, timeout_s: float) -> JobView | None:
+        return await self.get(job_id)
+
+    async def cancel(self, job_id: str) -> JobView | None:
+        view = self.jobs.get(job_id)
+        if view is not None and not view.status.is_terminal():
+            view.status = Status.CANCELLED
+            self.cancelled.append(job_id)
+        return view
+
+    async def queue_position(self, job_id: str) -> int | None:
+        queued = [j for j, v in self.jobs.items() if v.status is Status.IN_QUEUE]
+        return queued.index(job_id) if job_id in queued else None
+
+    async def store_file(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
+        self.files[name] = (data, content_type)
+        return f"http://testserver/files/{job_id}/{name}"
+
+
+@pytest.fixture
+def gateway() -> FakeGateway:
+    return FakeGateway()
+
+
+def make_client(
+    registry: ModelRegistry,
+    gateway: FakeGateway,
+    api_key: str | None = None,
+    catalog: SamplerCatalog | None = None,
+) -> TestClient:
+    from sdworker.dialects.routes.a1111 import a1111_router
+    from sdworker.dialects.routes.common import DialectContext
+    from sdworker.dialects.routes.deepinfra import deepinfra_router
+    from sdworker.dialects.routes.salad import salad_router
+    from sdworker.dialects.routes.stochastic import stochastic_router
+
+    settings = Settings(models_dir=Path("/models"), api_key=api_key, dialect_wait_s=5.0)
+    ctx = DialectContext(registry, settings, lambda request: gateway)
+    cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
+    app = FastAPI()
+    for router in (
+        a1111_router(ctx, lambda: cat),
+        salad_router(ctx),
+        stochastic_router(ctx),
+        deepinfra_router(ctx),
+    ):
+        app.include_router(router)
+    return TestClient(app)
+
+
+@pytest.fixture
+def client(registry: ModelRegistry, gateway: FakeGateway) -> TestClient:
+    return make_client(registry, gateway)
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def client_factory(registry: ModelRegistry) -> ClientFactory:
+    """``client_factory(gateway, api_key=None)``: a TestClient over the dialect routers."""
+
+    def build(gateway: FakeGateway, api_key: str | None = None) -> TestClient:
+        return make_client(registry, gateway, api_key)
+
+    return build
+
+
+@pytest.fixture
+def fake_gateway() -> type[FakeGateway]:
+    return FakeGateway
