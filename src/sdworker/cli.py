@@ -1,9 +1,9 @@
 """``sdworker``: bake models, run one job, or serve the local endpoint.
 
-    sdworker bake tiny [--name NAME]
-    sdworker bake MODEL_REF [--name NAME]
-    sdworker generate INPUT.json [-o DIR]
-    sdworker serve [--host 127.0.0.1] [--port 8000] [--workers N]
+sdworker bake tiny [--name NAME]
+sdworker bake MODEL_REF [--name NAME]
+sdworker generate INPUT.json [-o DIR]
+sdworker serve [--host 127.0.0.1] [--port 8000] [--workers N]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def generate_command(argv: list[str]) -> int:
     """Run one job (``{"input": ...}``) through the handler and write its images to a folder."""
     parser = argparse.ArgumentParser(prog="sdworker generate", description=generate_command.__doc__)
-    parser.add_argument("input", type=Path, help="a JSON file: {\"input\": {...}} as test_input.json")
+    parser.add_argument("input", type=Path, help='a JSON file: {"input": {...}} as test_input.json')
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

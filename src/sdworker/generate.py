@@ -145,12 +145,12 @@ class Generator:
             results = self._check(loaded, results)
         return results
 
-    def _pipeline_for(
-        self, base: Any, loaded: LoadedModel, request: Request, seed: int
-    ) -> Any:
+    def _pipeline_for(self, base: Any, loaded: LoadedModel, request: Request, seed: int) -> Any:
         """A per-request pipeline sharing ``base``'s modules, with a fresh scheduler."""
         if request.scheduler is not None:
-            scheduler = schedulers.build(request.scheduler, loaded.scheduler_config, noise_seed=seed)
+            scheduler = schedulers.build(
+                request.scheduler, loaded.scheduler_config, noise_seed=seed
+            )
         else:
             scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
         pipe = type(base).from_pipe(base, scheduler=scheduler)

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from sdworker.errors import InvalidInput, SdworkerError
 from sdworker.delivery import check_delivery, deliver
+from sdworker.dialects.a1111 import Options
+from sdworker.errors import InvalidInput, SdworkerError
 from sdworker.imageio import EncodedImage, decode_image, encode_image
 from sdworker.infotext import infotext
 from sdworker.models import ModelRegistry
@@ -25,6 +26,7 @@ from sdworker.schema import ModelFacts, Request, parse_input
 from sdworker.settings import Settings
 
 if TYPE_CHECKING:
+    from sdworker.dialects.envelopes import Envelope
     from sdworker.generate import Generated, Generator, Inputs
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,9 @@ ProgressSink = Callable[[dict[str, Any]], None]
 class Progress:
     """Throttles step updates: the first step, then at most one per ``interval_s``, and the last."""
 
-    def __init__(self, sink: ProgressSink, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, sink: ProgressSink, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._sink = sink
         self._interval = interval_s
         self._clock = clock
@@ -56,6 +60,8 @@ class Worker:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings)
         self._generator: Generator | None = None
+        # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
+        self._a1111_options = Options()
         self._generator_lock = threading.Lock()
 
     # -- validation -------------------------------------------------------------------------
@@ -136,7 +142,7 @@ class Worker:
     ) -> list[dict[str, Any]]:
         """Run one job and return its output list; raise :class:`SdworkerError` on failure."""
         if not isinstance(job, dict) or "input" not in job:
-            raise InvalidInput.one("input", "is required (a job is {\"id\", \"input\"})", job)
+            raise InvalidInput.one("input", 'is required (a job is {"id", "input"})', job)
         request, inputs = self.validate(job["input"])
         check_delivery(request.input.upload, job.get("s3Config"), self.settings)
         progress = Progress(on_progress, self.settings.progress_interval_s) if on_progress else None
@@ -177,7 +183,10 @@ class Worker:
             )
             output.append(
                 encode_image(
-                    item.image, request.input.output_format, seed=item.seed, parameters=params,
+                    item.image,
+                    request.input.output_format,
+                    seed=item.seed,
+                    parameters=params,
                     nsfw=item.nsfw,
                 )
             )
@@ -189,11 +198,18 @@ class Worker:
         *,
         on_progress: ProgressSink | None = None,
         cancelled: Callable[[], bool] = lambda: False,
-    ) -> list[dict[str, Any]] | dict[str, Any]:
+    ) -> Any:
         """Like :meth:`run`, but every failure becomes ``{"error": ...}`` (the job fails, the
-        worker lives on)."""
+        worker lives on). An input in another service's envelope is answered in its shape."""
         job_id = job.get("id", "?") if isinstance(job, dict) else "?"
         try:
+            envelope = self._envelope(job)
+            if envelope is not None:
+                return envelope.run(
+                    lambda native: self.run(
+                        {**job, "input": native}, on_progress=on_progress, cancelled=cancelled
+                    )
+                )
             return self.run(job, on_progress=on_progress, cancelled=cancelled)
         except SdworkerError as exc:
             log.info("job %s failed: %s", job_id, exc)
@@ -205,7 +221,21 @@ class Worker:
             log.exception("job %s failed unexpectedly", job_id)
             return {"error": f"internal error: {type(exc).__name__}: {exc}"}
 
-    async def handle(self, job: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+    def _envelope(self, job: Any) -> Envelope | None:
+        """A docker-diffusers-api or A1111-worker envelope around the input, if there is one."""
+        from sdworker.dialects.envelopes import unwrap
+
+        raw = job.get("input") if isinstance(job, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        return unwrap(
+            raw,
+            manifests=[m.manifest for m in self.registry.all()],
+            default_model=self.registry.default_name,
+            options=self._a1111_options,
+        )
+
+    async def handle(self, job: dict[str, Any]) -> Any:
         """The async handler given to ``runpod.serverless.start``.
 
         Generation runs in a thread so the worker loop keeps polling its stop channel; when it
@@ -227,7 +257,9 @@ class Worker:
             raise
 
 
-def _fit(size: tuple[int, int], max_pixels: int, width: int | None, height: int | None) -> tuple[int, int]:
+def _fit(
+    size: tuple[int, int], max_pixels: int, width: int | None, height: int | None
+) -> tuple[int, int]:
     """The image's own size (or the one side given, keeping aspect), multiple of 8, in budget."""
     w, h = size
     if width is not None:
@@ -244,6 +276,12 @@ def start(settings: Settings | None = None) -> None:
     import runpod
 
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     worker = Worker(settings)
+    try:
+        worker.registry.verify()
+    except SdworkerError as exc:
+        raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
     runpod.serverless.start({"handler": worker.handle, "return_aggregate_stream": True})

@@ -50,6 +50,6 @@ def _num(value: float) -> int | float:
 def _quote(value: Any) -> str:
     text = str(value)
     # A1111 quotes values that would break its comma-separated parsing
-    if any(c in text for c in ",:\n\""):
+    if any(c in text for c in ',:\n"'):
         return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
     return text

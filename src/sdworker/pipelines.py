@@ -19,7 +19,6 @@ from diffusers import (
     AutoPipelineForImage2Image,
     AutoPipelineForInpainting,
     AutoPipelineForText2Image,
-    DiffusionPipeline,
 )
 
 from sdworker.errors import DeviceError, ModelDamaged, OutOfMemory
@@ -47,8 +46,14 @@ def resolve_device(setting: str) -> torch.device:
 def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
     if setting == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    named = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+    named = {
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     return named[setting]
 
 
@@ -65,7 +70,7 @@ class LoadedModel:
     """A model on the device: its pipelines by mode (made on first use) and what it weighs."""
 
     info: ModelInfo
-    pipelines: dict[str, DiffusionPipeline]
+    pipelines: dict[str, Any]
     nbytes: int
     safety: SafetyChecker | None
     load_seconds: float
@@ -74,17 +79,17 @@ class LoadedModel:
     scheduler_config: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def base(self) -> DiffusionPipeline:
+    def base(self) -> Any:
         return self.pipelines["txt2img"]
 
-    def pipeline(self, mode: Mode) -> DiffusionPipeline:
+    def pipeline(self, mode: Mode) -> Any:
         with self.lock:
             if mode not in self.pipelines:
                 self.pipelines[mode] = _AUTO[mode].from_pipe(self.base)
             return self.pipelines[mode]
 
 
-def module_bytes(pipe: DiffusionPipeline) -> int:
+def module_bytes(pipe: Any) -> int:
     total = 0
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
@@ -136,7 +141,8 @@ class PipelineCache:
 
     def _estimate(self, info: ModelInfo) -> int:
         weights = sum(
-            f.size for path, f in info.manifest.files.items()
+            f.size
+            for path, f in info.manifest.files.items()
             if path.endswith((".safetensors", ".bin")) and not path.startswith("safety_checker")
         )
         # files are usually fp32 or fp16; weights on the device follow our dtype
@@ -182,8 +188,10 @@ class PipelineCache:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
             base = AutoPipelineForText2Image.from_pretrained(str(info.path), **kwargs)
-        except (OSError, ValueError, EnvironmentError) as exc:
-            raise ModelDamaged(f"model {info.name!r} at {info.path} cannot be loaded: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise ModelDamaged(
+                f"model {info.name!r} at {info.path} cannot be loaded: {exc}"
+            ) from exc
         try:
             if self.device.type != "cpu":
                 base.to(self.device)
@@ -202,11 +210,15 @@ class PipelineCache:
             load_seconds=time.perf_counter() - started,
             scheduler_config=dict(base.scheduler.config),
         )
-        log.info("loaded model %s in %.2fs (%d MB)", info.name, loaded.load_seconds,
-                 loaded.nbytes // 2**20)
+        log.info(
+            "loaded model %s in %.2fs (%d MB)",
+            info.name,
+            loaded.load_seconds,
+            loaded.nbytes // 2**20,
+        )
         return loaded
 
-    def _optimise(self, pipe: DiffusionPipeline) -> None:
+    def _optimise(self, pipe: Any) -> None:
         if self.device.type != "cuda":
             return
         try:
@@ -222,8 +234,9 @@ class PipelineCache:
         )
         from transformers import CLIPImageProcessor
 
-        checker = StableDiffusionSafetyChecker.from_pretrained(
+        checker: Any = StableDiffusionSafetyChecker.from_pretrained(
             str(info.path / "safety_checker"), torch_dtype=self.dtype, local_files_only=True
-        ).to(self.device)
+        )
+        checker.to(self.device)
         processor = CLIPImageProcessor.from_pretrained(str(info.path / "feature_extractor"))
         return SafetyChecker(checker, processor)

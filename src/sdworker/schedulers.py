@@ -143,12 +143,16 @@ def normalise(sampler_name: str | None, scheduler: str | None) -> str | None:
     spec = resolve(sampler_name)
     if spec is None or not scheduler:
         return sampler_name
-    schedule = next((s for s in _A1111_SCHEDULE_TYPES if s.casefold() == scheduler.casefold()), None)
+    schedule = next(
+        (s for s in _A1111_SCHEDULE_TYPES if s.casefold() == scheduler.casefold()), None
+    )
     combined = f"{spec.label} {schedule}" if schedule else spec.label
     return combined if resolve(combined) is not None else spec.label
 
 
-def build(spec: SchedulerSpec, base_config: dict[str, Any], *, noise_seed: int | None = None) -> Any:
+def build(
+    spec: SchedulerSpec, base_config: dict[str, Any], *, noise_seed: int | None = None
+) -> Any:
     """A fresh scheduler of ``spec``'s class from a model's scheduler config."""
     import diffusers
 

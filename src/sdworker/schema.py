@@ -257,12 +257,12 @@ def _cross_field(
     if facts is not None and not has_image:
         width = width if width is not None else facts.native_width
         height = height if height is not None else facts.native_height
-    if _is_int(width) and _is_int(height) and width * height > max_pixels:
+    if isinstance(width, int) and isinstance(height, int) and width * height > max_pixels:
         problems.append(
             Problem(
                 "width",
-                f"width×height must be at most {max_pixels} pixels "
-                f"(SDWORKER_MAX_PIXELS); {width}×{height} is {width * height}",
+                f"width x height must be at most {max_pixels} pixels "
+                f"(SDWORKER_MAX_PIXELS); {width}x{height} is {width * height}",
                 width,
             )
         )
@@ -287,7 +287,3 @@ def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
             known = ", ".join(sorted(loras)) or "none"
             problems.append(Problem(f"lora[{i}].name", f"unknown LoRA; baked LoRAs: {known}", name))
     return problems
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

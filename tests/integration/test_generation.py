@@ -54,8 +54,16 @@ def test_output_formats(worker: Worker) -> None:
 
 def test_img2img_uses_the_image_size_when_none_is_given(worker: Worker) -> None:
     out = worker.handle_sync(
-        {"id": "i", "input": {"prompt": "x", "image": png_b64((96, 72), (200, 30, 30)),
-                               "num_inference_steps": 4, "strength": 0.5, "seed": 1}}
+        {
+            "id": "i",
+            "input": {
+                "prompt": "x",
+                "image": png_b64((96, 72), (200, 30, 30)),
+                "num_inference_steps": 4,
+                "strength": 0.5,
+                "seed": 1,
+            },
+        }
     )
     assert isinstance(out, list), out
     assert pixels(out[0]).shape == (72, 96, 3)
@@ -71,8 +79,13 @@ def test_img2img_strength_changes_the_image(worker: Worker) -> None:
 
 def test_inpaint_resizes_image_and_mask_to_the_request(worker: Worker) -> None:
     out = worker.handle_sync(
-        job(image=png_b64((128, 128), (10, 200, 10)), mask_image=png_b64((32, 32), 255, "L"),
-            width=64, height=96, strength=1.0)
+        job(
+            image=png_b64((128, 128), (10, 200, 10)),
+            mask_image=png_b64((32, 32), 255, "L"),
+            width=64,
+            height=96,
+            strength=1.0,
+        )
     )
     assert isinstance(out, list), out
     assert pixels(out[0]).shape == (96, 64, 3)
@@ -171,7 +184,9 @@ def test_undecodable_image_names_the_field(worker: Worker) -> None:
 
 def test_progress_reports_every_step_count(worker: Worker) -> None:
     updates: list[dict[str, Any]] = []
-    worker.handle_sync(job(num_inference_steps=3, num_images=2, scheduler="Euler"), on_progress=updates.append)
+    worker.handle_sync(
+        job(num_inference_steps=3, num_images=2, scheduler="Euler"), on_progress=updates.append
+    )
     assert updates[-1] == {"step": 6, "steps": 6, "progress": 1.0}
     assert [u["step"] for u in updates] == list(range(1, 7))
 
@@ -179,7 +194,8 @@ def test_progress_reports_every_step_count(worker: Worker) -> None:
 def test_cancel_stops_between_steps(worker: Worker) -> None:
     seen: list[int] = []
     out = worker.handle_sync(
-        job(num_inference_steps=10), on_progress=lambda u: seen.append(u["step"]),
+        job(num_inference_steps=10),
+        on_progress=lambda u: seen.append(u["step"]),
         cancelled=lambda: len(seen) >= 2,
     )
     assert isinstance(out, dict) and "cancelled" in out["error"]

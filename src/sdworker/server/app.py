@@ -13,7 +13,7 @@ from sdworker import __version__
 from sdworker.server.clock import Clock
 from sdworker.server.errors import EndpointError, endpoint_error_handler
 from sdworker.server.queue import JobQueue
-from sdworker.server.routes import endpoint_router, sdk_test_router
+from sdworker.server.routes import endpoint_router, files_router, sdk_test_router
 from sdworker.server.supervisor import WorkerSupervisor
 from sdworker.server.worker_routes import WORKER_PREFIX, worker_router
 from sdworker.settings import Settings
@@ -78,6 +78,7 @@ def create_app(
     app.state.worker_token = secrets.token_urlsafe(24)
     app.add_exception_handler(EndpointError, endpoint_error_handler)
     app.include_router(endpoint_router())
+    app.include_router(files_router())
     app.include_router(worker_router())
     for router in extra_routers:
         app.include_router(router)

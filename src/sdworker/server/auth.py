@@ -27,3 +27,21 @@ async def require_api_key(request: Request) -> None:
     expected = request.app.state.settings.api_key
     if expected and not key_matches(request.headers.get("authorization"), expected):
         raise EndpointError(401, "unauthorized: send the API key as 'Authorization: Bearer <key>'")
+
+
+def file_signature(key: str, job_id: str, name: str) -> str:
+    """The ``sig`` that lets a plain GET (a Stochastic client's ``presigned_url``) fetch one
+    result file without the API key; derived from the key, so it survives restarts."""
+    message = f"{job_id}/{name}".encode()
+    return hmac.new(key.encode(), message, "sha256").hexdigest()[:32]
+
+
+async def require_key_or_signature(request: Request) -> None:
+    """FastAPI dependency for result files: the API key, or the file's own signature."""
+    expected = request.app.state.settings.api_key
+    if not expected or key_matches(request.headers.get("authorization"), expected):
+        return
+    params = request.path_params
+    signature = file_signature(expected, params.get("job_id", ""), params.get("name", ""))
+    if not hmac.compare_digest(request.query_params.get("sig", "").encode(), signature.encode()):
+        raise EndpointError(401, "unauthorized: send the API key, or use the signed file URL")

@@ -119,10 +119,14 @@ def serve_command(argv: list[str]) -> int:
     public_url = args.public_url or f"http://{local_host}:{port}"
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from sdworker.dialects import routers
+    from sdworker.models import ModelRegistry
+
     app = create_app(
         settings,
         public_url=public_url,
         worker_log=None,
+        extra_routers=routers(ModelRegistry(settings), settings),
     )
     print(
         f"sdworker endpoint {settings.endpoint_id!r} on {public_url}/v2/{settings.endpoint_id}"

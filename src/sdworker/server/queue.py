@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from sdworker.errors import InvalidInput, JobStateConflict, Problem
+from sdworker.server.auth import file_signature
 from sdworker.server.clock import Clock, SystemClock
 from sdworker.server.files import FileStore
 from sdworker.server.gateway import JobView, Status
@@ -189,7 +190,10 @@ class JobQueue:
     async def store_file(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
         path = self.files.save(job_id, name, data, content_type)
         endpoint = self.settings.endpoint_id
-        return f"{self.base_url}/v2/{endpoint}/files/{job_id}/{path.name}"
+        url = f"{self.base_url}/v2/{endpoint}/files/{job_id}/{path.name}"
+        if self.settings.api_key:
+            url += "?sig=" + file_signature(self.settings.api_key, job_id, path.name)
+        return url
 
     # -- the worker side --------------------------------------------------------------------
 

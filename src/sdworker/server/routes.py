@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from sdworker.errors import InvalidInput, JobStateConflict
-from sdworker.server.auth import require_api_key
+from sdworker.server.auth import require_api_key, require_key_or_signature
 from sdworker.server.errors import EndpointError
 from sdworker.server.gateway import JobView
 from sdworker.server.queue import JobQueue
@@ -188,6 +188,16 @@ def endpoint_router() -> APIRouter:
     router.add_api_route("/retry/{job_id}", retry, methods=["POST"])
     router.add_api_route("/purge-queue", purge_queue, methods=["POST"])
     router.add_api_route("/health", health, methods=["GET"])
+    return router
+
+
+def files_router() -> APIRouter:
+    """``/v2/{endpoint_id}/files/...``: result files, fetchable with their signed URL alone."""
+    router = APIRouter(
+        prefix="/v2/{endpoint_id}",
+        dependencies=[Depends(require_key_or_signature), Depends(check_endpoint)],
+        tags=["endpoint"],
+    )
     router.add_api_route("/files/{job_id}/{name}", result_file, methods=["GET"])
     return router
 
