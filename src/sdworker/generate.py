@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdworker import schedulers
-from sdworker.errors import Cancelled, DeviceError, OutOfMemory
+from sdworker import prompts, schedulers
+from sdworker.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
+from sdworker.lora import LoraLibrary, lora_set
 from sdworker.pipelines import LoadedModel, PipelineCache
 from sdworker.schema import Request
 
@@ -67,11 +68,30 @@ def run_safety(request_wants: bool | None, loaded: LoadedModel, default: bool | 
     return True
 
 
+def check_clip_skip(request: Request, pipe: Any) -> None:
+    """``clip_skip`` may not skip more layers than the model's text encoder has."""
+    layers = prompts.text_layers(pipe)
+    skip = request.input.clip_skip
+    if skip is not None and layers is not None and skip > layers:
+        raise InvalidInput.one(
+            "clip_skip",
+            f"must be at most {layers} for model {request.model!r} "
+            f"(its text encoder has {layers} layers)",
+            skip,
+        )
+
+
 class Generator:
     """Runs requests on the models of a :class:`PipelineCache`."""
 
-    def __init__(self, cache: PipelineCache) -> None:
+    def __init__(self, cache: PipelineCache, loras: LoraLibrary | None = None) -> None:
         self.cache = cache
+        settings = cache.settings
+        self.loras = loras or LoraLibrary(
+            settings.models_dir / "loras",
+            cache_files=settings.lora_cache_files,
+            resident=settings.lora_resident,
+        )
 
     def __call__(
         self,
@@ -131,15 +151,26 @@ class Generator:
                 raise Cancelled("cancelled between denoising steps")
             return kwargs
 
+        check_clip_skip(request, base)
         results: list[Generated] = []
-        for seed in request.seeds:
-            if cancelled():
-                raise Cancelled("cancelled before the next image")
-            pipe = self._pipeline_for(base, loaded, request, seed)
-            kwargs = self._call_kwargs(request, inputs, seed)
-            with torch.inference_mode():
-                image = pipe(**kwargs, callback_on_step_end=step_end).images[0]
-            results.append(Generated(image, seed, None))
+        # LoRA adapters live on the shared modules: the gate keeps requests wanting another
+        # LoRA set (a plain request wants none) out until this one is done
+        with loaded.adapters.applied(
+            base,
+            lora_set(request.input.lora),
+            model=request.model,
+            family=loaded.info.manifest.family,
+            library=self.loras,
+        ):
+            text = self._text_kwargs(base, request)
+            for seed in request.seeds:
+                if cancelled():
+                    raise Cancelled("cancelled before the next image")
+                pipe = self._pipeline_for(base, loaded, request, seed)
+                kwargs = {**self._call_kwargs(request, inputs, seed), **text}
+                with torch.inference_mode():
+                    image = pipe(**kwargs, callback_on_step_end=step_end).images[0]
+                results.append(Generated(image, seed, None))
 
         if run_safety(request.input.safety_checker, loaded, safety_default):
             results = self._check(loaded, results)
@@ -157,11 +188,29 @@ class Generator:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _call_kwargs(self, request: Request, inputs: Inputs, seed: int) -> dict[str, Any]:
+    def _text_kwargs(self, base: Any, request: Request) -> dict[str, Any]:
+        """The prompt as the pipeline takes it: text, or compel's embeddings (computed once,
+        with this request's LoRAs on the text encoders, and shared by its images)."""
         req = request.input
+        skip = req.clip_skip or 1
+        if req.use_compel:
+            with torch.inference_mode():
+                return prompts.weighted_embeddings(base, req.prompt, req.negative_prompt, skip)
+        prompts.warn_if_truncated(base, req.prompt, req.negative_prompt)
+        if skip > 1 and getattr(base, "text_encoder_2", None) is None:
+            with torch.inference_mode():
+                return prompts.plain_embeddings(base, req.prompt, req.negative_prompt, skip)
         kwargs: dict[str, Any] = {
             "prompt": req.prompt,
             "negative_prompt": req.negative_prompt or None,
+        }
+        if skip > 1:
+            kwargs["clip_skip"] = skip - 1  # A1111 counts the last layer as 1
+        return kwargs
+
+    def _call_kwargs(self, request: Request, inputs: Inputs, seed: int) -> dict[str, Any]:
+        req = request.input
+        kwargs: dict[str, Any] = {
             "num_inference_steps": req.num_inference_steps,
             "guidance_scale": req.guidance_scale,
             "num_images_per_prompt": 1,
@@ -169,8 +218,6 @@ class Generator:
             "generator": torch.Generator("cpu").manual_seed(seed),
             "output_type": "pil",
         }
-        if req.clip_skip is not None and req.clip_skip > 1:
-            kwargs["clip_skip"] = req.clip_skip - 1  # A1111 counts the last layer as 1
         if request.mode != "txt2img":
             kwargs["image"] = inputs.image
             kwargs["strength"] = req.strength

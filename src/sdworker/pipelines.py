@@ -22,6 +22,7 @@ from diffusers import (
 )
 
 from sdworker.errors import DeviceError, ModelDamaged, OutOfMemory
+from sdworker.lora import ModelAdapters
 from sdworker.models import ModelInfo, ModelRegistry
 from sdworker.schema import Mode
 from sdworker.settings import Settings
@@ -77,6 +78,8 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: the base config every per-request scheduler starts from (the model's own scheduler)
     scheduler_config: dict[str, Any] = field(default_factory=dict)
+    #: LoRA adapters on this model's modules, and the gate that keeps LoRA sets apart
+    adapters: ModelAdapters = field(default_factory=ModelAdapters)
 
     @property
     def base(self) -> Any:

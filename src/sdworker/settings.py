@@ -92,6 +92,9 @@ class Settings:
     upload_backoff_s: float = field(default=0.5, metadata={"env": "SDWORKER_UPLOAD_BACKOFF_S"})
     # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
     dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
+    # LoRA: files kept in memory after use (all models), adapters kept on each loaded model
+    lora_cache_files: int = field(default=8, metadata={"env": "SDWORKER_LORA_CACHE_FILES"})
+    lora_resident: int = field(default=4, metadata={"env": "SDWORKER_LORA_RESIDENT"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
