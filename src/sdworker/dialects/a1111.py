@@ -83,12 +83,14 @@ _OFF_ONLY: dict[str, tuple[Any, ...]] = {
     "refiner_checkpoint": ("", None),
     "inpainting_mask_invert": (0, False),
 }
-_OVERRIDE_HONOURED = {"sd_model_checkpoint", "samples_format"}
+_OVERRIDE_HONOURED = {"sd_model_checkpoint", "samples_format", "CLIP_stop_at_last_layers"}
 #: override/option keys whose default we already match, accepted at that value
 _OVERRIDE_DEFAULTS: dict[str, tuple[Any, ...]] = {
-    "CLIP_stop_at_last_layers": (1,),
     "eta_noise_seed_delta": (0,),
 }
+#: A1111's "Clip skip" setting (1 = the text encoder's last layer), the native ``clip_skip``
+CLIP_SKIP = "CLIP_stop_at_last_layers"
+MAX_CLIP_SKIP = 12
 #: override keys accepted with any value: the baked model carries its own VAE, and a client
 #: naming one (often the model's own) must not be turned away for it
 _OVERRIDE_INERT = {"sd_vae"}
@@ -265,6 +267,11 @@ def parse(
         extra = _img2img(r)
         if strength is not None:
             extra["strength"] = strength
+    clip_skip = overrides.integer(CLIP_SKIP, lo=1, hi=MAX_CLIP_SKIP)
+    if clip_skip is None and isinstance(opts.get(CLIP_SKIP), int):
+        clip_skip = opts[CLIP_SKIP]  # set with POST /sdapi/v1/options
+    if clip_skip is not None and clip_skip > 1:
+        extra["clip_skip"] = clip_skip
     r.raise_if_bad()
 
     assert steps is not None and cfg is not None and batch is not None and n_iter is not None
@@ -363,6 +370,8 @@ def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> 
     if model_hash:
         parts.append(f"Model hash: {model_hash}")
     parts.append(f"Model: {model_name}")
+    if req.extra.get("clip_skip", 1) > 1:
+        parts.append(f"Clip skip: {req.extra['clip_skip']}")
     if req.kind == "img2img" and req.denoising_strength is not None:
         parts.append(f"Denoising strength: {req.denoising_strength:g}")
     lines.append(", ".join(parts))
@@ -412,7 +421,7 @@ def response(
         "infotexts": texts,
         "styles": [],
         "job_timestamp": stamp,
-        "clip_skip": 1,
+        "clip_skip": req.extra.get("clip_skip", 1),
         "is_using_inpainting_conditioning": req.kind == "img2img" and "mask_image" in req.extra,
         "version": "sdworker",
     }
@@ -500,6 +509,10 @@ def set_options(
                 r.bad(key, "must be png, jpg or webp", value)
             else:
                 values[key] = value.lower()
+        elif key == CLIP_SKIP:
+            skip = r.integer(key, lo=1, hi=MAX_CLIP_SKIP)
+            if skip is not None:
+                values[key] = skip
         elif key in _OVERRIDE_INERT or (
             key in _OVERRIDE_DEFAULTS and value in _OVERRIDE_DEFAULTS[key]
         ):

@@ -47,16 +47,35 @@ def make_tiny_lora(model_dir: Path, dest: Path, seed: int, *, text_encoders: boo
     return dest
 
 
+def _bake_v_prediction(root: Path, name: str) -> None:
+    """The tiny model as an SD 2.x v-prediction model: its scheduler predicts velocity."""
+    import json
+    from dataclasses import replace
+
+    from sdworker.builder.layout import write_manifest
+    from sdworker.builder.tiny import bake_tiny
+    from sdworker.manifest import Manifest
+
+    model = bake_tiny(root, name, seed=5)
+    config_path = model / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config["prediction_type"] = "v_prediction"
+    config_path.write_text(json.dumps(config, indent=2))
+    manifest = replace(Manifest.read(model), family="sd2", native_width=768, native_height=768)
+    write_manifest(model, manifest)
+
+
 @pytest.fixture(scope="session")
 def features_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``tiny`` and ``tiny-sdxl`` with LoRAs baked: ``ink`` and ``rust`` (SD 1.x, the second
-    UNet-only), ``neon`` (SDXL)."""
+    """``tiny``, ``tiny-sdxl`` and ``tiny-v`` (SD 2.x-style v-prediction at 768) with LoRAs
+    baked: ``ink`` and ``rust`` (SD 1.x, the second UNet-only), ``neon`` (SDXL)."""
     from sdworker.builder.loras import bake_loras
     from sdworker.builder.tiny import bake_tiny, bake_tiny_sdxl
 
     root = tmp_path_factory.mktemp("features-models")
     bake_tiny(root, "tiny")
     bake_tiny_sdxl(root, "tiny-sdxl")
+    _bake_v_prediction(root, "tiny-v")
     made = tmp_path_factory.mktemp("lora-files")
     files = [
         make_tiny_lora(root / "tiny", made / "ink.safetensors", 1),
