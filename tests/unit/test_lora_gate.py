@@ -116,9 +116,33 @@ def test_lora_set_merges_repeats_and_drops_zero_scales() -> None:
     [
         ({"text_encoder_2.x.lora_A.weight": (4, 32)}, "sdxl"),
         ({"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 1280)}, "sdxl"),
-        ({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 768)}, "sd1"),  # noqa: E501
-        ({"unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (4, 1024)}, "sd2"),  # noqa: E501
-        ({"unet.up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora.down.weight": (8, 2048)}, "sdxl"),  # noqa: E501
+        (
+            {
+                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (
+                    4,
+                    768,
+                )
+            },
+            "sd1",
+        ),
+        (
+            {
+                "unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (
+                    4,
+                    1024,
+                )
+            },
+            "sd2",
+        ),
+        (
+            {
+                "unet.up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora.down.weight": (
+                    8,
+                    2048,
+                )
+            },
+            "sdxl",
+        ),
         ({"unet.x.attn2.to_k.lora_A.weight": (4, 32)}, None),
         ({"unet.x.attn1.to_q.lora_A.weight": (4, 320)}, None),
     ],
