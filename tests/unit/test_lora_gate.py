@@ -191,3 +191,14 @@ def test_library_family_prefers_what_the_bake_recorded(tmp_path: Path) -> None:
 def test_library_names_a_missing_lora(tmp_path: Path) -> None:
     with pytest.raises(LoraError, match="'nope' is not baked"):
         LoraLibrary(tmp_path).tensors("nope")
+
+
+def test_bake_records_the_family_guess(tmp_path: Path) -> None:
+    from sdworker.builder.loras import bake_loras
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _write_lora(src / "wide.safetensors", width=2048)
+    bake_loras(tmp_path / "models", [src / "wide.safetensors"])
+    info = json.loads((tmp_path / "models" / "loras" / "wide.json").read_text())
+    assert info["family"] == "sdxl"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sdworker.builder.layout import check_name
 from sdworker.errors import BuildError
+from sdworker.lora import guess_family, read_shapes
 from sdworker.manifest import sha256_file
 
 LORA_DIR = "loras"
@@ -37,6 +38,9 @@ def bake_loras(models_dir: Path, paths: Iterable[Path]) -> list[Path]:
             "size": dest.stat().st_size,
             "sha256": sha256_file(dest),
             "source": src.name,
+            # the worker refuses a LoRA on a model of another family (None: unknown, so the
+            # worker finds out when it loads it)
+            "family": guess_family(read_shapes(dest)),
         }
         (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         baked.append(dest)
