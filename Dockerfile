@@ -42,7 +42,7 @@ RUN mkdir -p src/sdworker \
 COPY src/sdworker/__init__.py src/sdworker/errors.py src/sdworker/settings.py src/sdworker/manifest.py src/sdworker/py.typed src/sdworker/
 COPY src/sdworker/builder/ src/sdworker/builder/
 COPY builder/ builder/
-ARG MODEL_ID=tiny
+ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5
 ARG MODEL_NAME=
 ARG LORAS=
 ENV SDWORKER_MODELS_DIR=/models

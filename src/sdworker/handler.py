@@ -273,8 +273,12 @@ def _fit(
 
 def start(settings: Settings | None = None) -> None:
     """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
+    import os
+
     import runpod
 
+    # every weight is baked: nothing at run time may reach for the hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = settings or Settings.from_env()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

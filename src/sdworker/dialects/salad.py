@@ -97,16 +97,22 @@ def parse(
     if scheduler:
         native["scheduler"] = scheduler
     safety = calls.boolean("safety_checker")
-    if safety is not None:
-        native["safety_checker"] = safety
-
     model = _model(calls, manifests, default_model, endpoint_name)
     if model is not None:
         native["model"] = model
+    if safety is not None and (safety is False or _has_checker(manifests, model)):
+        # docker-diffusers-api keeps a checker the model ships; for a model without one the
+        # flag is a no-op there, so Salad's documented `"safety_checker": "true"` must not fail
+        native["safety_checker"] = safety
     # the client reads base64 from modelOutputs, never a URL
     native["upload"] = False
     root.raise_if_bad()
     return native
+
+
+def _has_checker(manifests: list[Manifest] | None, model: str | None) -> bool:
+    found = next((m for m in manifests or [] if m.name == model), None)
+    return found is None or found.has_safety_checker
 
 
 def _check_pipeline(

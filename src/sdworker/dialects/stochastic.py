@@ -39,8 +39,12 @@ STATUS: dict[Status, str] = {
 }
 
 
-def parse(body: Any, *, model: str) -> dict[str, Any]:
-    """``{"prompt", "params"}`` → native input for the (already resolved) ``model``."""
+def parse(body: Any, *, model: str, upload: bool = False) -> dict[str, Any]:
+    """``{"prompt", "params"}`` → native input for the (already resolved) ``model``.
+
+    ``upload``: a bucket is configured, so the worker uploads and the S3 URL is the
+    ``presigned_url``; otherwise the images come back inline and the endpoint serves them.
+    """
     root = FieldReader(body)
     root.unknown({"prompt", "params"})
     prompt = root.raw("prompt")
@@ -55,7 +59,9 @@ def parse(body: Any, *, model: str) -> dict[str, Any]:
         root.bad("params", "is required")
     params = root.child("params")
     params.unknown(PARAMS)
-    native: dict[str, Any] = {"prompt": prompt, "model": model, "upload": True}
+    native: dict[str, Any] = {"prompt": prompt, "model": model}
+    if upload:
+        native["upload"] = True
     for key, target in PARAMS.items():
         value = params.body.get(key)
         if value is not None:

@@ -1,4 +1,4 @@
-"""Fixtures of the builder's integration tests: the tiny models baked once per session."""
+"""Fixtures of the builder's integration tests."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.builder.tiny import bake_tiny
-
 
 @pytest.fixture(scope="session")
-def baked_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models dir with ``tiny`` (no checker) and ``tiny-safe`` (a checker that flags all)."""
-    models = tmp_path_factory.mktemp("builder-models")
-    bake_tiny(models, "tiny")
-    bake_tiny(models, "tiny-safe", safety_checker=True)
-    return models
+def baked_tiny(models_dir: Path) -> Path:
+    """The session's models dir: ``tiny`` (no checker) and ``tiny-safe`` (flags everything).
+
+    Read-only: tests that change files copy or re-bake them first."""
+    return models_dir

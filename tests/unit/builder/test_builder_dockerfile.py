@@ -47,7 +47,8 @@ def test_bake_step_runs_the_tested_builder_script() -> None:
     runs = [args for word, args in instructions() if word == "RUN"]
     assert "python builder/bake.py" in runs
     args = dict(a.split("=", 1) if "=" in a else (a, "") for w, a in instructions() if w == "ARG")
-    assert args["MODEL_ID"] == "tiny"
+    # a real model by default; `--build-arg MODEL_ID=tiny` gives an offline test image
+    assert args["MODEL_ID"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 def test_builder_script_bakes_model_id(tmp_path: Path) -> None:

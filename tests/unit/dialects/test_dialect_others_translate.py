@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sdworker.dialects import deepinfra, salad, stochastic
@@ -34,10 +36,17 @@ def test_salad_documented_task(manifests: list[Manifest]) -> None:
         "width": 512,
         "height": 512,
         "scheduler": "LMSDiscreteScheduler",
-        "safety_checker": True,
         "model": "tiny",
         "upload": False,
     }
+
+
+def test_salad_safety_checker_kept_for_a_model_that_ships_one(manifests: list[Manifest]) -> None:
+    with_checker = [
+        replace(m, has_safety_checker=True) if m.name == "tiny" else m for m in manifests
+    ]
+    native = salad.parse(SALAD_DOC, manifests=with_checker, default_model="tiny")
+    assert native["safety_checker"] is True
 
 
 def test_salad_model_id_and_endpoint_name(manifests: list[Manifest]) -> None:
@@ -128,10 +137,10 @@ STOCHASTIC_DOC = {
 
 def test_stochastic_documented_body() -> None:
     native = stochastic.parse(STOCHASTIC_DOC, model="tiny")
+    assert stochastic.parse(STOCHASTIC_DOC, model="tiny", upload=True)["upload"] is True
     assert native == {
         "prompt": STOCHASTIC_DOC["prompt"],
         "model": "tiny",
-        "upload": True,
         "height": 512,
         "width": 512,
         "num_inference_steps": 50,

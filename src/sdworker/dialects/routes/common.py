@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from sdworker.dialects.fields import rename_fields
 from sdworker.errors import InvalidInput, Problem
 from sdworker.manifest import Manifest
 from sdworker.models import ModelRegistry
+from sdworker.server.auth import key_matches
 from sdworker.server.gateway import JobGateway, JobView
 from sdworker.settings import Settings
 
@@ -55,16 +55,14 @@ class DialectContext:
         expected = self.settings.api_key
         if not expected:
             return True
-        return any(_matches(c, expected) for c in candidates)
+        return any(key_matches(c, expected) for c in candidates)
 
+    @property
+    def has_bucket(self) -> bool:
+        """Whether workers upload results to S3 (the ``BUCKET_*`` settings are complete)."""
+        from sdworker.s3 import bucket_from_settings
 
-def _matches(provided: str | None, expected: str) -> bool:
-    if not provided:
-        return False
-    token = provided.strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    return hmac.compare_digest(token.encode(), expected.encode())
+        return bucket_from_settings(self.settings) is not None
 
 
 def basic_password(header: str | None) -> str | None:

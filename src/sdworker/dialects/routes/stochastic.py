@@ -51,7 +51,7 @@ def stochastic_router(ctx: DialectContext) -> APIRouter:
             names = ", ".join(ctx.registry.names()) or "none"
             return _fail(404, f"unknown model {model!r}; available: {names}")
         try:
-            native = stochastic.parse(await read_json(request), model=name)
+            native = stochastic.parse(await read_json(request), model=name, upload=ctx.has_bucket)
         except InvalidInput as exc:
             return _fail(400, str(exc), exc)
         gateway = ctx.gateway(request)

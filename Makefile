@@ -1,0 +1,32 @@
+# The two commands of the README, and the checks CI runs.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SDWORKER_MODELS_DIR ?= models
+
+.PHONY: run test lint setup clean
+
+## run: set up, bake the offline tiny model, generate test_input.json's images into outputs/
+run: $(STAMP)
+	@test -f $(SDWORKER_MODELS_DIR)/tiny/sdworker.json || $(BIN)/sdworker bake tiny
+	$(BIN)/sdworker generate test_input.json -o outputs
+
+## test: set up and run the whole test suite
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## lint: ruff (lint and format), mypy, hadolint
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench builder handler.py
+	$(BIN)/ruff format --check src tests bench builder handler.py
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	@touch $@
+
+clean:
+	rm -rf $(VENV) outputs .sdworker .pytest_cache .mypy_cache .ruff_cache

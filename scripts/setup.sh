@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up .venv for running and testing sdworker on this machine (CPU).
+#
+# torch is installed first and pinned, so that resolving the project never swaps it for another
+# build; the Docker image installs the CUDA build instead. open-clip-torch is installed without
+# its dependencies: the builder only reads the CLIP BPE vocabulary file it ships.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e ".[dev,s3]"
+"${pip[@]}" --no-deps "open-clip-torch==3.3.0"
