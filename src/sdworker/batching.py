@@ -111,11 +111,21 @@ class Batcher:
         self._pending: list[Entry] = []
         self._arrived = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def submit(
         self, job: dict[str, Any], key: Hashable | None, size: int, payload: Any = None
     ) -> Any:
         """Queue ``job`` and wait for its own result; cancelling the caller leaves the batch."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # the worker loop runs one event loop for its life; tests and scripts may run more
+            self._loop, self._pending, self._arrived, self._drainer = (
+                loop,
+                [],
+                asyncio.Event(),
+                None,
+            )
         entry = Entry(job, key, size, self._clock(), payload)
         self._pending.append(entry)
         self._arrived.set()
