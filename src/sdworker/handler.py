@@ -246,8 +246,11 @@ class Worker:
         return resolve_batch_max(self.settings, device)
 
     def concurrency(self, current: int) -> int:
-        """The runpod ``concurrency_modifier``: take as many jobs at once as a batch holds."""
-        return self.batch_limit()
+        """The runpod ``concurrency_modifier``: with batching, two batches' worth of jobs, so
+        the next batch is already waiting when one finishes (the SDK's loop pauses a second
+        whenever a worker is at its limit)."""
+        limit = self.batch_limit()
+        return 1 if limit <= 1 else 2 * limit
 
     def preload(self) -> None:
         """Load (and optimise, and warm up) the default model; a failure is the first job's."""
