@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import append_result, median  # noqa: E402
+from common import append_result, median
 
 
 def main() -> None:

@@ -319,8 +319,6 @@ def _fit(
 
 def start(settings: Settings | None = None) -> None:
     """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
-    import runpod
-
     settings = settings or Settings.from_env()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -331,9 +329,12 @@ def start(settings: Settings | None = None) -> None:
     except SdworkerError as exc:
         raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
     if settings.preload:
-        # the worker loop (and its health pings) starts now; the model loads beside it, and
-        # a job that arrives first simply waits for the load instead of starting its own
+        # the model loads beside the worker loop (whose health pings start at once); a job
+        # that arrives first waits for this load instead of starting its own. Started before
+        # runpod is imported, so the two imports overlap.
         threading.Thread(target=worker.preload, name="sdworker-preload", daemon=True).start()
+    import runpod
+
     runpod.serverless.start(
         {
             "handler": worker.handle,
