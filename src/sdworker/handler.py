@@ -26,6 +26,7 @@ from sdworker.schema import ModelFacts, Request, parse_input
 from sdworker.settings import Settings
 
 if TYPE_CHECKING:
+    from sdworker.batching import BatchingHandler
     from sdworker.dialects.envelopes import Envelope
     from sdworker.generate import Generated, Generator, Inputs
 
@@ -63,6 +64,7 @@ class Worker:
         # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
         self._a1111_options = Options()
         self._generator_lock = threading.Lock()
+        self._batching: BatchingHandler | None = None
 
     # -- validation -------------------------------------------------------------------------
 
@@ -153,6 +155,12 @@ class Worker:
             cancelled=cancelled,
             safety_default=self.settings.safety_checker,
         )
+        return self.finish(job, request, images)
+
+    def finish(
+        self, job: dict[str, Any], request: Request, images: list[Generated]
+    ) -> list[dict[str, Any]]:
+        """Encode a job's images and deliver them (inline or uploaded): the job's output."""
         return deliver(
             self._encode(request, images),
             job_id=str(job.get("id", "local")),
@@ -211,15 +219,8 @@ class Worker:
                     )
                 )
             return self.run(job, on_progress=on_progress, cancelled=cancelled)
-        except SdworkerError as exc:
-            log.info("job %s failed: %s", job_id, exc)
-            result: dict[str, Any] = {"error": str(exc)}
-            if exc.refresh_worker:
-                result["refresh_worker"] = True
-            return result
         except Exception as exc:  # a bug must fail one job, not the worker
-            log.exception("job %s failed unexpectedly", job_id)
-            return {"error": f"internal error: {type(exc).__name__}: {exc}"}
+            return failure(exc, job_id)
 
     def _envelope(self, job: Any) -> Envelope | None:
         """A docker-diffusers-api or A1111-worker envelope around the input, if there is one."""
@@ -235,12 +236,45 @@ class Worker:
             options=self._a1111_options,
         )
 
+    # -- throughput -------------------------------------------------------------------------
+
+    def batch_limit(self) -> int:
+        """Images per batched pipeline call (1: no batching); "auto" waits for the device."""
+        from sdworker.batching import resolve_batch_max
+
+        device = self._generator.cache.device.type if self._generator is not None else "cpu"
+        return resolve_batch_max(self.settings, device)
+
+    def concurrency(self, current: int) -> int:
+        """The runpod ``concurrency_modifier``: with batching, two batches' worth of jobs, so
+        the next batch is already waiting when one finishes (the SDK's loop pauses a second
+        whenever a worker is at its limit)."""
+        limit = self.batch_limit()
+        return 1 if limit <= 1 else 2 * limit
+
+    def preload(self) -> None:
+        """Load (and optimise, and warm up) the default model; a failure is the first job's."""
+        try:
+            name = self.registry.default_name
+            if name is not None:
+                self.generator.cache.get(name)
+        except Exception:
+            log.exception("preloading the default model failed; jobs will retry the load")
+
     async def handle(self, job: dict[str, Any]) -> Any:
         """The async handler given to ``runpod.serverless.start``.
 
         Generation runs in a thread so the worker loop keeps polling its stop channel; when it
         cancels this task, the flag below stops the generation at the next denoising step.
+        With batching on, the job goes through :mod:`sdworker.batching` instead.
         """
+        limit = self.batch_limit()
+        if limit > 1:
+            if self._batching is None or self._batching.batcher.max_images != limit:
+                from sdworker.batching import BatchingHandler
+
+                self._batching = BatchingHandler(self, limit)
+            return await self._batching.handle(job)
         stop = threading.Event()
 
         def report(progress: dict[str, Any]) -> None:
@@ -255,6 +289,18 @@ class Worker:
         except asyncio.CancelledError:
             stop.set()
             raise
+
+
+def failure(exc: Exception, job_id: Any) -> dict[str, Any]:
+    """A job's ``{"error"}`` output for ``exc`` (``refresh_worker`` when the GPU may be gone)."""
+    if isinstance(exc, SdworkerError):
+        log.info("job %s failed: %s", job_id, exc)
+        result: dict[str, Any] = {"error": str(exc)}
+        if exc.refresh_worker:
+            result["refresh_worker"] = True
+        return result
+    log.error("job %s failed unexpectedly", job_id, exc_info=exc)
+    return {"error": f"internal error: {type(exc).__name__}: {exc}"}
 
 
 def _fit(
@@ -275,8 +321,6 @@ def start(settings: Settings | None = None) -> None:
     """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
     import os
 
-    import runpod
-
     # every weight is baked: nothing at run time may reach for the hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = settings or Settings.from_env()
@@ -288,4 +332,17 @@ def start(settings: Settings | None = None) -> None:
         worker.registry.verify()
     except SdworkerError as exc:
         raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
-    runpod.serverless.start({"handler": worker.handle, "return_aggregate_stream": True})
+    if settings.preload:
+        # the model loads beside the worker loop (whose health pings start at once); a job
+        # that arrives first waits for this load instead of starting its own. Started before
+        # runpod is imported, so the two imports overlap.
+        threading.Thread(target=worker.preload, name="sdworker-preload", daemon=True).start()
+    import runpod
+
+    runpod.serverless.start(
+        {
+            "handler": worker.handle,
+            "concurrency_modifier": worker.concurrency,
+            "return_aggregate_stream": True,
+        }
+    )

@@ -21,6 +21,7 @@ from diffusers import (
     AutoPipelineForText2Image,
 )
 
+from sdworker import optimize
 from sdworker.errors import DeviceError, ModelDamaged, OutOfMemory
 from sdworker.lora import ModelAdapters
 from sdworker.models import ModelInfo, ModelRegistry
@@ -187,6 +188,7 @@ class PipelineCache:
     def _load(self, info: ModelInfo) -> LoadedModel:
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"torch_dtype": self.dtype, "local_files_only": True}
+        kwargs.update(optimize.load_kwargs(self.device))
         if info.manifest.family != "sdxl":
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
@@ -203,7 +205,10 @@ class PipelineCache:
                 raise
             raise DeviceError(f"moving model {info.name!r} to {self.device} failed: {exc}") from exc
         base.set_progress_bar_config(disable=True)
-        self._optimise(base)
+        manifest = info.manifest
+        optimize.prepare(
+            base, self.settings, self.device, (manifest.native_width, manifest.native_height)
+        )
         safety = self._load_safety(info) if info.manifest.has_safety_checker else None
         loaded = LoadedModel(
             info=info,
@@ -220,16 +225,6 @@ class PipelineCache:
             loaded.nbytes // 2**20,
         )
         return loaded
-
-    def _optimise(self, pipe: Any) -> None:
-        if self.device.type != "cuda":
-            return
-        try:
-            import xformers  # noqa: F401
-
-            pipe.enable_xformers_memory_efficient_attention()
-        except ImportError:
-            pass  # diffusers uses PyTorch's SDPA by default, which is nearly as fast
 
     def _load_safety(self, info: ModelInfo) -> SafetyChecker:
         from diffusers.pipelines.stable_diffusion.safety_checker import (

@@ -95,6 +95,21 @@ class Settings:
     # LoRA: files kept in memory after use (all models), adapters kept on each loaded model
     lora_cache_files: int = field(default=8, metadata={"env": "SDWORKER_LORA_CACHE_FILES"})
     lora_resident: int = field(default=4, metadata={"env": "SDWORKER_LORA_RESIDENT"})
+    # performance (sdworker.optimize, sdworker.batching); "auto"/None means "on with CUDA"
+    batch_max: int = field(default=0, metadata={"env": "SDWORKER_BATCH_MAX"})
+    batch_window_ms: float = field(default=30.0, metadata={"env": "SDWORKER_BATCH_WINDOW_MS"})
+    preload: bool = field(default=True, metadata={"env": "SDWORKER_PRELOAD"})
+    attention: str = field(default="auto", metadata={"env": "SDWORKER_ATTENTION"})
+    channels_last: bool | None = field(default=None, metadata={"env": "SDWORKER_CHANNELS_LAST"})
+    fuse_qkv: bool | None = field(default=None, metadata={"env": "SDWORKER_FUSE_QKV"})
+    compile: bool = field(default=False, metadata={"env": "SDWORKER_COMPILE"})
+    compile_mode: str = field(
+        default="max-autotune-no-cudagraphs", metadata={"env": "SDWORKER_COMPILE_MODE"}
+    )
+    vae_slicing: bool | None = field(default=None, metadata={"env": "SDWORKER_VAE_SLICING"})
+    vae_tiling: bool = field(default=False, metadata={"env": "SDWORKER_VAE_TILING"})
+    cudnn_benchmark: bool | None = field(default=None, metadata={"env": "SDWORKER_CUDNN_BENCHMARK"})
+    warmup: bool | None = field(default=None, metadata={"env": "SDWORKER_WARMUP"})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

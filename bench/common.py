@@ -1,0 +1,47 @@
+"""Shared by the benchmarks: medians, the machine's description, and ``RESULTS.md`` rows."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    """CPU model and core count, plus the GPU when torch sees one (imported only if loaded)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def append_result(bench: str, numbers: str) -> None:
+    """Append one row (date, benchmark, machine, numbers) to ``bench/RESULTS.md``."""
+    if not RESULTS.exists():
+        RESULTS.write_text(
+            "# Benchmark results\n\nRows are appended by the scripts in `bench/`.\n\n"
+            "| date | benchmark | machine | numbers |\n|---|---|---|---|\n"
+        )
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with RESULTS.open("a") as out:
+        out.write(f"| {date} | {bench} | {machine()} | {numbers} |\n")

@@ -1,0 +1,161 @@
+"""Speed-ups for a loaded pipeline: each one a setting, applied once when a model loads.
+
+The defaults are what pays on a CUDA card and changes no image beyond half-precision noise:
+PyTorch's SDPA attention with fused QKV projections, channels-last UNet and VAE, VAE slicing
+and cuDNN autotuning. ``torch.compile`` of the UNet and the VAE decoder is opt-in: it takes
+minutes, so :func:`prepare` warms the pipeline up at load, before the worker's first job, at
+the model's native size and the batch sizes cross-request batching will use. On the CPU
+nothing is changed unless a setting asks for it (the tests rely on the plain path there).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdworker.batching import resolve_batch_max
+from sdworker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ATTENTION = ("auto", "sdpa", "xformers", "classic")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`apply` does to a pipeline, every ``auto`` resolved for one device."""
+
+    attention: str
+    channels_last: bool
+    fuse_qkv: bool
+    compile: bool
+    compile_mode: str
+    vae_slicing: bool
+    vae_tiling: bool
+    cudnn_benchmark: bool
+    warmup: bool
+
+
+def has_loras(models_dir: Path) -> bool:
+    root = models_dir / "loras"
+    return root.is_dir() and any(root.glob("*.safetensors"))
+
+
+def plan(settings: Settings, device: torch.device, *, loras: bool = False) -> Plan:
+    """Resolve the settings for ``device``. ``loras``: LoRAs are baked, so QKV stays unfused
+    (a LoRA patches ``to_q``/``to_k``/``to_v``, which a fused projection would bypass)."""
+    from sdworker.errors import ConfigError
+
+    cuda = device.type == "cuda"
+    if settings.attention not in ATTENTION:
+        raise ConfigError(
+            f"SDWORKER_ATTENTION: expected one of {', '.join(ATTENTION)} "
+            f"(got {settings.attention!r})"
+        )
+    attention = "sdpa" if settings.attention == "auto" else settings.attention
+
+    def choose(value: bool | None, default: bool) -> bool:
+        return default if value is None else value
+
+    fuse = choose(settings.fuse_qkv, cuda and not loras) and attention == "sdpa"
+    cudnn = choose(settings.cudnn_benchmark, cuda)
+    return Plan(
+        attention=attention,
+        channels_last=choose(settings.channels_last, cuda),
+        fuse_qkv=fuse,
+        compile=settings.compile,
+        compile_mode=settings.compile_mode,
+        vae_slicing=choose(settings.vae_slicing, cuda),
+        vae_tiling=settings.vae_tiling,
+        cudnn_benchmark=cudnn,
+        warmup=choose(settings.warmup, cuda and (settings.compile or cudnn)),
+    )
+
+
+def load_kwargs(device: torch.device) -> dict[str, Any]:
+    """Extra ``from_pretrained`` arguments: on CUDA, safetensors load straight onto the card
+    (no full copy of the weights in host memory first)."""
+    if device.type == "cuda":
+        return {"device_map": "cuda"}
+    return {}
+
+
+def apply(pipe: Any, plan: Plan) -> list[str]:
+    """Apply ``plan`` to ``pipe`` in place; returns the names of what was applied."""
+    done: list[str] = []
+    if plan.attention == "xformers":
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+            done.append("xformers")
+        except (ImportError, ModuleNotFoundError, ValueError) as exc:
+            # a missing wheel must not stop the worker: SDPA is nearly as fast
+            log.warning("xformers unavailable (%s); keeping PyTorch SDPA attention", exc)
+    elif plan.attention == "classic":
+        pipe.unet.set_default_attn_processor()
+        pipe.vae.set_default_attn_processor()
+        done.append("classic-attention")
+    if plan.fuse_qkv:
+        pipe.fuse_qkv_projections()
+        done.append("fused-qkv")
+    if plan.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        done.append("channels-last")
+    if plan.vae_slicing:
+        pipe.vae.enable_slicing()
+        done.append("vae-slicing")
+    if plan.vae_tiling:
+        pipe.vae.enable_tiling()
+        done.append("vae-tiling")
+    if plan.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+        done.append("cudnn-benchmark")
+    if plan.compile:
+        # compiled in place (nn.Module.compile): the module keeps its class, so from_pipe,
+        # the pipelines' dtype checks and LoRA loading see the same UNet as before
+        pipe.unet.compile(mode=plan.compile_mode, fullgraph=True)
+        pipe.vae.decoder.compile(mode=plan.compile_mode, fullgraph=True)
+        done.append(f"compile({plan.compile_mode})")
+    return done
+
+
+def warmup_batches(batch_max: int) -> list[int]:
+    """Batch sizes to warm up: 1 and 2 make ``torch.compile`` mark the batch dimension
+    dynamic (one more graph then serves every size), ``batch_max`` tunes the largest."""
+    return sorted({1, min(2, batch_max), batch_max})
+
+
+def warm_up(pipe: Any, width: int, height: int, batches: list[int]) -> float:
+    """Run short generations so compilation and autotuning happen now, not in a job."""
+    started = time.perf_counter()
+    for n in batches:
+        generators = [torch.Generator("cpu").manual_seed(i) for i in range(n)]
+        with torch.inference_mode():
+            pipe(
+                prompt=["warm-up"] * n,
+                negative_prompt=["blurry"] * n,
+                num_inference_steps=2,
+                width=width,
+                height=height,
+                generator=generators,
+                output_type="pil",
+            )
+    return time.perf_counter() - started
+
+
+def prepare(pipe: Any, settings: Settings, device: torch.device, native: tuple[int, int]) -> Plan:
+    """Optimise a freshly loaded pipeline for ``device`` and warm it up when the plan says so."""
+    chosen = plan(settings, device, loras=has_loras(settings.models_dir))
+    applied = apply(pipe, chosen)
+    if applied:
+        log.info("pipeline optimisations: %s", ", ".join(applied))
+    if chosen.warmup:
+        batches = warmup_batches(resolve_batch_max(settings, device.type))
+        seconds = warm_up(pipe, native[0], native[1], batches)
+        log.info("warmed up at %dx%d, batches %s, in %.1fs", *native, batches, seconds)
+    return chosen
