@@ -41,12 +41,11 @@ log = logging.getLogger(__name__)
 GPU_BATCH_MAX = 8
 
 
-def resolve_batch_max(settings: Settings, device_type: str) -> int:
+def resolve_batch_max(settings: Settings) -> int:
     """Images per batched call: the setting; ``0`` (auto) is 1, batching off, on every device.
 
     Off by default because a batched image can differ from its single-run twin in the last
     bits, and the seed promise of the contract is bit-for-bit."""
-    del device_type  # the default no longer depends on it; kept for the call sites
     return settings.batch_max if settings.batch_max > 0 else 1
 
 
@@ -61,6 +60,8 @@ def batch_key(request: Request) -> Hashable | None:
     spec = request.scheduler
     if request.mode != "txt2img" or req.lora or req.use_compel:
         return None
+    if req.clip_skip is not None and req.clip_skip > 1:
+        return None  # skipped layers are encoded per request (sdworker.prompts), not batched
     if spec is not None and spec.uses_seeded_noise_sampler:
         return None
     scheduler = None if spec is None else (spec.class_name, repr(sorted(spec.overrides.items())))
@@ -71,7 +72,6 @@ def batch_key(request: Request) -> Hashable | None:
         req.num_inference_steps,
         req.guidance_scale,
         scheduler,
-        req.clip_skip,
         bool(req.negative_prompt),
     )
 
@@ -201,6 +201,7 @@ def run_batched(
 
     from sdworker.errors import Cancelled
     from sdworker.generate import Generated, Inputs, run_safety
+    from sdworker.lora import lora_set
 
     first = requests[0]
     loaded = generator.cache.get(first.model)
@@ -228,7 +229,18 @@ def run_batched(
             raise Cancelled("every job of the batch was cancelled")
         return values
 
-    with torch.inference_mode():
+    # through the LoRA gate with no LoRAs: adapters a previous job left enabled on the shared
+    # modules are switched off first, and no LoRA job can switch them on during this call
+    with (
+        loaded.adapters.applied(
+            base,
+            lora_set(None),
+            model=first.model,
+            family=loaded.info.manifest.family,
+            library=generator.loras,
+        ),
+        torch.inference_mode(),
+    ):
         images = pipe(**kwargs, callback_on_step_end=step_end).images
     out: list[list[Generated]] = []
     position = 0

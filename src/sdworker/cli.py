@@ -19,6 +19,7 @@ from typing import Any
 
 from sdworker import __version__
 from sdworker.errors import SdworkerError
+from sdworker.imageio import EXTENSIONS
 from sdworker.settings import Settings
 
 USAGE = __doc__ or ""
@@ -75,20 +76,33 @@ def generate_command(argv: list[str]) -> int:
     started = time.perf_counter()
     result = worker.handle_sync(job, on_progress=bar)
     bar.close()
-    if isinstance(result, dict):
+    if isinstance(result, dict) and "error" in result:
         print(f"sdworker generate: {result['error']}", file=sys.stderr)
         return 1
+    if not _is_native_output(result):
+        # another service's envelope: its answer, in its own shape
+        print(json.dumps(result, indent=2))
+        return 0
     args.output_dir.mkdir(parents=True, exist_ok=True)
     summary: list[dict[str, Any]] = []
     for index, item in enumerate(result):
-        fmt = item.get("format", "png")
-        path = args.output_dir / f"{index}-{item['seed']}.{'jpg' if fmt == 'jpeg' else fmt}"
-        path.write_bytes(base64.b64decode(item["image"]))
         entry = {k: v for k, v in item.items() if k != "image"}
-        summary.append({**entry, "file": str(path)})
+        if "image" in item:  # uploaded images carry a url instead
+            fmt = item.get("format", "png")
+            path = args.output_dir / f"{index}-{item['seed']}.{EXTENSIONS[fmt]}"
+            path.write_bytes(base64.b64decode(item["image"]))
+            entry["file"] = str(path)
+        summary.append(entry)
     elapsed = time.perf_counter() - started
     print(json.dumps({"images": summary, "seconds": round(elapsed, 2)}, indent=2))
     return 0
+
+
+def _is_native_output(result: Any) -> bool:
+    return isinstance(result, list) and all(
+        isinstance(item, dict) and "seed" in item and ("image" in item or "url" in item)
+        for item in result
+    )
 
 
 class _ProgressBar:

@@ -52,12 +52,6 @@ def effective_steps(request: Request) -> int:
     return max(1, min(steps, int(steps * request.input.strength)))
 
 
-def sampler_label(request: Request, loaded: LoadedModel) -> str:
-    if request.scheduler is not None:
-        return request.scheduler.label
-    return str(loaded.scheduler_config.get("_class_name", "default"))
-
-
 def run_safety(request_wants: bool | None, loaded: LoadedModel, default: bool | None) -> bool:
     """Whether the checker runs: the input decides, else the setting, else "if the model has one"."""
     if loaded.safety is None:
@@ -102,28 +96,27 @@ class Generator:
         cancelled: Callable[[], bool] = lambda: False,
         safety_default: bool | None = None,
     ) -> list[Generated]:
-        loaded = self.cache.get(request.model)
-        try:
-            return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
-        except torch.cuda.OutOfMemoryError:
-            # weights of other models may be what is in the way: drop them and try once more
-            log.warning("out of memory; evicting other models and retrying once")
-            for name in self.cache.loaded():
-                if name != request.model:
-                    self.cache.evict_all()
-                    loaded = self.cache.get(request.model)
-                    break
+        attempt = 0
+        while True:
+            loaded = self.cache.get(request.model)
             try:
                 return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
             except torch.cuda.OutOfMemoryError as exc:
-                raise OutOfMemory(
-                    f"{request.width}x{request.height} with {request.input.num_images} image(s) "
-                    "does not fit the device's memory"
-                ) from exc
-        except RuntimeError as exc:
-            if "CUDA" in str(exc) or "cuDNN" in str(exc):
-                raise DeviceError(f"device fault during generation: {exc}") from exc
-            raise
+                if attempt > 0:
+                    raise OutOfMemory(
+                        f"{request.width}x{request.height} with {request.input.num_images} "
+                        "image(s) does not fit the device's memory"
+                    ) from exc
+                log.warning("out of memory; evicting other models and retrying once")
+            except RuntimeError as exc:
+                if "CUDA" in str(exc) or "cuDNN" in str(exc):
+                    raise DeviceError(f"device fault during generation: {exc}") from exc
+                raise
+            # outside the except block, so the failed call's frames (and its activations)
+            # are no longer pinned by the traceback when the retry runs
+            attempt += 1
+            del loaded
+            self.cache.evict_others(request.model)
 
     def _run(
         self,
@@ -172,6 +165,8 @@ class Generator:
                     image = pipe(**kwargs, callback_on_step_end=step_end).images[0]
                 results.append(Generated(image, seed, None))
 
+        if cancelled():
+            raise Cancelled("cancelled after the last denoising step")
         if run_safety(request.input.safety_checker, loaded, safety_default):
             results = self._check(loaded, results)
         return results

@@ -8,6 +8,7 @@ when the runpod worker loop cancels the job (its stop channel cancels our asynci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from PIL import Image
 
 from sdworker.delivery import check_delivery, deliver
 from sdworker.dialects.a1111 import Options
-from sdworker.errors import InvalidInput, SdworkerError
+from sdworker.errors import Cancelled, InvalidInput, Problem, SdworkerError
 from sdworker.imageio import EncodedImage, decode_image, encode_image
 from sdworker.infotext import infotext
 from sdworker.models import ModelRegistry
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sdworker.batching import BatchingHandler
     from sdworker.dialects.envelopes import Envelope
     from sdworker.generate import Generated, Generator, Inputs
+    from sdworker.lora import LoraLibrary
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class Worker:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings)
         self._generator: Generator | None = None
+        self._loras: LoraLibrary | None = None
         # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
         self._a1111_options = Options()
         self._generator_lock = threading.Lock()
@@ -94,6 +97,7 @@ class Worker:
             max_pixels=self.settings.max_pixels,
             loras=self.lora_names(),
         )
+        self._check_lora_families(request)
         wants_checker = request.input.safety_checker
         if wants_checker and not self.registry.get(request.model).manifest.has_safety_checker:
             raise InvalidInput.one(
@@ -102,6 +106,39 @@ class Worker:
         if request.mode == "txt2img":
             return request, Inputs()
         return self._with_images(request)
+
+    @property
+    def loras(self) -> LoraLibrary:
+        """The baked LoRA files (their headers are read at validation, their weights later)."""
+        if self._loras is None:
+            from sdworker.lora import LoraLibrary
+
+            self._loras = LoraLibrary(
+                self.settings.models_dir / "loras",
+                cache_files=self.settings.lora_cache_files,
+                resident=self.settings.lora_resident,
+            )
+        return self._loras
+
+    def _check_lora_families(self, request: Request) -> None:
+        """A LoRA made for another family fails here, before the model is loaded."""
+        from sdworker.lora import family_name
+
+        family = self.registry.get(request.model).manifest.family
+        problems = []
+        for i, ref in enumerate(request.input.lora or []):
+            made_for = self.loras.family(ref.name)
+            if made_for is not None and made_for != family:
+                problems.append(
+                    Problem(
+                        f"lora[{i}].name",
+                        f"is made for {family_name(made_for)} models; model "
+                        f"{request.model!r} is {family_name(family)}",
+                        ref.name,
+                    )
+                )
+        if problems:
+            raise InvalidInput(problems)
 
     def _with_images(self, request: Request) -> tuple[Request, Inputs]:
         from dataclasses import replace
@@ -132,7 +169,9 @@ class Worker:
                 from sdworker.generate import Generator
                 from sdworker.pipelines import PipelineCache
 
-                self._generator = Generator(PipelineCache(self.settings, self.registry))
+                self._generator = Generator(
+                    PipelineCache(self.settings, self.registry), loras=self.loras
+                )
             return self._generator
 
     def run(
@@ -155,6 +194,8 @@ class Worker:
             cancelled=cancelled,
             safety_default=self.settings.safety_checker,
         )
+        if cancelled():
+            raise Cancelled("cancelled before the images were delivered")
         return self.finish(job, request, images)
 
     def finish(
@@ -239,11 +280,10 @@ class Worker:
     # -- throughput -------------------------------------------------------------------------
 
     def batch_limit(self) -> int:
-        """Images per batched pipeline call (1: no batching); "auto" waits for the device."""
+        """Images per batched pipeline call (1: no batching)."""
         from sdworker.batching import resolve_batch_max
 
-        device = self._generator.cache.device.type if self._generator is not None else "cpu"
-        return resolve_batch_max(self.settings, device)
+        return resolve_batch_max(self.settings)
 
     def concurrency(self, current: int) -> int:
         """The runpod ``concurrency_modifier``: with batching, two batches' worth of jobs, so
@@ -282,12 +322,17 @@ class Worker:
 
             runpod.serverless.progress_update(job, progress)
 
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self.handle_sync, job, on_progress=report, cancelled=stop.is_set)
+        )
         try:
-            return await asyncio.to_thread(
-                self.handle_sync, job, on_progress=report, cancelled=stop.is_set
-            )
+            return await asyncio.shield(work)
         except asyncio.CancelledError:
             stop.set()
+            # hold the job slot until the thread has stopped (within a step), so the next job
+            # never runs beside a cancelled one that is still decoding or uploading
+            with contextlib.suppress(BaseException):
+                await work
             raise
 
 

@@ -15,6 +15,8 @@ from sdworker.errors import ImageFetchError, InvalidInput
 
 FORMATS = ("png", "jpeg", "webp")
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+#: file name extensions by format
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,", re.ASCII)
 _MAX_FETCH_BYTES = 50 * 1024 * 1024
 
@@ -34,13 +36,6 @@ class EncodedImage:
 
     def b64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
-
-
-def looks_like_image_ref(value: str) -> bool:
-    """Cheap shape check used by validation (the real decode happens before generation)."""
-    return (
-        value.startswith(("http://", "https://")) or bool(_DATA_URL.match(value)) or len(value) > 16
-    )
 
 
 def decode_image(value: str, field: str, *, timeout_s: float = 30.0) -> Image.Image:

@@ -242,8 +242,8 @@ class ModelAdapters:
         fits = library.family(name)
         if fits is not None and fits != family:
             raise LoraError(
-                f"LoRA {name!r} is made for {_FAMILY_NAMES.get(fits, fits)} models; "
-                f"model {model!r} is {_FAMILY_NAMES.get(family, family)}"
+                f"LoRA {name!r} is made for {family_name(fits)} models; "
+                f"model {model!r} is {family_name(family)}"
             )
         tensors = library.tensors(name)
         self._counter += 1
@@ -254,9 +254,11 @@ class ModelAdapters:
                 pipe.load_lora_weights(dict(tensors), adapter_name=adapter)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             _delete(pipe, adapter)
+            if "out of memory" in str(exc).lower():
+                raise  # the device is full, the LoRA is fine: the OOM path handles it
             raise LoraError(
                 f"LoRA {name!r} does not fit model {model!r} "
-                f"({_FAMILY_NAMES.get(family, family)}): {_first_line(exc)}"
+                f"({family_name(family)}): {_first_line(exc)}"
             ) from exc
         if not _holds(pipe, adapter):
             _delete(pipe, adapter)
@@ -268,6 +270,11 @@ class ModelAdapters:
 
 
 _FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
+
+def family_name(family: str) -> str:
+    """``"sdxl"`` → ``"SDXL"``, for messages."""
+    return _FAMILY_NAMES.get(family, family)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -155,7 +155,7 @@ def prepare(pipe: Any, settings: Settings, device: torch.device, native: tuple[i
     if applied:
         log.info("pipeline optimisations: %s", ", ".join(applied))
     if chosen.warmup:
-        batches = warmup_batches(resolve_batch_max(settings, device.type))
+        batches = warmup_batches(resolve_batch_max(settings))
         seconds = warm_up(pipe, native[0], native[1], batches)
         log.info("warmed up at %dx%d, batches %s, in %.1fs", *native, batches, seconds)
     return chosen

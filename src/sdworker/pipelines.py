@@ -163,6 +163,13 @@ class PipelineCache:
             log.info("evicting model %s to stay within %d bytes", name, self.budget_bytes)
             self._release()
 
+    def evict_others(self, keep: str) -> None:
+        """Drop every loaded model but ``keep`` and give their memory back to the device."""
+        with self._lock:
+            for name in [n for n in self._models if n != keep]:
+                del self._models[name]
+            self._release()
+
     def evict_all(self) -> None:
         with self._lock:
             self._models.clear()

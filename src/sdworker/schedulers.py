@@ -112,8 +112,6 @@ _BY_KEY = {name.casefold(): spec for name, spec in _TABLE.items()}
 
 #: every A1111 sampler name we accept in ``sampler_name`` (the list ``/sdapi/v1/samplers`` shows)
 A1111_SAMPLERS: list[str] = list(_A1111_BASE)
-#: A1111 names with schedule suffixes ("DPM++ 2M Karras"), as older clients send them
-A1111_SAMPLER_VARIANTS: list[str] = [n for n in _TABLE if n not in DIFFUSERS_SCHEDULERS]
 
 
 def valid_names() -> list[str]:
@@ -124,12 +122,6 @@ def valid_names() -> list[str]:
 def resolve(name: str) -> SchedulerSpec | None:
     """The spec for a diffusers class name or A1111 sampler name, or None when unknown."""
     return _BY_KEY.get(" ".join(name.split()).casefold())
-
-
-def a1111_aliases(sampler: str) -> list[str]:
-    """A1111's aliases for a sampler (``k_dpmpp_2m`` style), for ``/sdapi/v1/samplers``."""
-    key = sampler.lower().replace("++", "pp").replace(" ", "_")
-    return [f"k_{key}"] if sampler not in {"DDIM", "PLMS", "UniPC", "LCM", "DDPM"} else []
 
 
 def normalise(sampler_name: str | None, scheduler: str | None) -> str | None:

@@ -247,7 +247,10 @@ def _cross_field(
     else:
         facts = models[name]
 
-    has_image = isinstance(data.get("image"), str) and bool(data["image"])
+    image = data.get("image")
+    if isinstance(image, str) and not image.strip():
+        problems.append(Problem("image", "must not be empty (leave it out for txt2img)", image))
+    has_image = isinstance(image, str) and bool(image.strip())
     if data.get("mask_image") is not None and not has_image:
         problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
     if "strength" in data and not has_image:
@@ -267,6 +270,17 @@ def _cross_field(
             )
         )
 
+    seed, count = data.get("seed"), data.get("num_images", 1)
+    if (
+        isinstance(seed, int)
+        and isinstance(count, int)
+        and 0 <= seed < SEED_LIMIT <= seed + count - 1
+    ):
+        # image i uses seed + i: every returned seed must be a valid seed to replay
+        problems.append(
+            Problem("seed", f"seed + num_images - 1 must be less than {SEED_LIMIT}", seed)
+        )
+
     scheduler = data.get("scheduler")
     if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
         valid = ", ".join(schedulers.valid_names())
@@ -281,9 +295,16 @@ def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
     if not isinstance(items, list):
         return []
     problems = []
+    seen: set[str] = set()
     for i, item in enumerate(items):
         name = item.get("name") if isinstance(item, dict) else None
-        if isinstance(name, str) and name not in loras:
+        if not isinstance(name, str):
+            continue
+        if name not in loras:
             known = ", ".join(sorted(loras)) or "none"
             problems.append(Problem(f"lora[{i}].name", f"unknown LoRA; baked LoRAs: {known}", name))
+        elif name in seen:
+            # scales of a repeated name would add up past the 0-2 rule
+            problems.append(Problem(f"lora[{i}].name", "is listed twice (give one scale)", name))
+        seen.add(name)
     return problems

@@ -188,9 +188,8 @@ def test_an_executor_bug_fails_the_batch_not_the_batcher() -> None:
 
 
 def test_batch_max_auto_is_eight_on_cuda_and_off_elsewhere() -> None:
-    assert resolve_batch_max(Settings(), "cuda") == 1  # the seed promise is bit-for-bit
-    assert resolve_batch_max(Settings(), "cpu") == 1
-    assert resolve_batch_max(Settings(batch_max=3), "cpu") == 3
+    assert resolve_batch_max(Settings()) == 1  # off: the seed promise is bit-for-bit
+    assert resolve_batch_max(Settings(batch_max=3)) == 3
     assert Settings.from_env({"SDWORKER_BATCH_MAX": "4"}).batch_max == 4
     assert Settings.from_env({"SDWORKER_BATCH_WINDOW_MS": "12.5"}).batch_window_ms == 12.5
 

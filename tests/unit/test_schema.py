@@ -122,6 +122,9 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "image": IMG, "strength": 0}, "strength", "greater than 0"),
     ({"prompt": "x", "image": IMG, "strength": 1.5}, "strength", "at most 1"),
     ({"prompt": "x", "image": 12}, "image", "must be a string"),
+    ({"prompt": "x", "image": ""}, "image", "must not be empty"),
+    ({"prompt": "x", "seed": 2**32 - 1, "num_images": 2}, "seed", "seed + num_images - 1"),
+    ({"prompt": "x", "lora": ["pixel-art", "pixel-art"]}, "lora[1].name", "listed twice"),
     ({"prompt": "x", "lora": "missing"}, "lora[0].name", "baked LoRAs: pixel-art"),
     ({"prompt": "x", "lora": [{"name": "pixel-art", "scale": 3}]}, "lora[0].scale", "at most 2"),
     (

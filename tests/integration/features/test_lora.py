@@ -85,7 +85,12 @@ def test_a_lora_used_again_comes_from_memory(fworker: Worker) -> None:
 @pytest.mark.parametrize(
     ("model", "lora", "message"),
     [
-        ("tiny", "neon", "LoRA 'neon' is made for SDXL models; model 'tiny' is SD 1.x"),
+        # the family is read from the file's header: refused at validation, before any load
+        (
+            "tiny",
+            "neon",
+            "invalid input: lora[0].name: is made for SDXL models; model 'tiny' is SD 1.x",
+        ),
         ("tiny-sdxl", "ink", "LoRA 'ink' does not fit model 'tiny-sdxl' (SDXL)"),
     ],
 )
@@ -96,6 +101,15 @@ def test_a_lora_of_another_family_fails_clearly(
     out = fworker.handle_sync(job(model=model, lora=lora))
     assert isinstance(out, dict) and out["error"].startswith(message), out
     assert np.array_equal(image(fworker, model=model), before)
+
+
+def test_a_lora_of_another_family_is_refused_before_the_model_loads(
+    features_settings: Any,
+) -> None:
+    fresh = Worker(features_settings)
+    out = fresh.handle_sync(job(model="tiny", lora="neon"))
+    assert isinstance(out, dict) and "lora[0].name: is made for SDXL models" in out["error"]
+    assert fresh._generator is None
 
 
 def test_unknown_lora_names_the_baked_ones(fworker: Worker) -> None:
@@ -127,3 +141,32 @@ def test_concurrent_plain_and_lora_requests_do_not_mix(fworker: Worker) -> None:
     assert len(got) == 5
     for lora, result in got:
         assert np.array_equal(result, expected[lora]), lora
+
+
+def test_a_batched_call_after_a_lora_job_runs_without_its_adapters(
+    features_settings: Any,
+    fworker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+    import logging
+
+    import runpod
+
+    monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, p: None)
+    plain = [image(fworker, seed=s) for s in (31, 32)]
+    batching = Worker(features_settings.with_(batch_max=8, batch_window_ms=300))
+    lora_out = batching.handle_sync(job(seed=31, lora="ink"))  # leaves "ink" resident
+    assert isinstance(lora_out, list)
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(batching.handle(job(seed=s)) for s in (31, 32)))
+
+    with caplog.at_level(logging.INFO, logger="sdworker.batching"):
+        outs = asyncio.run(together())
+    assert "ran 2 jobs (2 images) in one call" in caplog.text
+    for out, want in zip(outs, plain, strict=True):
+        assert isinstance(out, list)
+        delta = np.abs(pixels(out[0]).astype(int) - want.astype(int))
+        assert delta.max() <= 1  # batched rounding only, no LoRA left on
