@@ -30,6 +30,7 @@ def create_app(
     workers: int | None = None,
     handler_path: Path | None = None,
     public_url: str | None = None,
+    worker_url: str | None = None,
     extra_routers: Sequence[APIRouter] = (),
     worker_log: Path | None = None,
 ) -> FastAPI:
@@ -37,16 +38,17 @@ def create_app(
 
     ``workers`` worker processes (default ``settings.workers``; 0 for none, as unit tests
     use) run ``handler_path`` (default ``settings.handler_path``) and reach the server at
-    ``public_url`` (``http://127.0.0.1:8000`` by default), which also prefixes file URLs.
-    ``app.state.gateway`` (the queue) and ``app.state.settings`` are set for every router.
+    ``worker_url`` (default ``public_url``, else ``http://127.0.0.1:8000``). An explicit
+    ``public_url`` prefixes result-file URLs; without one they follow the address each client
+    used. ``app.state.gateway`` (the queue) and ``app.state.settings`` are set for every router.
     """
     count = settings.workers if workers is None else workers
     handler = handler_path or settings.handler_path
-    base_url = (public_url or "http://127.0.0.1:8000").rstrip("/")
+    base_url = (worker_url or public_url or "http://127.0.0.1:8000").rstrip("/")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        queue = JobQueue(settings, clock=clock, base_url=base_url)
+        queue = JobQueue(settings, clock=clock, public_url=public_url)
         app.state.gateway = queue
         await queue.start()
         supervisor = None

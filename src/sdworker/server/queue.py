@@ -41,7 +41,7 @@ class JobQueue:
         clock: Clock | None = None,
         webhooks: WebhookSender | None = None,
         files: FileStore | None = None,
-        base_url: str = "http://127.0.0.1:8000",
+        public_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store or JobStore(settings.state_dir / "queue.sqlite3")
@@ -50,7 +50,8 @@ class JobQueue:
             retries=settings.webhook_retries, interval_s=settings.webhook_interval_s
         )
         self.files = files or FileStore(settings.state_dir / "files")
-        self.base_url = base_url
+        #: prefixes file URLs; without it they are relative to the requesting client's base URL
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._job_ready = asyncio.Event()
         self._finished: dict[str, asyncio.Event] = {}
         self._stops: dict[str, set[str]] = {}
@@ -192,9 +193,14 @@ class JobQueue:
         return self.store.queue_position(job_id)
 
     async def store_file(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
+        """Keep the file; its URL is absolute under ``public_url`` when one was given, else
+        relative (no leading slash) so the route resolves it against the request's base URL:
+        a client that reached this server by some address can fetch the file by the same."""
         path = self.files.save(job_id, name, data, content_type)
         endpoint = self.settings.endpoint_id
-        url = f"{self.base_url}/v2/{endpoint}/files/{job_id}/{path.name}"
+        url = f"v2/{endpoint}/files/{job_id}/{path.name}"
+        if self.public_url is not None:
+            url = f"{self.public_url}/{url}"
         if self.settings.api_key:
             url += "?sig=" + file_signature(self.settings.api_key, job_id, path.name)
         return url
