@@ -204,9 +204,23 @@ def test_files_are_served_and_expire_with_the_job(client: TestClient, clock: Man
 
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
+    assert client.get("/redoc").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v2/{endpoint_id}/run" in paths and "/run" in paths
     assert not any(p.startswith("/_worker") for p in paths)
+    assert not {"/docs", "/redoc", "/openapi.json"} & set(paths)
+
+
+def test_docs_need_the_api_key_when_configured(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(settings.with_(api_key="k"), clock=clock, workers=0)
+    with TestClient(app) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers={"Authorization": "Bearer k"}).status_code == 200, path
+        keyed = c.get("/docs", headers={"Authorization": "Bearer k"}).text
+        assert "/openapi.json" in keyed
+        paths = c.get("/openapi.json", headers={"Authorization": "k"}).json()["paths"]
+        assert "/v2/{endpoint_id}/run" in paths
 
 
 def test_extra_routers_are_mounted(settings: Settings, clock: ManualClock) -> None:
