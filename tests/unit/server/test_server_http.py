@@ -294,3 +294,11 @@ def test_file_urls_use_an_explicit_public_url(
         url = _stochastic_image(c, "")
         assert url.startswith("https://sd.example.com/v2/local/files/")
         assert c.get(url.removeprefix("https://sd.example.com")).status_code == 200
+
+
+def test_routers_share_one_queue_lookup(client: TestClient) -> None:
+    from sdworker.server import deps, routes, worker_routes
+
+    assert routes.app_queue is deps.app_queue and worker_routes.app_queue is deps.app_queue
+    request = Request({"type": "http", "app": client.app})
+    assert deps.app_queue(request) is client.app.state.gateway  # type: ignore[attr-defined]
