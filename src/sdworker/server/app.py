@@ -7,9 +7,12 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from sdworker import __version__
+from sdworker.server.auth import require_api_key
 from sdworker.server.clock import Clock
 from sdworker.server.errors import EndpointError, endpoint_error_handler
 from sdworker.server.queue import JobQueue
@@ -23,6 +26,31 @@ DESCRIPTION = """RunPod serverless in a box: the hosted endpoint's API
 `/health`) over a durable SQLite queue, served to the `runpod` SDK's own worker loop."""
 
 
+def docs_router() -> APIRouter:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` behind the API key like every other route
+    (open when no key is configured): FastAPI's built-in ones would answer anyone."""
+    router = APIRouter(dependencies=[Depends(require_api_key)], include_in_schema=False)
+
+    def schema_url(request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + "/openapi.json"
+
+    @router.get("/openapi.json")
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.openapi())
+
+    @router.get("/docs")
+    async def swagger(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=schema_url(request), title=f"{request.app.title} - docs"
+        )
+
+    @router.get("/redoc")
+    async def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(openapi_url=schema_url(request), title=f"{request.app.title} - ReDoc")
+
+    return router
+
+
 def create_app(
     settings: Settings,
     *,
@@ -30,6 +58,7 @@ def create_app(
     workers: int | None = None,
     handler_path: Path | None = None,
     public_url: str | None = None,
+    worker_url: str | None = None,
     extra_routers: Sequence[APIRouter] = (),
     worker_log: Path | None = None,
 ) -> FastAPI:
@@ -37,16 +66,17 @@ def create_app(
 
     ``workers`` worker processes (default ``settings.workers``; 0 for none, as unit tests
     use) run ``handler_path`` (default ``settings.handler_path``) and reach the server at
-    ``public_url`` (``http://127.0.0.1:8000`` by default), which also prefixes file URLs.
-    ``app.state.gateway`` (the queue) and ``app.state.settings`` are set for every router.
+    ``worker_url`` (default ``public_url``, else ``http://127.0.0.1:8000``). An explicit
+    ``public_url`` prefixes result-file URLs; without one they follow the address each client
+    used. ``app.state.gateway`` (the queue) and ``app.state.settings`` are set for every router.
     """
     count = settings.workers if workers is None else workers
     handler = handler_path or settings.handler_path
-    base_url = (public_url or "http://127.0.0.1:8000").rstrip("/")
+    base_url = (worker_url or public_url or "http://127.0.0.1:8000").rstrip("/")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        queue = JobQueue(settings, clock=clock, base_url=base_url)
+        queue = JobQueue(settings, clock=clock, public_url=public_url)
         app.state.gateway = queue
         await queue.start()
         supervisor = None
@@ -73,6 +103,10 @@ def create_app(
         description=DESCRIPTION,
         version=__version__,
         lifespan=lifespan,
+        # served by docs_router instead, behind the API key
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.worker_token = secrets.token_urlsafe(24)
@@ -80,6 +114,7 @@ def create_app(
     app.include_router(endpoint_router())
     app.include_router(files_router())
     app.include_router(worker_router())
+    app.include_router(docs_router())
     for router in extra_routers:
         app.include_router(router)
     # last, so the dialects' own /run-like paths (if any) win over the SDK test server's

@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state-dir", type=Path, default=None, help="queue and files (SDWORKER_STATE_DIR)"
     )
-    parser.add_argument("--public-url", default=None, help="URL workers and file links use")
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="base of result-file links (default: the address each client used)",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
@@ -70,6 +74,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def reachable_host(host: str) -> str:
+    """The address this machine's own processes use to reach a server bound to ``host``:
+    loopback for a wildcard bind, else the bound address itself (bracketed for IPv6)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def serve_command(argv: list[str]) -> int:
@@ -115,8 +129,9 @@ def serve_command(argv: list[str]) -> int:
         print(f"sdworker serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     port = sock.getsockname()[1]
-    local_host = "127.0.0.1" if family == socket.AF_INET else "[::1]"
-    public_url = args.public_url or f"http://{local_host}:{port}"
+    # workers are local processes: they use the bound address directly, never a proxy's
+    local_url = f"http://{reachable_host(args.host)}:{port}"
+    shown_url = (args.public_url or local_url).rstrip("/")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from sdworker.dialects import routers
@@ -124,13 +139,14 @@ def serve_command(argv: list[str]) -> int:
 
     app = create_app(
         settings,
-        public_url=public_url,
+        public_url=args.public_url,
+        worker_url=local_url,
         worker_log=None,
         extra_routers=routers(ModelRegistry(settings), settings),
     )
     print(
-        f"sdworker endpoint {settings.endpoint_id!r} on {public_url}/v2/{settings.endpoint_id}"
-        f" with {settings.workers} worker(s); docs at {public_url}/docs",
+        f"sdworker endpoint {settings.endpoint_id!r} on {shown_url}/v2/{settings.endpoint_id}"
+        f" with {settings.workers} worker(s); docs at {shown_url}/docs",
         flush=True,
     )
     config = uvicorn.Config(

@@ -81,5 +81,9 @@ class JobGateway(Protocol):
         ...
 
     async def store_file(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
-        """Keep a result file as long as the job's result; return its absolute URL."""
+        """Keep a result file as long as the job's result; return its URL.
+
+        The URL is absolute, or relative to the server's base URL (no leading slash): callers
+        resolve it with ``urljoin(str(request.base_url), url)``, which leaves absolute ones be.
+        """
         ...

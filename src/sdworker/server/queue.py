@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sdworker.errors import InvalidInput, JobStateConflict, Problem
@@ -40,7 +41,7 @@ class JobQueue:
         clock: Clock | None = None,
         webhooks: WebhookSender | None = None,
         files: FileStore | None = None,
-        base_url: str = "http://127.0.0.1:8000",
+        public_url: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store or JobStore(settings.state_dir / "queue.sqlite3")
@@ -49,12 +50,16 @@ class JobQueue:
             retries=settings.webhook_retries, interval_s=settings.webhook_interval_s
         )
         self.files = files or FileStore(settings.state_dir / "files")
-        self.base_url = base_url
+        #: prefixes file URLs; without it they are relative to the requesting client's base URL
+        self.public_url = public_url.rstrip("/") if public_url else None
         self._job_ready = asyncio.Event()
         self._finished: dict[str, asyncio.Event] = {}
         self._stops: dict[str, set[str]] = {}
         self._stop_ready: dict[str, asyncio.Event] = {}
         self._workers: dict[str, float] = {}
+        self._retiring: set[str] = set()
+        #: set by the supervisor: stops a worker whose handler asked to be replaced
+        self.on_retire: Callable[[str], None] | None = None
         self._closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -188,9 +193,14 @@ class JobQueue:
         return self.store.queue_position(job_id)
 
     async def store_file(self, job_id: str, name: str, data: bytes, content_type: str) -> str:
+        """Keep the file; its URL is absolute under ``public_url`` when one was given, else
+        relative (no leading slash) so the route resolves it against the request's base URL:
+        a client that reached this server by some address can fetch the file by the same."""
         path = self.files.save(job_id, name, data, content_type)
         endpoint = self.settings.endpoint_id
-        url = f"{self.base_url}/v2/{endpoint}/files/{job_id}/{path.name}"
+        url = f"v2/{endpoint}/files/{job_id}/{path.name}"
+        if self.public_url is not None:
+            url = f"{self.public_url}/{url}"
         if self.settings.api_key:
             url += "?sig=" + file_signature(self.settings.api_key, job_id, path.name)
         return url
@@ -204,7 +214,7 @@ class JobQueue:
         """Long-poll for up to ``count`` jobs; an empty list after ``wait_s`` means none."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        while not self._closing.is_set():
+        while not self._closing.is_set() and worker_id not in self._retiring:
             self.worker_seen(worker_id)
             self._job_ready.clear()
             jobs = self.store.claim(
@@ -224,20 +234,42 @@ class JobQueue:
     async def report(
         self, job_id: str, worker_id: str, payload: dict[str, Any], *, is_stream: bool
     ) -> None:
-        """A result or a progress update from the worker holding the job; stale ones are dropped."""
+        """A result or a progress update from the worker holding the job; stale ones are dropped.
+
+        A result with ``stopPod`` (the handler returned ``refresh_worker``) is recorded like
+        any other, then its worker is retired: hosted RunPod replaces such a worker.
+        """
         job = self._held(job_id, worker_id)
-        if job is None:
-            return
+        if job is not None:
+            self._record(job, payload, is_stream=is_stream)
+        if payload.get("stopPod"):
+            self._retire(worker_id)
+
+    def _record(self, job: JobRecord, payload: dict[str, Any], *, is_stream: bool) -> None:
         if payload.get("status") == Status.IN_PROGRESS.value:
-            self.store.update(job_id, only_if=Status.IN_PROGRESS, progress=payload.get("output"))
+            self.store.update(job.id, only_if=Status.IN_PROGRESS, progress=payload.get("output"))
             return
         if payload.get("error"):
             self._finish(job, Status.FAILED, error=_error_text(payload["error"]))
             return
         output = payload.get("output")
         if is_stream and not output:
-            output = [chunk.get("output") for chunk in self.store.all_chunks(job_id)]
+            output = [chunk.get("output") for chunk in self.store.all_chunks(job.id)]
         self._finish(job, Status.COMPLETED, output=output)
+
+    def _retire(self, worker_id: str) -> None:
+        """Give the worker no more jobs, answer its long polls now, and have it stopped."""
+        if self.on_retire is None:
+            # nothing here manages that process (an external worker): it keeps running
+            log.warning("worker %s asked to be replaced, but no supervisor runs it", worker_id)
+            return
+        if worker_id in self._retiring:
+            return
+        log.info("worker %s asked to be replaced after its job", worker_id)
+        self._retiring.add(worker_id)
+        self._job_ready.set()
+        self._stop_ready.setdefault(worker_id, asyncio.Event()).set()
+        self.on_retire(worker_id)
 
     async def stream_chunk(self, job_id: str, worker_id: str, payload: dict[str, Any]) -> None:
         if self._held(job_id, worker_id) is not None:
@@ -252,6 +284,8 @@ class JobQueue:
             pending = self._stops.pop(worker_id, None)
             if pending:
                 return sorted(pending)
+            if worker_id in self._retiring:
+                break  # let a worker that is shutting down stop polling at once
             event = self._stop_ready.setdefault(worker_id, asyncio.Event())
             event.clear()
             remaining = deadline - loop.time()
@@ -264,6 +298,7 @@ class JobQueue:
     def worker_gone(self, worker_id: str, reason: str) -> None:
         """A worker process died: its jobs are retried once, then failed."""
         self._workers.pop(worker_id, None)
+        self._retiring.discard(worker_id)
         self._stops.pop(worker_id, None)
         self._stop_ready.pop(worker_id, None)
         held = self.store.select(

@@ -12,9 +12,9 @@ from fastapi.responses import FileResponse
 
 from sdworker.errors import InvalidInput, JobStateConflict
 from sdworker.server.auth import require_api_key, require_key_or_signature
+from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
 from sdworker.server.gateway import JobView
-from sdworker.server.queue import JobQueue
 
 _JOB_BODY = {
     "requestBody": {
@@ -41,11 +41,6 @@ _JOB_BODY = {
         },
     }
 }
-
-
-def _queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.gateway
-    return queue
 
 
 async def check_endpoint(request: Request, endpoint_id: str) -> None:
@@ -86,7 +81,7 @@ async def _submit(request: Request, *, sync: bool, limit: int) -> JobView:
     if webhook is not None and not isinstance(webhook, str):
         raise EndpointError(400, "webhook must be a URL string")
     try:
-        return await _queue(request).submit(
+        return await app_queue(request).submit(
             body["input"], webhook=webhook, policy=body.get("policy"), sync=sync
         )
     except InvalidInput as exc:
@@ -111,18 +106,18 @@ async def runsync(request: Request, wait: int | None = None) -> dict[str, Any]:
     settings = request.app.state.settings
     view = await _submit(request, sync=True, limit=settings.runsync_body_limit_bytes)
     wait_s = settings.runsync_wait_s if wait is None else min(max(wait, 1000), 300_000) / 1000
-    final = await _queue(request).wait(view.id, wait_s)
+    final = await app_queue(request).wait(view.id, wait_s)
     return (final or view).status_body()
 
 
 async def status(request: Request, job_id: str) -> dict[str, Any]:
     """The job's status; while it runs, ``output`` is its latest progress update."""
-    return (await _found(await _queue(request).get(job_id), job_id)).status_body()
+    return (await _found(await app_queue(request).get(job_id), job_id)).status_body()
 
 
 async def stream(request: Request, job_id: str) -> dict[str, Any]:
     """Stream chunks produced since the last call."""
-    found = await _queue(request).stream(job_id)
+    found = await app_queue(request).stream(job_id)
     if found is None:
         await _found(None, job_id)
         raise AssertionError("unreachable")
@@ -132,14 +127,14 @@ async def stream(request: Request, job_id: str) -> dict[str, Any]:
 
 async def cancel(request: Request, job_id: str) -> dict[str, Any]:
     """Cancel a queued job, or interrupt a running one between denoising steps."""
-    view = await _found(await _queue(request).cancel(job_id), job_id)
+    view = await _found(await app_queue(request).cancel(job_id), job_id)
     return {"id": view.id, "status": view.status.value}
 
 
 async def retry(request: Request, job_id: str) -> dict[str, Any]:
     """Requeue a FAILED or TIMED_OUT job under the same id."""
     try:
-        view = await _found(await _queue(request).retry(job_id), job_id)
+        view = await _found(await app_queue(request).retry(job_id), job_id)
     except JobStateConflict as exc:
         raise EndpointError(400, str(exc)) from exc
     return {"id": view.id, "status": view.status.value}
@@ -147,19 +142,19 @@ async def retry(request: Request, job_id: str) -> dict[str, Any]:
 
 async def purge_queue(request: Request) -> dict[str, Any]:
     """Drop every queued job; running jobs are untouched."""
-    return {"removed": await _queue(request).purge(), "status": "completed"}
+    return {"removed": await app_queue(request).purge(), "status": "completed"}
 
 
 async def health(request: Request) -> dict[str, Any]:
     """Job counters and worker states."""
-    return await _queue(request).health()
+    return await app_queue(request).health()
 
 
 async def result_file(request: Request, job_id: str, name: str) -> FileResponse:
     """A file a job stored (kept as long as the job's result)."""
-    if await _queue(request).get(job_id) is None:
+    if await app_queue(request).get(job_id) is None:
         await _found(None, job_id)
-    found = _queue(request).files.find(job_id, name)
+    found = app_queue(request).files.find(job_id, name)
     if found is None:
         raise EndpointError(404, f"file {name} not found for job {job_id}")
     path, content_type = found

@@ -3,6 +3,8 @@
 Each worker is pointed at this server through the variables the SDK reads on RunPod
 (``RUNPOD_WEBHOOK_GET_JOB`` and friends), so it takes jobs exactly as it would in production.
 A worker that exits is replaced; the queue retries the job it held once, then fails it.
+A worker whose handler returned ``refresh_worker`` is stopped after that job and replaced,
+as hosted RunPod replaces it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class _Slot:
     process: subprocess.Popen[bytes] | None = None
     fast_failures: int = 0
     started: float = 0.0
+    retiring: bool = False
 
     @property
     def worker_id(self) -> str:
@@ -90,6 +93,7 @@ class WorkerSupervisor:
         self._log: IO[bytes] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._closed = False
+        queue.on_retire = self.retire
 
     @property
     def processes(self) -> dict[str, subprocess.Popen[bytes]]:
@@ -103,6 +107,19 @@ class WorkerSupervisor:
         for slot in self._slots:
             self._spawn(slot)
         self._monitor = asyncio.create_task(self._watch())
+
+    def retire(self, worker_id: str) -> None:
+        """SIGTERM one worker (its handler asked for a fresh process); the watch loop replaces it.
+
+        The SDK finishes whatever it still holds before exiting; the queue gives it no more.
+        """
+        for slot in self._slots:
+            proc = slot.process
+            if slot.worker_id == worker_id and proc is not None and proc.poll() is None:
+                slot.retiring = True
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                log.info("stopping %s (pid %d) to replace it", worker_id, proc.pid)
 
     def terminate(self) -> None:
         """SIGTERM every worker: the SDK stops taking jobs and finishes the ones it holds."""
@@ -158,9 +175,14 @@ class WorkerSupervisor:
                 if proc is None or proc.poll() is None:
                     continue
                 reason = f"worker process {slot.worker_id} exited with code {proc.returncode}"
-                log.warning("%s; starting a replacement", reason)
                 self.queue.worker_gone(slot.worker_id, reason)
                 slot.process = None
+                if slot.retiring:
+                    # a requested replacement, not a crash: no back-off
+                    slot.retiring = False
+                    self._spawn(slot)
+                    continue
+                log.warning("%s; starting a replacement", reason)
                 # back off when a handler dies at start-up (a syntax error must not spin)
                 quick = loop.time() - slot.started < 2.0
                 slot.fast_failures = slot.fast_failures + 1 if quick else 0

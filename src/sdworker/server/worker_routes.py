@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
-from sdworker.server.queue import JobQueue
 
 WORKER_PREFIX = "/_worker"
 
@@ -23,11 +23,6 @@ async def require_worker_token(request: Request, token: str = "") -> None:
     expected: str = request.app.state.worker_token
     if not hmac.compare_digest(token.encode(), expected.encode()):
         raise EndpointError(401, "unknown worker token")
-
-
-def _queue(request: Request) -> JobQueue:
-    queue: JobQueue = request.app.state.gateway
-    return queue
 
 
 async def _payload(request: Request) -> dict[str, Any]:
@@ -43,19 +38,19 @@ async def _payload(request: Request) -> dict[str, Any]:
 
 async def job_take(request: Request, worker_id: str) -> Response:
     settings = request.app.state.settings
-    jobs = await _queue(request).take(worker_id, 1, settings.worker_poll_s)
+    jobs = await app_queue(request).take(worker_id, 1, settings.worker_poll_s)
     return JSONResponse(jobs[0]) if jobs else Response(status_code=204)
 
 
 async def job_take_batch(request: Request, worker_id: str, batch_size: int = 1) -> Response:
     settings = request.app.state.settings
-    jobs = await _queue(request).take(worker_id, max(1, batch_size), settings.worker_poll_s)
+    jobs = await app_queue(request).take(worker_id, max(1, batch_size), settings.worker_poll_s)
     return JSONResponse(jobs) if jobs else Response(status_code=204)
 
 
 async def job_stop(request: Request, worker_id: str) -> Response:
     settings = request.app.state.settings
-    ids = await _queue(request).stop_signals(worker_id, settings.worker_poll_s)
+    ids = await app_queue(request).stop_signals(worker_id, settings.worker_poll_s)
     return JSONResponse({"jobsToStop": ids}) if ids else Response(status_code=204)
 
 
@@ -63,17 +58,17 @@ async def job_done(
     request: Request, worker_id: str, job_id: str, isStream: str = "false"
 ) -> Response:
     payload = await _payload(request)
-    await _queue(request).report(job_id, worker_id, payload, is_stream=isStream == "true")
+    await app_queue(request).report(job_id, worker_id, payload, is_stream=isStream == "true")
     return Response(status_code=200)
 
 
 async def job_stream(request: Request, worker_id: str, job_id: str) -> Response:
-    await _queue(request).stream_chunk(job_id, worker_id, await _payload(request))
+    await app_queue(request).stream_chunk(job_id, worker_id, await _payload(request))
     return Response(status_code=200)
 
 
 async def ping(request: Request, worker_id: str) -> Response:
-    _queue(request).worker_seen(worker_id)
+    app_queue(request).worker_seen(worker_id)
     return Response(status_code=200)
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -113,6 +114,24 @@ def test_dead_worker_is_replaced_and_its_job_retried_once(
     assert httpx.get(f"{server.url}/health").json()["jobs"]["retried"] == 1
     survivor = wait_status(server.url, submit(server.url, {"crash": False}), {"COMPLETED"}, 40)
     assert survivor["output"] == {"survived": True}
+
+
+def test_refresh_worker_fails_the_job_and_replaces_the_worker(
+    serve: Callable[..., ServerProcess],
+) -> None:
+    server = serve(str(Path(__file__).parent / "handlers" / "refresh.py"), workers=1)
+    before = wait_status(server.url, submit(server.url, {}), {"COMPLETED"})["output"]
+    refreshed = submit(server.url, {"refresh": True})
+    # queued right behind it: must run on the replacement, not on the retiring worker
+    after_id = submit(server.url, {})
+    failed = wait_status(server.url, refreshed, {"FAILED"})
+    assert failed["error"] == "the pipeline is in a bad state"
+    after = wait_status(server.url, after_id, {"COMPLETED"}, timeout_s=30)["output"]
+    assert after["pid"] != before["pid"]
+    assert after["worker"] != before["worker"]
+    # the refreshed job finished with its error: it is not retried
+    assert httpx.get(f"{server.url}/status/{refreshed}").json()["status"] == "FAILED"
+    assert httpx.get(f"{server.url}/health").json()["jobs"]["retried"] == 0
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.server.cli import is_loopback, serve_command
+from sdworker.server.cli import is_loopback, reachable_host, serve_command
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,17 @@ def test_refuses_missing_handler(tmp_path: Path, capsys) -> None:
     code = serve_command(["--workers", "1", "--handler", str(tmp_path / "nope.py")])
     assert code == 2
     assert "nope.py not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "reachable"),
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "[::1]"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("192.168.1.5", "192.168.1.5"),
+        ("fd00::5", "[fd00::5]"),
+    ],
+)
+def test_workers_reach_the_bound_address(host: str, reachable: str) -> None:
+    assert reachable_host(host) == reachable

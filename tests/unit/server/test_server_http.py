@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,9 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
+from sdworker.dialects import routers
+from sdworker.manifest import Manifest
+from sdworker.models import ModelRegistry
 from sdworker.server.app import create_app
 from sdworker.server.clock import ManualClock
 from sdworker.server.queue import JobQueue
@@ -187,8 +191,9 @@ def test_files_are_served_and_expire_with_the_job(client: TestClient, clock: Man
     queue: JobQueue = client.app.state.gateway  # type: ignore[attr-defined]
     job_id = client.post("/v2/local/run", json={"input": {}}).json()["id"]
     url = asyncio.run(queue.store_file(job_id, "0.png", b"\x89PNG", "image/png"))
-    assert url == f"http://127.0.0.1:8000/v2/local/files/{job_id}/0.png"
-    r = client.get(url.removeprefix("http://127.0.0.1:8000"))
+    # relative: resolved against the base URL of whichever client asks
+    assert url == f"v2/local/files/{job_id}/0.png"
+    r = client.get("/" + url)
     assert r.status_code == 200 and r.content == b"\x89PNG"
     assert r.headers["content-type"] == "image/png"
     assert client.get(f"/v2/local/files/{job_id}/..%2Fqueue.sqlite3").status_code == 404
@@ -199,9 +204,23 @@ def test_files_are_served_and_expire_with_the_job(client: TestClient, clock: Man
 
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
+    assert client.get("/redoc").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v2/{endpoint_id}/run" in paths and "/run" in paths
     assert not any(p.startswith("/_worker") for p in paths)
+    assert not {"/docs", "/redoc", "/openapi.json"} & set(paths)
+
+
+def test_docs_need_the_api_key_when_configured(settings: Settings, clock: ManualClock) -> None:
+    app = create_app(settings.with_(api_key="k"), clock=clock, workers=0)
+    with TestClient(app) as c:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers={"Authorization": "Bearer k"}).status_code == 200, path
+        keyed = c.get("/docs", headers={"Authorization": "Bearer k"}).text
+        assert "/openapi.json" in keyed
+        paths = c.get("/openapi.json", headers={"Authorization": "k"}).json()["paths"]
+        assert "/v2/{endpoint_id}/run" in paths
 
 
 def test_extra_routers_are_mounted(settings: Settings, clock: ManualClock) -> None:
@@ -213,3 +232,73 @@ def test_extra_routers_are_mounted(settings: Settings, clock: ManualClock) -> No
 
     with TestClient(create_app(settings, clock=clock, workers=0, extra_routers=[router])) as c:
         assert c.get("/dialect/ping").json() == {"served": "local"}
+
+
+def _stochastic_image(client: TestClient, key: str) -> str:
+    """Submit a Stochastic request, play the worker returning an inline PNG, return its URL."""
+    headers = {"apiKey": key}
+    r = client.post(
+        "/v1/modelApi/submit/tiny", json={"prompt": "a dog", "params": {}}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    job_id = r.json()["data"]["id"]
+    worker_take(client)
+    png = base64.b64encode(b"\x89PNG-bytes").decode()
+    worker_done(client, job_id, {"output": [{"image": png, "format": "png", "seed": 1}]})
+    data = client.get(f"/v1/modelApi/inference/{job_id}", headers=headers).json()["data"]
+    [image] = data["generatedImages"]
+    return str(image["presigned_url"])
+
+
+def _registry(tmp_path: Path) -> ModelRegistry:
+    manifest = Manifest(
+        name="tiny",
+        family="sd1",
+        native_width=64,
+        native_height=64,
+        default_scheduler="PNDMScheduler",
+        has_safety_checker=False,
+    )
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    manifest.write(tmp_path / "models" / "tiny")
+    return ModelRegistry(Settings(models_dir=tmp_path / "models", default_model="tiny"))
+
+
+def test_file_urls_follow_the_clients_address(
+    settings: Settings, clock: ManualClock, tmp_path: Path
+) -> None:
+    # a server bound to a public address with a key: the remote client must be able to fetch
+    keyed = settings.with_(api_key="k")
+    app = create_app(
+        keyed, clock=clock, workers=0, extra_routers=routers(_registry(tmp_path), keyed)
+    )
+    with TestClient(app, base_url="http://203.0.113.7:8000") as c:
+        url = _stochastic_image(c, "k")
+        assert url.startswith("http://203.0.113.7:8000/v2/local/files/")
+        assert "sig=" in url
+        r = c.get(url)  # the signed URL alone, no key
+        assert r.status_code == 200 and r.content == b"\x89PNG-bytes"
+
+
+def test_file_urls_use_an_explicit_public_url(
+    settings: Settings, clock: ManualClock, tmp_path: Path
+) -> None:
+    app = create_app(
+        settings,
+        clock=clock,
+        workers=0,
+        public_url="https://sd.example.com/",
+        extra_routers=routers(_registry(tmp_path), settings),
+    )
+    with TestClient(app, base_url="http://10.1.2.3:8000") as c:
+        url = _stochastic_image(c, "")
+        assert url.startswith("https://sd.example.com/v2/local/files/")
+        assert c.get(url.removeprefix("https://sd.example.com")).status_code == 200
+
+
+def test_routers_share_one_queue_lookup(client: TestClient) -> None:
+    from sdworker.server import deps, routes, worker_routes
+
+    assert routes.app_queue is deps.app_queue and worker_routes.app_queue is deps.app_queue
+    request = Request({"type": "http", "app": client.app})
+    assert deps.app_queue(request) is client.app.state.gateway  # type: ignore[attr-defined]

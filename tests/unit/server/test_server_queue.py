@@ -338,3 +338,42 @@ def test_store_is_in_wal_mode(settings) -> None:
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     store.close()
     assert mode == "wal"
+
+
+def test_refresh_worker_records_the_result_then_retires_the_worker(settings, clock) -> None:
+    async def body(q: JobQueue) -> None:
+        retired: list[str] = []
+        # the result is recorded before the worker is stopped
+        q.on_retire = lambda w: retired.append(f"{w}:{q.store.get(job.id).status.value}")  # type: ignore[union-attr]
+        job = await q.submit({"prompt": "x"})
+        await q.take("w1", 1, 0)
+        await q.report(job.id, "w1", {"error": "bad state", "stopPod": True}, is_stream=False)
+        view = await q.get(job.id)
+        assert view is not None and view.status is Status.FAILED and view.error == "bad state"
+        assert retired == ["w1:FAILED"]
+        # the retiring worker gets no more jobs, and its polls answer at once
+        queued = await q.submit({"prompt": "y"})
+        assert await asyncio.wait_for(q.take("w1", 1, 5), 1) == []
+        assert await asyncio.wait_for(q.stop_signals("w1", 5), 1) == []
+        assert (await q.get(queued.id)).status is Status.IN_QUEUE  # type: ignore[union-attr]
+        q.worker_gone("w1", "replaced")
+        assert (await q.get(job.id)).status is Status.FAILED  # type: ignore[union-attr]
+        assert q.store.counter("retried") == 0
+        [task] = await q.take("w2", 1, 0)
+        assert task["id"] == queued.id
+
+    run_with_queue(settings, clock, body)
+
+
+def test_refresh_worker_wakes_a_pending_long_poll(settings, clock) -> None:
+    async def body(q: JobQueue) -> None:
+        q.on_retire = lambda w: None
+        job = await q.submit({"prompt": "x"})
+        await q.take("w1", 1, 0)
+        poll = asyncio.create_task(q.take("w1", 1, 5))
+        await asyncio.sleep(0.01)
+        await q.report(job.id, "w1", {"output": {"ok": 1}, "stopPod": True}, is_stream=False)
+        assert await asyncio.wait_for(poll, 1) == []
+        assert (await q.get(job.id)).status is Status.COMPLETED  # type: ignore[union-attr]
+
+    run_with_queue(settings, clock, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import urljoin
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -72,7 +73,7 @@ def stochastic_router(ctx: DialectContext) -> APIRouter:
             return _fail(404, f"no request {job_id!r} (unknown or expired)")
         if view.status is Status.COMPLETED:
             if job_id not in urls:
-                urls[job_id] = await _image_urls(gateway, view)
+                urls[job_id] = await _image_urls(gateway, view, str(request.base_url))
             return JSONResponse(stochastic.result(job_id, view.status, urls[job_id]))
         if view.status.is_terminal():
             client_fault, message = job_error(view, stochastic.NATIVE_TO_STOCHASTIC)
@@ -86,8 +87,9 @@ def stochastic_router(ctx: DialectContext) -> APIRouter:
     return router
 
 
-async def _image_urls(gateway: JobGateway, view: JobView) -> list[str]:
-    """Each image's URL: the S3 one when the worker uploaded it, else a served file."""
+async def _image_urls(gateway: JobGateway, view: JobView, base_url: str) -> list[str]:
+    """Each image's URL: the S3 one when the worker uploaded it, else a served file (at the
+    address the client used, unless the server has an explicit public URL)."""
     found: list[str] = []
     for index, out in enumerate(outputs_of(view)):
         if out.get("url"):
@@ -96,9 +98,8 @@ async def _image_urls(gateway: JobGateway, view: JobView) -> list[str]:
         fmt = str(out.get("format") or "png")
         data: Any = out.get("image") or ""
         name = f"{view.id}-{index}.{'jpg' if fmt == 'jpeg' else fmt}"
-        found.append(
-            await gateway.store_file(
-                view.id, name, base64.b64decode(data), CONTENT_TYPES.get(fmt, "image/png")
-            )
+        url = await gateway.store_file(
+            view.id, name, base64.b64decode(data), CONTENT_TYPES.get(fmt, "image/png")
         )
+        found.append(urljoin(base_url, url))
     return found
