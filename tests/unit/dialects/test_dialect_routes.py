@@ -8,10 +8,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdworker.errors import InvalidInput
+from sdworker.server.gateway import Status
 
 ClientFactory = Callable[..., TestClient]
 
@@ -258,3 +260,29 @@ def test_deepinfra_upload_file_and_errors(client_factory: ClientFactory, gateway
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "num_images"]
     r = client.post("/v1/inference/tiny", json={"prompt": "x", "width": 60}, headers=auth)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "width"]
+
+
+def _ending(status: Any, fake_gateway: Any) -> Any:
+    """A gateway whose second job of a request ends with ``status`` instead of completing."""
+
+    class Ending(fake_gateway):  # type: ignore[misc,valid-type]
+        def finish(self, job_id: str) -> None:
+            view = self.jobs[job_id]
+            if list(self.jobs).index(job_id) == 1 and not view.status.is_terminal():
+                view.status = status
+                return
+            super().finish(job_id)
+
+    return Ending()
+
+
+@pytest.mark.parametrize(("status", "code"), [(Status.TIMED_OUT, 504), (Status.CANCELLED, 409)])
+def test_a1111_job_cancelled_or_timed_out_is_an_error(
+    client_factory: ClientFactory, fake_gateway: Any, status: Status, code: int
+) -> None:
+    client = client_factory(_ending(status, fake_gateway))
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "seed": 1, "n_iter": 2})
+    assert r.status_code == code, r.text
+    body = r.json()
+    assert "images" not in body
+    assert body["error"] == "RuntimeError" and status.value.lower().split("_")[0] in body["detail"]
