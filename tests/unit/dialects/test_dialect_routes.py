@@ -286,3 +286,29 @@ def test_a1111_job_cancelled_or_timed_out_is_an_error(
     body = r.json()
     assert "images" not in body
     assert body["error"] == "RuntimeError" and status.value.lower().split("_")[0] in body["detail"]
+
+
+def test_stochastic_url_cache_forgets_expired_jobs(registry: Any, fake_gateway: Any) -> None:
+    from fastapi import FastAPI
+
+    from sdworker.dialects.routes.common import DialectContext
+    from sdworker.dialects.routes.stochastic import stochastic_router
+    from sdworker.settings import Settings
+
+    gateway = fake_gateway()
+    urls: dict[str, list[str]] = {}
+    app = FastAPI()
+    ctx = DialectContext(registry, Settings(dialect_wait_s=5.0), lambda request: gateway)
+    app.include_router(stochastic_router(ctx, urls))
+    client = TestClient(app)
+    body = {"prompt": "A turtle", "params": {"img_height": 64, "img_width": 64, "seed": 3}}
+    ids = []
+    for _ in range(3):
+        data = client.post("/v1/modelApi/submit/tiny", json=body).json()["data"]
+        assert client.get(data["responseUrl"]).json()["data"]["status"] == "completed"
+        ids.append(data["id"])
+    assert set(urls) == set(ids)
+    # the queue forgets two finished jobs (their retention passed); the next submit prunes
+    del gateway.jobs[ids[0]], gateway.jobs[ids[1]]
+    client.post("/v1/modelApi/submit/tiny", json=body)
+    assert set(urls) == {ids[2]}
