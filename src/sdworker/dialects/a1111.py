@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from sdworker.dialects.fields import FieldReader
 from sdworker.dialects.modelref import a1111_title, resolve, strip_ref
-from sdworker.errors import InvalidInput, Problem, SdworkerError
+from sdworker.errors import InvalidInput, SdworkerError
 from sdworker.manifest import Manifest
+from sdworker.schema import SEED_LIMIT
 
 Kind = Literal["txt2img", "img2img"]
 
@@ -35,7 +36,6 @@ DEFAULTS: dict[str, Any] = {
 }
 MAX_BATCH = 8
 MAX_IMAGES = 64
-_SEED_SPACE = 2**32
 
 #: native field → the A1111 field a client wrote, for error messages coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
@@ -230,9 +230,9 @@ def parse(
     total = (batch or 1) * (n_iter or 1)
     if total > MAX_IMAGES:
         r.bad("n_iter", f"batch_size * n_iter must be at most {MAX_IMAGES}", n_iter)
-    seed = r.integer("seed", -1, lo=-1, hi=_SEED_SPACE - 1)
-    if seed is not None and seed >= 0 and seed + total > _SEED_SPACE:
-        r.bad("seed", f"seed + batch_size * n_iter must stay below {_SEED_SPACE}", seed)
+    seed = r.integer("seed", -1, lo=-1, hi=SEED_LIMIT - 1)
+    if seed is not None and seed >= 0 and seed + total > SEED_LIMIT:
+        r.bad("seed", f"seed + batch_size * n_iter must stay below {SEED_LIMIT}", seed)
     send_images = r.boolean("send_images", True)
 
     sampler = r.string("sampler_name") or r.string("sampler_index") or DEFAULTS["sampler_name"]
@@ -276,7 +276,7 @@ def parse(
 
     assert steps is not None and cfg is not None and batch is not None and n_iter is not None
     if seed is None or seed < 0:
-        seed = (rng or random.SystemRandom()).randrange(_SEED_SPACE - total)
+        seed = (rng or random.SystemRandom()).randrange(SEED_LIMIT - total)
     return A1111Request(
         kind=kind,
         prompt=prompt,
@@ -440,16 +440,6 @@ def error_body(error: BaseException | str) -> dict[str, Any]:
     message = str(error)
     name = type(error).__name__ if isinstance(error, BaseException) else "RuntimeError"
     return {"error": name, "detail": message, "body": "", "errors": message}
-
-
-def renamed(error: InvalidInput) -> InvalidInput:
-    """A job's validation error with native field names turned into A1111's."""
-    return InvalidInput(
-        [
-            Problem(NATIVE_TO_A1111.get(p.field, p.field), p.message, p.value, p.has_value)
-            for p in error.problems
-        ]
-    )
 
 
 def sd_models(manifests: list[Manifest], models_dir: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 
 from sdworker.dialects import a1111
 from sdworker.dialects.a1111 import SamplerCatalog
+from sdworker.dialects.fields import renamed
 from sdworker.errors import InvalidInput
 from sdworker.manifest import Manifest
 
@@ -197,7 +198,10 @@ def test_send_images_false_returns_no_images(
 
 def test_native_errors_are_renamed() -> None:
     error = InvalidInput.one("num_inference_steps", "must be at most 500", 900)
-    assert str(a1111.renamed(error)) == "invalid input: steps: must be at most 500 (got 900)"
+    assert (
+        str(renamed(error, a1111.NATIVE_TO_A1111))
+        == "invalid input: steps: must be at most 500 (got 900)"
+    )
 
 
 def test_options_switch_and_reject(manifests: list[Manifest]) -> None:
