@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sdworker.dialects.fields import FieldReader
 from sdworker.dialects.modelref import a1111_title, resolve, strip_ref
 from sdworker.errors import InvalidInput, SdworkerError
+from sdworker.infotext import infotext as write_infotext
 from sdworker.manifest import Manifest
 from sdworker.schema import SEED_LIMIT
 
@@ -355,27 +356,27 @@ def _img2img(r: FieldReader) -> dict[str, Any]:
 
 
 def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> str:
-    """The generation parameters as A1111 writes them (infotexts, PNG ``parameters``)."""
-    lines = [req.prompt]
-    if req.negative_prompt:
-        lines.append(f"Negative prompt: {req.negative_prompt}")
-    parts = [f"Steps: {req.steps}", f"Sampler: {req.sampler_name}"]
-    if req.scheduler and req.scheduler.lower() != "automatic":
-        parts.append(f"Schedule type: {req.scheduler}")
-    parts += [
-        f"CFG scale: {req.cfg_scale:g}",
-        f"Seed: {seed}",
-        f"Size: {req.width}x{req.height}",
-    ]
-    if model_hash:
-        parts.append(f"Model hash: {model_hash}")
-    parts.append(f"Model: {model_name}")
+    """The generation parameters as A1111 writes them (infotexts), written by the same
+    :func:`sdworker.infotext.infotext` that fills the PNG ``parameters`` chunk."""
+    extra: dict[str, Any] = {}
+    if req.kind == "img2img":
+        extra["Denoising strength"] = req.denoising_strength
     if req.extra.get("clip_skip", 1) > 1:
-        parts.append(f"Clip skip: {req.extra['clip_skip']}")
-    if req.kind == "img2img" and req.denoising_strength is not None:
-        parts.append(f"Denoising strength: {req.denoising_strength:g}")
-    lines.append(", ".join(parts))
-    return "\n".join(lines)
+        extra["Clip skip"] = req.extra["clip_skip"]
+    return write_infotext(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        steps=req.steps,
+        sampler=req.sampler_name,
+        schedule_type=req.scheduler,
+        guidance_scale=req.cfg_scale,
+        seed=seed,
+        width=req.width,
+        height=req.height,
+        model_name=model_name,
+        model_hash=model_hash,
+        extra=extra,
+    )
 
 
 def response(
