@@ -3,7 +3,9 @@
 RunPod drops a result over its payload cap (10 MB for ``/run``, 20 MB for ``/runsync``), so
 a result is sized before it is returned: one that fits goes inline as base64; one that would
 not fit is uploaded when a bucket is configured, and otherwise fails the job with an error
-that says how big it was and how to fix it. ``upload: true`` uploads whatever the size.
+that says how big it was and how to fix it. ``upload: true`` uploads whatever the size;
+``upload: false`` never uploads (clients that can only read base64 ask for it), so a result
+too big to go inline fails with that error instead of turning into URLs.
 """
 
 from __future__ import annotations
@@ -69,12 +71,13 @@ def deliver(
     ``upload`` is the input field (``None`` when not given). Without ``upload: true`` the
     images go inline when the output fits ``limit_bytes`` (default
     ``settings.payload_limit_bytes``) less some headroom for the envelope; otherwise they are
-    uploaded to the job's ``s3Config`` bucket or the configured one. ``upload: false`` does not
-    stop that: a result that cannot be returned inline is uploaded rather than lost.
+    uploaded to the job's ``s3Config`` bucket or the configured one. ``upload: false`` means
+    inline or nothing: a result over the limit raises :class:`PayloadTooLarge` even when a
+    bucket is configured, because the caller cannot read a URL in place of the image.
     ``uploader`` replaces the S3 uploader built from the configuration; ``sleep`` is the
     wait between retries.
 
-    Raises :class:`PayloadTooLarge` (too big, no bucket), :class:`InvalidInput` (``upload:
+    Raises :class:`PayloadTooLarge` (too big, and no bucket or ``upload: false``), :class:`InvalidInput` (``upload:
     true`` without a bucket, a bad ``s3Config``), :class:`UploadFailed` (every retry failed)
     and :class:`ConfigError` (a half-done ``BUCKET_*`` configuration, boto3 missing).
     """
@@ -90,6 +93,8 @@ def deliver(
     if size <= budget:
         return [_entry(image, image=image.b64()) for image in images]
 
+    if upload is False:
+        raise PayloadTooLarge(_too_large_message(images, size, limit, inline_only=True))
     chosen = uploader or _uploader_for(s3_config, settings)
     if chosen is None:
         raise PayloadTooLarge(_too_large_message(images, size, limit))
@@ -156,13 +161,23 @@ def _shared_uploader(bucket: BucketConfig) -> S3Uploader:
     return S3Uploader(bucket)
 
 
-def _too_large_message(images: list[EncodedImage], size: int, limit: int) -> str:
+def _too_large_message(
+    images: list[EncodedImage], size: int, limit: int, *, inline_only: bool = False
+) -> str:
     formats = ", ".join(sorted({image.format for image in images}))
-    return (
+    head = (
         f"the result is {size / _MB:.1f} MB ({len(images)} {formats} images in base64), "
-        f"over the {limit / _MB:.1f} MB payload limit, and no bucket is configured to upload "
-        f"it to. Set {BUCKET_ENV_NAMES} on the worker or send s3Config with the job to get URLs "
-        "instead; or ask for fewer or smaller images, or output_format jpeg or webp"
+        f"over the {limit / _MB:.1f} MB payload limit"
+    )
+    smaller = "ask for fewer or smaller images, or output_format jpeg or webp"
+    if inline_only:
+        return (
+            f"{head}, and upload is false so it cannot be uploaded instead. Drop upload: "
+            f"false (with a bucket configured) to get URLs, or {smaller}"
+        )
+    return (
+        f"{head}, and no bucket is configured to upload it to. Set {BUCKET_ENV_NAMES} on the "
+        f"worker or send s3Config with the job to get URLs instead; or {smaller}"
     )
 
 

@@ -113,17 +113,34 @@ def test_over_the_limit_without_a_bucket_says_how_big_and_how_to_fix() -> None:
     assert info.value.code == "payload_too_large"
 
 
-@pytest.mark.parametrize("upload", [None, False])
-def test_over_the_limit_with_a_bucket_uploads_automatically(upload: bool | None) -> None:
+def test_over_the_limit_with_a_bucket_uploads_automatically() -> None:
     fake = FakeUploader()
     images = [image(3_000_000, seed=i) for i in range(3)]
-    out = deliver(
-        images, job_id="j", upload=upload, s3_config=None, settings=SETTINGS, uploader=fake
-    )
+    out = deliver(images, job_id="j", upload=None, s3_config=None, settings=SETTINGS, uploader=fake)
     assert [o["url"].split("?")[0] for o in out] == [
         f"https://bucket.test/j/{i}-{i}.png" for i in range(3)
     ]
     assert len(fake.objects) == 3
+
+
+def test_upload_false_over_the_limit_fails_even_with_a_bucket() -> None:
+    # a client that set upload: false reads base64 only: a URL in place of the image is lost
+    fake = FakeUploader()
+    images = [image(3_000_000, seed=i) for i in range(3)]  # 12.0 MB in base64
+    with pytest.raises(PayloadTooLarge) as info:
+        deliver(images, job_id="j", upload=False, s3_config=None, settings=SETTINGS, uploader=fake)
+    message = str(info.value)
+    assert "12.0 MB" in message and "10.0 MB" in message
+    assert "upload is false" in message and "fewer or smaller" in message
+    assert fake.attempts == []
+
+
+def test_upload_false_under_the_limit_goes_inline() -> None:
+    fake = FakeUploader()
+    out = deliver(
+        [image(100)], job_id="j", upload=False, s3_config=None, settings=SETTINGS, uploader=fake
+    )
+    assert "image" in out[0] and fake.attempts == []
 
 
 def test_limit_boundary_counts_the_envelope_headroom() -> None:

@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 from sdworker.dialects.fields import FieldReader
 from sdworker.dialects.modelref import a1111_title, resolve, strip_ref
-from sdworker.errors import InvalidInput, Problem, SdworkerError
+from sdworker.errors import InvalidInput, SdworkerError
+from sdworker.infotext import infotext as write_infotext
 from sdworker.manifest import Manifest
+from sdworker.schema import SEED_LIMIT
 
 Kind = Literal["txt2img", "img2img"]
 
@@ -35,7 +37,6 @@ DEFAULTS: dict[str, Any] = {
 }
 MAX_BATCH = 8
 MAX_IMAGES = 64
-_SEED_SPACE = 2**32
 
 #: native field → the A1111 field a client wrote, for error messages coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
@@ -230,9 +231,9 @@ def parse(
     total = (batch or 1) * (n_iter or 1)
     if total > MAX_IMAGES:
         r.bad("n_iter", f"batch_size * n_iter must be at most {MAX_IMAGES}", n_iter)
-    seed = r.integer("seed", -1, lo=-1, hi=_SEED_SPACE - 1)
-    if seed is not None and seed >= 0 and seed + total > _SEED_SPACE:
-        r.bad("seed", f"seed + batch_size * n_iter must stay below {_SEED_SPACE}", seed)
+    seed = r.integer("seed", -1, lo=-1, hi=SEED_LIMIT - 1)
+    if seed is not None and seed >= 0 and seed + total > SEED_LIMIT:
+        r.bad("seed", f"seed + batch_size * n_iter must stay below {SEED_LIMIT}", seed)
     send_images = r.boolean("send_images", True)
 
     sampler = r.string("sampler_name") or r.string("sampler_index") or DEFAULTS["sampler_name"]
@@ -276,7 +277,7 @@ def parse(
 
     assert steps is not None and cfg is not None and batch is not None and n_iter is not None
     if seed is None or seed < 0:
-        seed = (rng or random.SystemRandom()).randrange(_SEED_SPACE - total)
+        seed = (rng or random.SystemRandom()).randrange(SEED_LIMIT - total)
     return A1111Request(
         kind=kind,
         prompt=prompt,
@@ -355,27 +356,27 @@ def _img2img(r: FieldReader) -> dict[str, Any]:
 
 
 def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> str:
-    """The generation parameters as A1111 writes them (infotexts, PNG ``parameters``)."""
-    lines = [req.prompt]
-    if req.negative_prompt:
-        lines.append(f"Negative prompt: {req.negative_prompt}")
-    parts = [f"Steps: {req.steps}", f"Sampler: {req.sampler_name}"]
-    if req.scheduler and req.scheduler.lower() != "automatic":
-        parts.append(f"Schedule type: {req.scheduler}")
-    parts += [
-        f"CFG scale: {req.cfg_scale:g}",
-        f"Seed: {seed}",
-        f"Size: {req.width}x{req.height}",
-    ]
-    if model_hash:
-        parts.append(f"Model hash: {model_hash}")
-    parts.append(f"Model: {model_name}")
+    """The generation parameters as A1111 writes them (infotexts), written by the same
+    :func:`sdworker.infotext.infotext` that fills the PNG ``parameters`` chunk."""
+    extra: dict[str, Any] = {}
+    if req.kind == "img2img":
+        extra["Denoising strength"] = req.denoising_strength
     if req.extra.get("clip_skip", 1) > 1:
-        parts.append(f"Clip skip: {req.extra['clip_skip']}")
-    if req.kind == "img2img" and req.denoising_strength is not None:
-        parts.append(f"Denoising strength: {req.denoising_strength:g}")
-    lines.append(", ".join(parts))
-    return "\n".join(lines)
+        extra["Clip skip"] = req.extra["clip_skip"]
+    return write_infotext(
+        prompt=req.prompt,
+        negative_prompt=req.negative_prompt,
+        steps=req.steps,
+        sampler=req.sampler_name,
+        schedule_type=req.scheduler,
+        guidance_scale=req.cfg_scale,
+        seed=seed,
+        width=req.width,
+        height=req.height,
+        model_name=model_name,
+        model_hash=model_hash,
+        extra=extra,
+    )
 
 
 def response(
@@ -440,16 +441,6 @@ def error_body(error: BaseException | str) -> dict[str, Any]:
     message = str(error)
     name = type(error).__name__ if isinstance(error, BaseException) else "RuntimeError"
     return {"error": name, "detail": message, "body": "", "errors": message}
-
-
-def renamed(error: InvalidInput) -> InvalidInput:
-    """A job's validation error with native field names turned into A1111's."""
-    return InvalidInput(
-        [
-            Problem(NATIVE_TO_A1111.get(p.field, p.field), p.message, p.value, p.has_value)
-            for p in error.problems
-        ]
-    )
 
 
 def sd_models(manifests: list[Manifest], models_dir: str) -> list[dict[str, Any]]:

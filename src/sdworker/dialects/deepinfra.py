@@ -10,7 +10,8 @@ import base64
 from typing import Any
 
 from sdworker.dialects.fields import FieldReader
-from sdworker.errors import InvalidInput, Problem
+from sdworker.errors import Problem
+from sdworker.imageio import CONTENT_TYPES
 
 FIELDS = (
     "prompt", "negative_prompt", "image", "mask_image", "num_images", "num_inference_steps",
@@ -18,7 +19,6 @@ FIELDS = (
     "scheduler",
 )  # fmt: skip
 MAX_IMAGES = 4
-_MIME = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
 def parse(body: Any, *, model: str) -> tuple[dict[str, Any], str | None]:
@@ -65,7 +65,7 @@ def response(
     images: list[str | None] = []
     for o in outputs:
         if "image" in o:
-            mime = _MIME.get(str(o.get("format", "png")), "image/png")
+            mime = CONTENT_TYPES.get(str(o.get("format", "png")), "image/png")
             images.append(f"data:{mime};base64,{o['image']}")
         else:
             images.append(o.get("url"))
@@ -103,14 +103,3 @@ def error_body(message: str, problems: list[Problem] | None = None) -> dict[str,
 def file_to_b64(data: bytes) -> str:
     """An uploaded ``-F image=@file.png`` as the base64 text native input takes."""
     return base64.b64encode(data).decode("ascii")
-
-
-def renamed(error: InvalidInput) -> InvalidInput:
-    """DeepInfra's field names equal the native ones except the image count alias."""
-    names = {"num_images_per_prompt": "num_images"}
-    return InvalidInput(
-        [
-            Problem(names.get(p.field, p.field), p.message, p.value, p.has_value)
-            for p in error.problems
-        ]
-    )

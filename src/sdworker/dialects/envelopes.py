@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdworker.dialects import a1111, salad
+from sdworker.dialects.fields import renamed
+from sdworker.dialects.modelref import find_manifest
 from sdworker.errors import InvalidInput, SdworkerError
 from sdworker.manifest import Manifest
+from sdworker.schema import MAX_IMAGES
 
 Generate = Callable[[dict[str, Any]], list[dict[str, Any]]]
 
@@ -104,7 +107,7 @@ def _salad(
 ) -> Envelope:
     def fail(error: BaseException) -> dict[str, Any]:
         if isinstance(error, InvalidInput):
-            error = salad.renamed(error)
+            error = renamed(error, salad.NATIVE_TO_SALAD)
         return {"error": str(error), **salad.error_output(error)}
 
     envelope = Envelope("salad", _output=lambda out, ms: salad.model_outputs(out, ms), _error=fail)
@@ -124,7 +127,7 @@ def _a1111(
 ) -> Envelope:
     def fail(error: BaseException) -> dict[str, Any]:
         if isinstance(error, InvalidInput):
-            error = a1111.renamed(error)
+            error = renamed(error, a1111.NATIVE_TO_A1111)
         # the shape the A1111 RunPod workers give a failed API call
         return {"error": str(error), "output": a1111.error_body(error)}
 
@@ -189,18 +192,20 @@ def _model_for(options: a1111.Options, default_model: str | None) -> str | None:
 
 
 def _manifest(manifests: list[Manifest] | None, name: str | None) -> Manifest | None:
-    for manifest in manifests or []:
-        if manifest.name == name:
-            return manifest
-    return manifests[0] if manifests and name is None else None
+    """The model ``name``; with no name (no default configured), the first baked one."""
+    if name is None:
+        return manifests[0] if manifests else None
+    return find_manifest(manifests or [], name)
 
 
 def _one_job(req: a1111.A1111Request) -> dict[str, Any]:
     """An A1111 request as one native job (a worker runs one job; ``n_iter`` folds in)."""
     job = req.jobs()[0]
     job["num_images"] = req.total
-    if req.total > 8:
-        raise InvalidInput.one("n_iter", "batch_size * n_iter must be at most 8 here", req.n_iter)
+    if req.total > MAX_IMAGES:
+        raise InvalidInput.one(
+            "n_iter", f"batch_size * n_iter must be at most {MAX_IMAGES} here", req.n_iter
+        )
     return job
 
 

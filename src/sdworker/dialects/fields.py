@@ -205,9 +205,11 @@ def rename_fields(message: str, names: Mapping[str, str]) -> str:
     return _PROBLEM_HEAD.sub(swap, message)
 
 
-def problems_of(error: InvalidInput, names: Mapping[str, str]) -> list[Problem]:
-    """The problems of ``error`` with their fields renamed into the dialect's terms."""
-    return [
-        Problem(names.get(p.field, p.field), p.message, p.value, p.has_value)
-        for p in error.problems
-    ]
+def renamed(error: InvalidInput, names: Mapping[str, str]) -> InvalidInput:
+    """``error`` (a job's validation error) with its native field names in a dialect's terms."""
+    return InvalidInput(
+        [
+            Problem(names.get(p.field, p.field), p.message, p.value, p.has_value)
+            for p in error.problems
+        ]
+    )

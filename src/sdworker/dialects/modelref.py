@@ -49,6 +49,11 @@ def resolve(manifests: list[Manifest], ref: str) -> str | None:
     return None
 
 
+def find_manifest(manifests: list[Manifest], name: str | None) -> Manifest | None:
+    """The manifest of the baked model called exactly ``name`` (None when there is none)."""
+    return next((m for m in manifests if m.name == name), None)
+
+
 def a1111_title(manifest: Manifest) -> str:
     """The ``title`` A1111 shows: ``"name.safetensors [hash10]"`` (no brackets when unhashed)."""
     if manifest.short_hash:

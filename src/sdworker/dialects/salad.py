@@ -12,7 +12,6 @@ from typing import Any
 
 from sdworker.dialects.fields import FieldReader
 from sdworker.dialects.modelref import resolve, strip_ref
-from sdworker.errors import InvalidInput, Problem
 from sdworker.manifest import Manifest
 
 #: pipeline class → what it needs: (image, mask_image)
@@ -159,16 +158,6 @@ def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> di
     result["nsfw_content_detected"] = flags if any(f is not None for f in flags) else None
     result["$timings"] = {"init": 0, "inference": int(execution_ms or 0)}
     return result
-
-
-def renamed(error: InvalidInput) -> InvalidInput:
-    """A job's validation error with native field names turned into Salad's."""
-    return InvalidInput(
-        [
-            Problem(NATIVE_TO_SALAD.get(p.field, p.field), p.message, p.value, p.has_value)
-            for p in error.problems
-        ]
-    )
 
 
 def error_output(error: BaseException | str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sdworker.dialects.fields import FieldReader
-from sdworker.errors import InvalidInput, Problem
+from sdworker.errors import Problem
 from sdworker.server.gateway import Status
 
 #: params key → native key
@@ -96,13 +96,3 @@ def error_body(message: str, problems: list[Problem] | None = None) -> dict[str,
     if problems:
         body["errors"] = [{"field": p.field, "message": str(p)} for p in problems]
     return body
-
-
-def renamed(error: InvalidInput) -> InvalidInput:
-    """A job's validation error in Stochastic's field names."""
-    return InvalidInput(
-        [
-            Problem(NATIVE_TO_STOCHASTIC.get(p.field, p.field), p.message, p.value, p.has_value)
-            for p in error.problems
-        ]
-    )

@@ -9,6 +9,7 @@ import pytest
 
 from sdworker.dialects import a1111
 from sdworker.dialects.a1111 import SamplerCatalog
+from sdworker.dialects.fields import renamed
 from sdworker.errors import InvalidInput
 from sdworker.manifest import Manifest
 
@@ -197,7 +198,10 @@ def test_send_images_false_returns_no_images(
 
 def test_native_errors_are_renamed() -> None:
     error = InvalidInput.one("num_inference_steps", "must be at most 500", 900)
-    assert str(a1111.renamed(error)) == "invalid input: steps: must be at most 500 (got 900)"
+    assert (
+        str(renamed(error, a1111.NATIVE_TO_A1111))
+        == "invalid input: steps: must be at most 500 (got 900)"
+    )
 
 
 def test_options_switch_and_reject(manifests: list[Manifest]) -> None:
@@ -237,3 +241,62 @@ def test_real_catalog_accepts_every_listed_sampler(manifests: list[Manifest]) ->
     with pytest.raises(InvalidInput) as info:
         parse({"prompt": "x", "sampler_name": "Euler", "scheduler": "Wobbly"}, real, manifests)
     assert info.value.fields == ["scheduler"]
+
+
+def test_infotext_is_the_png_one_in_a1111_format(
+    catalog: SamplerCatalog, manifests: list[Manifest]
+) -> None:
+    from sdworker.infotext import infotext
+
+    body = {
+        "prompt": "a cat",
+        "sampler_name": "Euler a",
+        "scheduler": "Karras",
+        "steps": 20,
+        "cfg_scale": 7,
+        "seed": 1,
+        "override_settings": {"CLIP_stop_at_last_layers": 2},
+    }
+    req = parse(body, catalog, manifests)
+    expected = (
+        "a cat\nSteps: 20, Sampler: Euler a, Schedule type: Karras, CFG scale: 7, Seed: 1, "
+        "Size: 512x512, Model hash: abababab, Model: tiny, Clip skip: 2"
+    )
+    assert a1111.infotext(req, 1, "tiny", "abababab") == expected
+    # the writer the handler uses for the PNG chunk gives the same text
+    png = infotext(
+        prompt="a cat",
+        negative_prompt="",
+        steps=20,
+        sampler="Euler a",
+        schedule_type="Karras",
+        guidance_scale=7.0,
+        seed=1,
+        width=512,
+        height=512,
+        model_name="tiny",
+        model_hash="abababab",
+        extra={"Clip skip": 2},
+    )
+    assert png == expected
+
+
+def test_infotext_quotes_as_a1111_does() -> None:
+    from sdworker.infotext import infotext
+
+    text = infotext(
+        prompt="p",
+        negative_prompt="",
+        steps=1,
+        sampler="Euler",
+        guidance_scale=7.5,
+        seed=2,
+        width=64,
+        height=64,
+        model_name='my "best", v2',
+        extra={"Note": 'say "hi"', "Skipped": None},
+    )
+    assert text.splitlines()[1] == (
+        "Steps: 1, Sampler: Euler, CFG scale: 7.5, Seed: 2, Size: 64x64, "
+        'Model: "my \\"best\\", v2", Note: say "hi"'
+    )

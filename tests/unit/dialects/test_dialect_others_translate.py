@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from sdworker.dialects import deepinfra, salad, stochastic
+from sdworker.dialects.fields import renamed
 from sdworker.errors import InvalidInput
 from sdworker.manifest import Manifest
 from sdworker.server.gateway import Status
@@ -119,8 +120,8 @@ def test_salad_outputs_single_and_many() -> None:
         5,
     )
     assert many["images_base64"] == ["a", "b"] and many["nsfw_content_detected"] == [False, True]
-    renamed = salad.renamed(InvalidInput.one("num_images", "must be at most 8", 9))
-    assert renamed.fields == ["modelInputs.num_images_per_prompt"]
+    error = renamed(InvalidInput.one("num_images", "must be at most 8", 9), salad.NATIVE_TO_SALAD)
+    assert error.fields == ["modelInputs.num_images_per_prompt"]
 
 
 STOCHASTIC_DOC = {

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdworker.errors import InvalidInput
+from sdworker.server.gateway import Status
 
 ClientFactory = Callable[..., TestClient]
 
@@ -258,3 +262,115 @@ def test_deepinfra_upload_file_and_errors(client_factory: ClientFactory, gateway
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "num_images"]
     r = client.post("/v1/inference/tiny", json={"prompt": "x", "width": 60}, headers=auth)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "width"]
+
+
+def _ending(status: Any, fake_gateway: Any) -> Any:
+    """A gateway whose second job of a request ends with ``status`` instead of completing."""
+
+    class Ending(fake_gateway):  # type: ignore[misc,valid-type]
+        def finish(self, job_id: str) -> None:
+            view = self.jobs[job_id]
+            if list(self.jobs).index(job_id) == 1 and not view.status.is_terminal():
+                view.status = status
+                return
+            super().finish(job_id)
+
+    return Ending()
+
+
+@pytest.mark.parametrize(("status", "code"), [(Status.TIMED_OUT, 504), (Status.CANCELLED, 409)])
+def test_a1111_job_cancelled_or_timed_out_is_an_error(
+    client_factory: ClientFactory, fake_gateway: Any, status: Status, code: int
+) -> None:
+    client = client_factory(_ending(status, fake_gateway))
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "seed": 1, "n_iter": 2})
+    assert r.status_code == code, r.text
+    body = r.json()
+    assert "images" not in body
+    assert body["error"] == "RuntimeError" and status.value.lower().split("_")[0] in body["detail"]
+
+
+def test_stochastic_url_cache_forgets_expired_jobs(registry: Any, fake_gateway: Any) -> None:
+    from fastapi import FastAPI
+
+    from sdworker.dialects.routes.common import DialectContext
+    from sdworker.dialects.routes.stochastic import stochastic_router
+    from sdworker.settings import Settings
+
+    gateway = fake_gateway()
+    urls: dict[str, list[str]] = {}
+    app = FastAPI()
+    ctx = DialectContext(registry, Settings(dialect_wait_s=5.0), lambda request: gateway)
+    app.include_router(stochastic_router(ctx, urls))
+    client = TestClient(app)
+    body = {"prompt": "A turtle", "params": {"img_height": 64, "img_width": 64, "seed": 3}}
+    ids = []
+    for _ in range(3):
+        data = client.post("/v1/modelApi/submit/tiny", json=body).json()["data"]
+        assert client.get(data["responseUrl"]).json()["data"]["status"] == "completed"
+        ids.append(data["id"])
+    assert set(urls) == set(ids)
+    # the queue forgets two finished jobs (their retention passed); the next submit prunes
+    del gateway.jobs[ids[0]], gateway.jobs[ids[1]]
+    client.post("/v1/modelApi/submit/tiny", json=body)
+    assert set(urls) == {ids[2]}
+
+
+def _deepinfra_app(registry: Any, gateway: Any, posted: list[Any]) -> TestClient:
+    from fastapi import FastAPI
+
+    from sdworker.dialects.routes.common import DialectContext
+    from sdworker.dialects.routes.deepinfra import deepinfra_router
+    from sdworker.server.webhooks import WebhookSender
+    from sdworker.settings import Settings
+
+    async def poster(url: str, body: dict[str, Any]) -> int:
+        posted.append((url, body))
+        return 500 if len(posted) == 1 else 200  # the first attempt fails: retried
+
+    sender = WebhookSender(retries=2, interval_s=0.0, poster=poster)
+    ctx = DialectContext(registry, Settings(dialect_wait_s=600.0), lambda request: gateway)
+    app = FastAPI()
+    app.include_router(deepinfra_router(ctx, sender))
+    return TestClient(app)
+
+
+def test_deepinfra_webhook_goes_through_the_server_sender(registry: Any, fake_gateway: Any) -> None:
+    posted: list[Any] = []
+    with _deepinfra_app(registry, fake_gateway(), posted) as client:
+        r = client.post("/v1/inference/tiny", json={"prompt": "x", "webhook": "http://h/w"})
+        assert r.status_code == 200 and r.json()["inference_status"]["status"] == "queued"
+        deadline = time.monotonic() + 5
+        while len(posted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert [url for url, _ in posted] == ["http://h/w", "http://h/w"]
+    body = posted[1][1]
+    assert body["request_id"] == r.json()["request_id"] and body["images"][0].startswith("data:")
+
+
+def test_deepinfra_webhook_waits_are_cancelled_at_shutdown(
+    registry: Any, fake_gateway: Any
+) -> None:
+    class Never(fake_gateway):  # type: ignore[misc,valid-type]
+        """Jobs never finish; a wait blocks until it is cancelled, and says so."""
+
+        started = 0
+        cancelled_waits = 0
+
+        async def wait(self, job_id: str, timeout_s: float) -> Any:
+            Never.started += 1
+            try:
+                await asyncio.sleep(timeout_s)
+            except asyncio.CancelledError:
+                Never.cancelled_waits += 1
+                raise
+            return self.jobs.get(job_id)
+
+    posted: list[Any] = []
+    with _deepinfra_app(registry, Never(auto=False), posted) as client:
+        r = client.post("/v1/inference/tiny", json={"prompt": "x", "webhook": "http://h/w"})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 5
+        while not Never.started and time.monotonic() < deadline:
+            time.sleep(0.01)  # let the background wait start
+    assert Never.cancelled_waits == 1 and posted == []

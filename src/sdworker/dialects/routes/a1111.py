@@ -26,7 +26,7 @@ from sdworker.dialects.routes.common import (
     wait_all,
 )
 from sdworker.errors import InvalidInput
-from sdworker.server.gateway import JobGateway, Status
+from sdworker.server.gateway import JobGateway, JobView, Status
 
 PREFIX = "/sdapi/v1"
 
@@ -94,20 +94,16 @@ def a1111_router(
             finished = await wait_all(gateway, [v.id for v in views], ctx.settings.dialect_wait_s)
         finally:
             entry = st.running.pop(token, None)
+        interrupted = entry is not None and entry.interrupted
         outputs: list[dict[str, Any]] = []
         for view in finished:
-            if view is None:
-                return _error(500, "a job of this request expired before it was read")
-            if view.status is Status.FAILED:
-                client_fault, message = job_error(view, a1111.NATIVE_TO_A1111)
-                return _error(422 if client_fault else 500, message)
-            if not view.status.is_terminal():
+            failure = _failure(view, interrupted, ctx.settings.dialect_wait_s)
+            if failure is not None:
+                # the request is answered now: nothing else of it may keep a worker busy
                 await _cancel_all(gateway, [v.id for v in views])
-                return _error(
-                    504, f"generation did not finish within {ctx.settings.dialect_wait_s:g} s"
-                )
+                return failure
             outputs += outputs_of(view)
-        if not outputs and entry is not None and entry.interrupted:
+        if not outputs and interrupted:
             return _error(409, "interrupted before any image was finished")
         manifest = ctx.manifest(req.model)
         return JSONResponse(
@@ -190,6 +186,26 @@ def a1111_router(
         return await interrupt(request)
 
     return router
+
+
+def _failure(view: JobView | None, interrupted: bool, wait_s: float) -> JSONResponse | None:
+    """A1111's error answer for a job that did not complete; None when its images count.
+
+    A job cancelled or timed out is an error unless the request was stopped with
+    ``/interrupt``: then, as in A1111, the images finished before it are the answer.
+    """
+    if view is None:
+        return _error(500, "a job of this request expired before it was read")
+    if view.status is Status.FAILED:
+        client_fault, message = job_error(view, a1111.NATIVE_TO_A1111)
+        return _error(422 if client_fault else 500, message)
+    if not view.status.is_terminal():
+        return _error(504, f"generation did not finish within {wait_s:g} s")
+    if view.status is Status.COMPLETED or interrupted:
+        return None
+    if view.status is Status.TIMED_OUT:
+        return _error(504, view.error or f"job {view.id} timed out before it finished")
+    return _error(409, view.error or f"job {view.id} was cancelled before it finished")
 
 
 async def _cancel_all(gateway: JobGateway, job_ids: list[str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 
 from sdworker.dialects.fields import rename_fields
+from sdworker.dialects.modelref import find_manifest
 from sdworker.errors import InvalidInput, Problem
 from sdworker.manifest import Manifest
 from sdworker.models import ModelRegistry
@@ -45,10 +46,7 @@ class DialectContext:
         return [info.manifest for info in self.registry.all()]
 
     def manifest(self, name: str | None) -> Manifest | None:
-        for manifest in self.manifests():
-            if manifest.name == name:
-                return manifest
-        return None
+        return find_manifest(self.manifests(), name)
 
     def authorised(self, *candidates: str | None) -> bool:
         """No key configured → open; else any candidate (bare or ``Bearer``) must match."""
@@ -136,7 +134,3 @@ def outputs_of(view: JobView | None) -> list[dict[str, Any]]:
     if view is None or not isinstance(view.output, list):
         return []
     return [o for o in view.output if isinstance(o, dict)]
-
-
-def decode_b64(data: str) -> bytes:
-    return base64.b64decode(data)

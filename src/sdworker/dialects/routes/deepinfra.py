@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
@@ -23,13 +23,9 @@ from sdworker.dialects.routes.common import (
 )
 from sdworker.errors import InvalidInput
 from sdworker.server.gateway import JobGateway, JobView, Status
-
-log = logging.getLogger(__name__)
+from sdworker.server.webhooks import WebhookSender
 
 PATH = "/v1/inference/{model:path}"
-WEBHOOK_ATTEMPTS = 3
-#: seconds between webhook attempts (a module value, so tests can shrink it)
-WEBHOOK_BACKOFF_S = 10.0
 _NAMES = {"num_images_per_prompt": "num_images"}
 
 
@@ -67,10 +63,29 @@ def _answer(view: JobView | None, wait_s: float) -> tuple[int, dict[str, Any]]:
     return 500, deepinfra.error_body(message)
 
 
-def deepinfra_router(ctx: DialectContext) -> APIRouter:
-    """Auth by ``Authorization: bearer <key>``."""
-    router = APIRouter(tags=["DeepInfra"])
-    tasks: set[asyncio.Task[None]] = set()
+def deepinfra_router(ctx: DialectContext, webhooks: WebhookSender | None = None) -> APIRouter:
+    """Auth by ``Authorization: bearer <key>``.
+
+    A ``webhook`` answer is POSTed by ``webhooks`` (default: a :class:`WebhookSender` with the
+    endpoint's ``webhook_retries``/``webhook_interval_s``). When the app shuts down, requests
+    still waiting for their job are cancelled and deliveries in flight get the sender's grace.
+    """
+    sender = webhooks or WebhookSender(
+        retries=ctx.settings.webhook_retries, interval_s=ctx.settings.webhook_interval_s
+    )
+    waiting: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            await sender.close()
+
+    router = APIRouter(tags=["DeepInfra"], lifespan=lifespan)
 
     @router.post(PATH)
     async def inference(request: Request, model: str) -> JSONResponse:
@@ -87,16 +102,14 @@ def deepinfra_router(ctx: DialectContext) -> APIRouter:
             return _fail(422, str(exc), exc)
         gateway = ctx.gateway(request)
         view = await gateway.submit(native)
+        wait_s = ctx.settings.dialect_wait_s
         if webhook:
-            task = asyncio.create_task(
-                _deliver(gateway, view.id, webhook, ctx.settings.dialect_wait_s)
-            )
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            task = asyncio.create_task(_answer_at(webhook, gateway, view.id, wait_s, sender))
+            waiting.add(task)
+            task.add_done_callback(waiting.discard)
             return JSONResponse(
                 {"request_id": view.id, "inference_status": deepinfra.status_block("queued", 0)}
             )
-        wait_s = ctx.settings.dialect_wait_s
         finished = await wait_finished(gateway, view.id, wait_s)
         if finished is not None and not finished.status.is_terminal():
             await gateway.cancel(view.id)
@@ -106,20 +119,15 @@ def deepinfra_router(ctx: DialectContext) -> APIRouter:
     return router
 
 
-async def _deliver(gateway: JobGateway, job_id: str, url: str, wait_s: float) -> None:
-    """Wait for the job, then POST DeepInfra's answer to the webhook (with retries)."""
-    status, body = _answer(await wait_finished(gateway, job_id, wait_s), wait_s)
+async def _answer_at(
+    url: str, gateway: JobGateway, job_id: str, wait_s: float, sender: WebhookSender
+) -> None:
+    """Wait for the job, then hand DeepInfra's answer to ``sender`` (which retries)."""
+    finished = await wait_finished(gateway, job_id, wait_s)
+    if finished is not None and not finished.status.is_terminal():
+        await gateway.cancel(job_id)
+    status, body = _answer(finished, wait_s)
     if status != 200:
         body.setdefault("request_id", job_id)
         body["inference_status"] = deepinfra.status_block("failed", 0)
-    async with httpx.AsyncClient(timeout=30.0) as client:
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            try:
-                response = await client.post(url, json=body)
-                if response.status_code < 400:
-                    return
-            except httpx.HTTPError as exc:
-                log.warning("webhook %s for %s failed: %s", url, job_id, exc)
-            if attempt + 1 < WEBHOOK_ATTEMPTS:
-                await asyncio.sleep(WEBHOOK_BACKOFF_S)
-    log.warning("webhook %s for %s gave up after %d attempts", url, job_id, WEBHOOK_ATTEMPTS)
+    sender.send(url, body)

@@ -31,10 +31,19 @@ def _fail(status: int, message: str, error: InvalidInput | None = None) -> JSONR
     return JSONResponse(stochastic.error_body(message, problems), status_code=status)
 
 
-def stochastic_router(ctx: DialectContext) -> APIRouter:
-    """Auth by the ``apiKey`` header. Image URLs are made once per job and then reused."""
+def stochastic_router(ctx: DialectContext, urls: dict[str, list[str]] | None = None) -> APIRouter:
+    """Auth by the ``apiKey`` header. Image URLs are made once per job and then reused.
+
+    ``urls`` (job id → its image URLs) is the cache; each submit drops the entries of jobs
+    the queue has forgotten, so it holds no more than the jobs the queue still keeps.
+    """
     router = APIRouter(tags=["Stochastic"])
-    urls: dict[str, list[str]] = {}
+    urls = {} if urls is None else urls
+
+    async def prune(gateway: JobGateway) -> None:
+        for job_id in list(urls):
+            if await gateway.get(job_id) is None:
+                urls.pop(job_id, None)
 
     def denied(request: Request) -> JSONResponse | None:
         headers = request.headers
@@ -56,6 +65,7 @@ def stochastic_router(ctx: DialectContext) -> APIRouter:
         except InvalidInput as exc:
             return _fail(400, str(exc), exc)
         gateway = ctx.gateway(request)
+        await prune(gateway)
         view = await gateway.submit(native)
         position = await gateway.queue_position(view.id)
         url = str(request.url_for("stochastic_result", job_id=view.id))
