@@ -226,9 +226,7 @@ class Worker:
                 height=item.image.height,
                 model_name=manifest.name,
                 model_hash=manifest.short_hash,
-                extra={"Denoising strength": request.input.strength}
-                if request.mode != "txt2img"
-                else None,
+                extra=_infotext_extra(request),
             )
             output.append(
                 encode_image(
@@ -334,6 +332,16 @@ class Worker:
             with contextlib.suppress(BaseException):
                 await work
             raise
+
+
+def _infotext_extra(request: Request) -> dict[str, Any]:
+    """The infotext fields beyond the basic ones, as A1111 writes them."""
+    extra: dict[str, Any] = {}
+    if request.mode != "txt2img":
+        extra["Denoising strength"] = request.input.strength
+    if request.input.clip_skip is not None and request.input.clip_skip > 1:
+        extra["Clip skip"] = request.input.clip_skip
+    return extra
 
 
 def failure(exc: Exception, job_id: Any) -> dict[str, Any]:
