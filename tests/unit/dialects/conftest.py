@@ -26,7 +26,7 @@ SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
 
 
 def fake_normalise(sampler: str, scheduler: str | None) -> str:
-    """The lead's rule in miniature: a sampler, optionally with a schedule type folded in."""
+    """sdworker.schedulers' rule in miniature: a sampler, optionally with a schedule type folded in."""
     lowered = {s.lower(): s for s in SAMPLERS}
     name = sampler.strip()
     for sched in SCHEDULERS[1:]:
