@@ -275,6 +275,10 @@ class BatchingHandler:
         try:
             if self.worker._envelope(job) is not None:
                 return None, 1, None
+            if job["input"].get("image") is not None:
+                # img2img and inpaint run alone: validating here would decode (or fetch) the
+                # image twice, and a one-time URL would not survive the second fetch
+                return None, 1, None
             request, _ = self.worker.validate(job["input"])
             check_delivery(request.input.upload, job.get("s3Config"), self.worker.settings)
         except Exception:  # handle_sync reports it, exactly as without batching

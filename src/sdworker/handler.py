@@ -376,7 +376,10 @@ def start(settings: Settings | None = None) -> None:
 
     # every weight is baked: nothing at run time may reach for the hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    settings = settings or Settings.from_env()
+    try:
+        settings = settings or Settings.from_env()
+    except SdworkerError as exc:
+        raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -252,10 +252,12 @@ class ModelAdapters:
             with _quiet():
                 # diffusers may consume the dict it is given: the cached one must stay whole
                 pipe.load_lora_weights(dict(tensors), adapter_name=adapter)
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # whatever diffusers/peft raise, take the half-loaded adapter off
             _delete(pipe, adapter)
-            if "out of memory" in str(exc).lower():
-                raise  # the device is full, the LoRA is fine: the OOM path handles it
+            if "out of memory" in str(exc).lower() or not isinstance(
+                exc, (RuntimeError, ValueError, KeyError, TypeError)
+            ):
+                raise  # the device is full (the OOM path handles it), or a bug to surface
             raise LoraError(
                 f"LoRA {name!r} does not fit model {model!r} "
                 f"({family_name(family)}): {_first_line(exc)}"

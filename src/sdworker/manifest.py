@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,9 +68,24 @@ class Manifest:
         return cls(**known, files=files)
 
     def write(self, model_dir: Path) -> Path:
+        """Write atomically, so a registry refresh never reads half a manifest."""
         path = model_dir / MANIFEST_NAME
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        partial = path.with_name(f".{MANIFEST_NAME}.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        os.replace(partial, path)
         return path
+
+    @property
+    def bake_ref(self) -> str:
+        """What to give ``sdworker bake`` to make this model again (the source, unprefixed)."""
+        kind, _, ref = self.source.partition(":")
+        if kind == "hub":
+            return ref.rsplit("@", 1)[0]
+        if kind in {"folder", "checkpoint"}:
+            return ref
+        if kind in {"tiny", "tiny-sdxl"}:
+            return kind
+        return self.source or self.name
 
     @classmethod
     def read(cls, model_dir: Path) -> Manifest:
@@ -103,7 +119,7 @@ class Manifest:
             )
             raise ModelDamaged(
                 f"model {self.name!r} at {model_dir} is damaged: {shown}. "
-                f"Bake it again (sdworker bake {self.source or self.name} --name {self.name})."
+                f"Bake it again (sdworker bake {self.bake_ref} --name {self.name})."
             )
 
 

@@ -36,6 +36,8 @@ class ModelRegistry:
         found: dict[str, ModelInfo] = {}
         if root.is_dir():
             for manifest_path in sorted(root.glob(f"*/{MANIFEST_NAME}")):
+                if manifest_path.parent.name.startswith("."):
+                    continue  # a bake in progress, or the previous copy it replaces
                 try:
                     manifest = Manifest.read(manifest_path.parent)
                 except (ValueError, TypeError, KeyError) as exc:

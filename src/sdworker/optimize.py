@@ -19,11 +19,9 @@ from typing import Any
 import torch
 
 from sdworker.batching import resolve_batch_max
-from sdworker.settings import Settings
+from sdworker.settings import ATTENTION, Settings
 
 log = logging.getLogger(__name__)
-
-ATTENTION = ("auto", "sdpa", "xformers", "classic")
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,8 @@ def plan(settings: Settings, device: torch.device, *, loras: bool = False) -> Pl
 def load_kwargs(device: torch.device) -> dict[str, Any]:
     """Extra ``from_pretrained`` arguments: on CUDA, safetensors load straight onto the card
     (no full copy of the weights in host memory first)."""
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index in (None, 0):
+        # device_map places weights on the default card; another index loads, then moves
         return {"device_map": "cuda"}
     return {}
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,6 +94,20 @@ class LoadedModel:
             return self.pipelines[mode]
 
 
+def _parameter_count(path: Path) -> int | None:
+    """Elements in a safetensors file, read from its header alone; None if unreadable."""
+    import json
+    import math
+
+    try:
+        with path.open("rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError):
+        return None
+    return sum(math.prod(meta["shape"]) for key, meta in header.items() if key != "__metadata__")
+
+
 def module_bytes(pipe: Any) -> int:
     total = 0
     for component in pipe.components.values():
@@ -144,13 +159,16 @@ class PipelineCache:
             return loaded
 
     def _estimate(self, info: ModelInfo) -> int:
-        weights = sum(
-            f.size
-            for path, f in info.manifest.files.items()
-            if path.endswith((".safetensors", ".bin")) and not path.startswith("safety_checker")
-        )
-        # files are usually fp32 or fp16; weights on the device follow our dtype
-        return weights if self.dtype == torch.float32 else weights // 2
+        """Bytes the model will take on the device: its parameter count (from the safetensors
+        headers) at our dtype; files we cannot read count at their size on disk."""
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        total = 0
+        for path, entry in info.manifest.files.items():
+            if path.startswith("safety_checker") or not path.endswith((".safetensors", ".bin")):
+                continue
+            count = _parameter_count(info.path / path) if path.endswith(".safetensors") else None
+            total += entry.size if count is None else count * itemsize
+        return total
 
     def _make_room(self, incoming: int) -> None:
         while self._models:
@@ -186,11 +204,15 @@ class PipelineCache:
         try:
             return self._load(info)
         except torch.cuda.OutOfMemoryError:
-            self.evict_all()
-            try:
-                return self._load(info)
-            except torch.cuda.OutOfMemoryError as exc:
-                raise OutOfMemory(f"loading model {info.name!r} does not fit the device") from exc
+            log.warning(
+                "out of memory loading %s; evicting every model and retrying once", info.name
+            )
+        # retried outside the except block: its traceback would pin the failed load's tensors
+        self.evict_all()
+        try:
+            return self._load(info)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise OutOfMemory(f"loading model {info.name!r} does not fit the device") from exc
 
     def _load(self, info: ModelInfo) -> LoadedModel:
         started = time.perf_counter()

@@ -34,6 +34,12 @@ def _tristate(value: str, name: str) -> bool | None:
     return parse_bool(value, name)
 
 
+#: accepted ``SDWORKER_DTYPE`` values
+DTYPES = ("auto", "fp16", "float16", "bf16", "bfloat16", "fp32", "float32")
+#: accepted ``SDWORKER_ATTENTION`` values
+ATTENTION = ("auto", "sdpa", "xformers", "classic")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the worker, the local endpoint and the builder."""
@@ -110,6 +116,24 @@ class Settings:
     vae_tiling: bool = field(default=False, metadata={"env": "SDWORKER_VAE_TILING"})
     cudnn_benchmark: bool | None = field(default=None, metadata={"env": "SDWORKER_CUDNN_BENCHMARK"})
     warmup: bool | None = field(default=None, metadata={"env": "SDWORKER_WARMUP"})
+
+    def __post_init__(self) -> None:
+        """Values a worker could not use fail at start, not in every job."""
+        problems = []
+        if self.dtype not in DTYPES:
+            problems.append(
+                f"SDWORKER_DTYPE: expected one of {', '.join(DTYPES)} (got {self.dtype!r})"
+            )
+        if self.attention not in ATTENTION:
+            problems.append(
+                f"SDWORKER_ATTENTION: expected one of {', '.join(ATTENTION)} (got {self.attention!r})"
+            )
+        if not 1 <= self.url_expiry_s <= 604800:
+            problems.append(f"SDWORKER_URL_EXPIRY_S: must be 1 to 604800 (got {self.url_expiry_s})")
+        if self.max_pixels < 64 * 64:
+            problems.append(f"SDWORKER_MAX_PIXELS: must be at least 4096 (got {self.max_pixels})")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -105,17 +105,22 @@ def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:
     from sdworker.builder import tiny
 
     ref: str = args.ref
-    if ref == "tiny":
-        if args.name:
-            return [tiny.bake_tiny(models_dir, args.name, seed=args.seed)]
-        return [
+    if ref not in ("tiny", "tiny-sdxl"):
+        return [_full_bake()(args, models_dir)]  # bakes --lora files itself
+    if ref == "tiny-sdxl":
+        baked = [tiny.bake_tiny_sdxl(models_dir, args.name or "tiny-sdxl", seed=args.seed)]
+    elif args.name:
+        baked = [tiny.bake_tiny(models_dir, args.name, seed=args.seed)]
+    else:
+        baked = [
             tiny.bake_tiny(models_dir, "tiny", seed=args.seed),
             tiny.bake_tiny(models_dir, "tiny-safe", safety_checker=True, seed=args.seed),
         ]
-    if ref == "tiny-sdxl":
-        return [tiny.bake_tiny_sdxl(models_dir, args.name or "tiny-sdxl", seed=args.seed)]
-    bake = _full_bake()
-    return [bake(args, models_dir)]
+    if args.lora:
+        from sdworker.builder.loras import bake_loras
+
+        bake_loras(models_dir, args.lora)
+    return baked
 
 
 def _full_bake() -> Callable[[argparse.Namespace, Path], Path]:
