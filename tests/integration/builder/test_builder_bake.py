@@ -156,3 +156,13 @@ def test_lora_baked_alongside(baked_tiny: Path, tmp_path: Path) -> None:
         )
         == 1
     )
+
+
+def test_lora_baked_alongside_the_tiny_model(tmp_path: Path) -> None:
+    lora = tmp_path / "style.safetensors"
+    save_file({"lora_unet_down.lora_down.weight": torch.zeros(4, 4)}, str(lora))
+    models = tmp_path / "models"
+    argv = ["tiny", "--name", "t", "--lora", str(lora)]
+    assert bake_command(argv, Settings(models_dir=models)) == 0
+    assert (models / "t" / "sdworker.json").is_file()
+    assert (models / "loras" / "style.safetensors").read_bytes() == lora.read_bytes()

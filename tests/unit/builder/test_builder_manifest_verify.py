@@ -80,3 +80,25 @@ def test_failed_bake_leaves_previous_model(tmp_path: Path) -> None:
 def test_bad_names_refused(bad: str) -> None:
     with pytest.raises(BuildError):
         check_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("source", "ref"),
+    [
+        ("hub:stabilityai/sdxl-base@main", "stabilityai/sdxl-base"),
+        ("folder:/data/my-model", "/data/my-model"),
+        ("checkpoint:/ckpt/v1-5.safetensors", "/ckpt/v1-5.safetensors"),
+        ("tiny:seed=0", "tiny"),
+    ],
+)
+def test_damage_message_gives_a_rebake_command_that_parses(source: str, ref: str) -> None:
+    assert Manifest("m", "sd1", 512, 512, "PNDMScheduler", False, source=source).bake_ref == ref
+
+
+def test_registry_skips_bakes_in_progress(tmp_path: Path) -> None:
+    _fake_model(tmp_path, "a")
+    hidden = tmp_path / ".a.1234.tmp"
+    hidden.mkdir()
+    (hidden / "sdworker.json").write_text((tmp_path / "a" / "sdworker.json").read_text())
+    registry = ModelRegistry(Settings(models_dir=tmp_path))
+    assert registry.names() == ["a"] and registry.get("a").path == tmp_path / "a"
