@@ -91,6 +91,14 @@ def describe_folder(folder: Path, name: str, source: str, sha256: str = "") -> M
         _json(folder / "text_encoder" / "config.json") if (folder / "text_encoder").is_dir() else {}
     )
     family = detect_family(index, unet, text)
+    channels = int(unet.get("in_channels", 4))
+    if channels != 4:
+        # an inpainting-only UNet (9 channels) cannot serve txt2img or img2img, and the
+        # worker's one-weights-three-pipelines design assumes it can
+        raise BuildError(
+            f"{folder}: the UNet takes {channels} input channels (an inpainting-only model); "
+            "sdworker serves txt2img, img2img and inpaint from one standard (4-channel) model"
+        )
     scale = 2 ** (len(vae.get("block_out_channels", [0, 0, 0, 0])) - 1)
     native = int(unet.get("sample_size", 64)) * scale
     checker = index.get("safety_checker")

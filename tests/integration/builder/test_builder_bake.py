@@ -166,3 +166,15 @@ def test_lora_baked_alongside_the_tiny_model(tmp_path: Path) -> None:
     assert bake_command(argv, Settings(models_dir=models)) == 0
     assert (models / "t" / "sdworker.json").is_file()
     assert (models / "loras" / "style.safetensors").read_bytes() == lora.read_bytes()
+
+
+def test_an_inpainting_only_model_is_refused_at_bake(baked_tiny: Path, tmp_path: Path) -> None:
+    import json
+
+    src = tmp_path / "inpaint-src"
+    shutil.copytree(baked_tiny / "tiny", src)
+    config = json.loads((src / "unet" / "config.json").read_text())
+    (src / "unet" / "config.json").write_text(json.dumps({**config, "in_channels": 9}))
+    with pytest.raises(BuildError, match="9 input channels"):
+        bake_folder(src, tmp_path / "models", "inp")
+    assert not (tmp_path / "models" / "inp").exists()
