@@ -16,11 +16,11 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from sdworker.errors import ConfigError, InvalidInput, PayloadTooLarge, UploadFailed, UploadRejected
-from sdworker.imageio import EncodedImage
+from sdworker.imageio import EXTENSIONS, EncodedImage
 from sdworker.s3 import (
     BUCKET_ENV_NAMES,
     MAX_URL_EXPIRY_S,
@@ -38,7 +38,6 @@ ENVELOPE_HEADROOM_BYTES = 64 * 1024
 MAX_PARALLEL_UPLOADS = 4
 #: longest single wait between two attempts
 MAX_BACKOFF_S = 30.0
-_EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _MB = 1_000_000
 
@@ -53,6 +52,8 @@ class Uploader(Protocol):
     def upload(self, key: str, data: bytes, content_type: str) -> None: ...
 
     def presign(self, key: str, expires_s: int) -> str: ...
+
+    def delete(self, key: str) -> None: ...
 
 
 def deliver(
@@ -128,7 +129,7 @@ def output_size(images: list[EncodedImage]) -> int:
 def object_key(job_id: str, index: int, image: EncodedImage) -> str:
     """``{job_id}/{index}-{seed}.{ext}``, with anything unusual in the job id replaced."""
     safe_id = _UNSAFE_KEY_CHARS.sub("_", job_id).strip(".") or "job"
-    return f"{safe_id}/{index}-{image.seed}.{_EXTENSIONS.get(image.format, image.format)}"
+    return f"{safe_id}/{index}-{image.seed}.{EXTENSIONS.get(image.format, image.format)}"
 
 
 def _no_bucket() -> InvalidInput:
@@ -209,9 +210,20 @@ def _upload_all(
     workers = max(1, min(MAX_PARALLEL_UPLOADS, len(images)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
         futures = [pool.submit(one, i) for i in range(len(images))]
-        # result() re-raises the first failure in image order, after every attempt ended
-        for future in futures:
-            future.result()
+        wait(futures)
+    failures = [exc for f in futures if (exc := f.exception()) is not None]
+    if failures:
+        # the job fails as a whole: take back the images that did land (best effort), so a
+        # failed job leaves no half of its result in the bucket
+        for key, future in zip(keys, futures, strict=True):
+            if future.exception() is None:
+                try:
+                    uploader.delete(key)
+                except UploadFailed as exc:
+                    log.warning(
+                        "job %s: could not remove %s after a failed upload: %s", job_id, key, exc
+                    )
+        raise failures[0]  # the first failure in image order
     log.info(
         "job %s: uploaded %d images (%.1f MB) in %.2f s",
         job_id,

@@ -251,6 +251,15 @@ class S3Uploader:
         except BotoCoreError as exc:  # connection refused, timeouts, broken responses
             raise UploadFailed(f"{self._where(key)}: {exc}") from exc
 
+    def delete(self, key: str) -> None:
+        """Remove ``key``; raises :class:`UploadFailed` when the bucket refuses."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise UploadFailed(f"{self._where(key)}: delete failed: {exc}") from exc
+
     def presign(self, key: str, expires_s: int) -> str:
         """A GET URL for ``key`` valid ``expires_s`` seconds (signed locally, no request)."""
         url: str = self.client.generate_presigned_url(

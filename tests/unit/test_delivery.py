@@ -47,6 +47,10 @@ class FakeUploader:
     def presign(self, key: str, expires_s: int) -> str:
         return f"https://bucket.test/{key}?expires={expires_s}"
 
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.objects.pop(key, None)
+
 
 def image(
     size: int = 10, *, seed: int = 7, fmt: str = "png", nsfw: bool | None = None
@@ -318,3 +322,34 @@ def test_new_settings_are_read_from_the_environment() -> None:
         "b",
     )
     assert Settings().payload_limit_bytes == 10_000_000
+
+
+class FailsForOneKey(FakeUploader):
+    """Every upload of ``bad`` is refused; the others land."""
+
+    def __init__(self, bad: str) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def upload(self, key: str, data: bytes, content_type: str) -> None:
+        if key == self.bad:
+            with self._lock:
+                self.attempts.append(key)
+            raise UploadRejected(f"{key}: AccessDenied")
+        super().upload(key, data, content_type)
+
+
+def test_a_failed_upload_takes_back_the_images_that_landed() -> None:
+    fake = FailsForOneKey("j/1-8.png")
+    with pytest.raises(UploadRejected, match="AccessDenied"):
+        deliver(
+            [image(seed=7), image(seed=8), image(seed=9)],
+            job_id="j",
+            upload=True,
+            s3_config=None,
+            settings=SETTINGS,
+            uploader=fake,
+            sleep=lambda s: None,
+        )
+    assert set(fake.attempts) == {"j/0-7.png", "j/1-8.png", "j/2-9.png"}
+    assert fake.objects == {}

@@ -252,3 +252,39 @@ def test_missing_bucket_is_rejected_without_retrying(
         )
     assert "NoSuchBucket" in str(info.value) and "no-such-bucket-here" in str(info.value)
     assert waits == []
+
+
+def test_a_job_whose_second_upload_is_refused_leaves_nothing_in_the_bucket(
+    s3_server: S3Server, small_images: list[EncodedImage]
+) -> None:
+    from sdworker.errors import UploadRejected
+    from sdworker.s3 import S3Uploader, bucket_from_settings
+
+    bucket = s3_server.new_bucket()
+    settings = s3_server.settings(bucket)
+    config = bucket_from_settings(settings)
+    assert config is not None
+    real = S3Uploader(config)
+
+    class RefusesTheJpeg:
+        def upload(self, key: str, data: bytes, content_type: str) -> None:
+            if key.endswith(".jpg"):
+                raise UploadRejected(f"{key}: AccessDenied")
+            real.upload(key, data, content_type)
+
+        def presign(self, key: str, expires_s: int) -> str:
+            return real.presign(key, expires_s)
+
+        def delete(self, key: str) -> None:
+            real.delete(key)
+
+    with pytest.raises(UploadRejected):
+        deliver(
+            small_images,
+            job_id="job-2",
+            upload=True,
+            s3_config=None,
+            settings=settings,
+            uploader=RefusesTheJpeg(),
+        )
+    assert s3_server.keys(bucket) == []
