@@ -32,6 +32,7 @@ from sdworker.settings import Settings
 
 if TYPE_CHECKING:
     from sdworker.generate import Generated, Generator, StepCallback
+    from sdworker.pipelines import LoadedModel
     from sdworker.handler import Worker
     from sdworker.schema import Request
 
@@ -197,6 +198,18 @@ def run_batched(
     safety_default: bool | None,
 ) -> list[list[Generated]]:
     """Run requests of one :func:`batch_key` as a single pipeline call; images per request."""
+    with generator.cache.using(requests[0].model) as loaded:
+        return _run_batch(generator, loaded, requests, on_step, cancelled, safety_default)
+
+
+def _run_batch(
+    generator: Generator,
+    loaded: LoadedModel,
+    requests: list[Request],
+    on_step: list[StepCallback | None],
+    cancelled: Callable[[], bool],
+    safety_default: bool | None,
+) -> list[list[Generated]]:
     import torch
 
     from sdworker.errors import Cancelled
@@ -204,7 +217,6 @@ def run_batched(
     from sdworker.lora import lora_set
 
     first = requests[0]
-    loaded = generator.cache.get(first.model)
     base = loaded.pipeline("txt2img")
     seeds = [seed for r in requests for seed in r.seeds]
     pipe = generator._pipeline_for(base, loaded, first, seeds[0])

@@ -98,20 +98,20 @@ class Generator:
     ) -> list[Generated]:
         attempt = 0
         while True:
-            loaded = self.cache.get(request.model)
-            try:
-                return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
-            except torch.cuda.OutOfMemoryError as exc:
-                if attempt > 0:
-                    raise OutOfMemory(
-                        f"{request.width}x{request.height} with {request.input.num_images} "
-                        "image(s) does not fit the device's memory"
-                    ) from exc
-                log.warning("out of memory; evicting other models and retrying once")
-            except RuntimeError as exc:
-                if "CUDA" in str(exc) or "cuDNN" in str(exc):
-                    raise DeviceError(f"device fault during generation: {exc}") from exc
-                raise
+            with self.cache.using(request.model) as loaded:
+                try:
+                    return self._run(loaded, request, inputs, on_step, cancelled, safety_default)
+                except torch.cuda.OutOfMemoryError as exc:
+                    if attempt > 0:
+                        raise OutOfMemory(
+                            f"{request.width}x{request.height} with {request.input.num_images} "
+                            "image(s) does not fit the device's memory"
+                        ) from exc
+                    log.warning("out of memory; evicting other models and retrying once")
+                except RuntimeError as exc:
+                    if "CUDA" in str(exc) or "cuDNN" in str(exc):
+                        raise DeviceError(f"device fault during generation: {exc}") from exc
+                    raise
             # outside the except block, so the failed call's frames (and its activations)
             # are no longer pinned by the traceback when the retry runs
             attempt += 1

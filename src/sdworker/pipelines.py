@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,8 @@ class LoadedModel:
     safety: SafetyChecker | None
     load_seconds: float
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: generations running on this model now; eviction passes over a model in use
+    users: int = 0
     #: the base config every per-request scheduler starts from (the model's own scheduler)
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     #: LoRA adapters on this model's modules, and the gate that keeps LoRA sets apart
@@ -155,8 +159,21 @@ class PipelineCache:
             self._make_room(self._estimate(info))
             loaded = self._load_with_retry(info)
             self._models[name] = loaded
-            self._make_room(0)
+            self._make_room(0, keep=name)
             return loaded
+
+    @contextmanager
+    def using(self, name: str) -> Iterator[LoadedModel]:
+        """The loaded model ``name``, marked in use for the block: no eviction takes it away
+        (and frees nothing, while a generation still holds it) until the block ends."""
+        with self._lock:
+            loaded = self.get(name)
+            loaded.users += 1
+        try:
+            yield loaded
+        finally:
+            with self._lock:
+                loaded.users -= 1
 
     def _estimate(self, info: ModelInfo) -> int:
         """Bytes the model will take on the device: its parameter count (from the safetensors
@@ -170,27 +187,32 @@ class PipelineCache:
             total += entry.size if count is None else count * itemsize
         return total
 
-    def _make_room(self, incoming: int) -> None:
-        while self._models:
+    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+        """Evict least recently used models until ``incoming`` more bytes fit the budget.
+        Models in use (and ``keep``) stay: then the budget is exceeded until they are done."""
+        while True:
             resident = sum(m.nbytes for m in self._models.values())
             if resident + incoming <= self.budget_bytes:
                 return
-            if incoming == 0 and len(self._models) == 1:
-                return  # the one model we just loaded stays, whatever it weighs
-            name, _ = self._models.popitem(last=False)
-            log.info("evicting model %s to stay within %d bytes", name, self.budget_bytes)
+            victim = next((n for n, m in self._models.items() if n != keep and m.users == 0), None)
+            if victim is None:
+                return
+            del self._models[victim]
+            log.info("evicting model %s to stay within %d bytes", victim, self.budget_bytes)
             self._release()
 
     def evict_others(self, keep: str) -> None:
-        """Drop every loaded model but ``keep`` and give their memory back to the device."""
+        """Drop every loaded model not in use but ``keep`` and give their memory back."""
         with self._lock:
-            for name in [n for n in self._models if n != keep]:
+            for name in [n for n, m in self._models.items() if n != keep and m.users == 0]:
                 del self._models[name]
             self._release()
 
     def evict_all(self) -> None:
+        """Drop every loaded model not in use."""
         with self._lock:
-            self._models.clear()
+            for name in [n for n, m in self._models.items() if m.users == 0]:
+                del self._models[name]
             self._release()
 
     def _release(self) -> None:
