@@ -32,8 +32,8 @@ from sdworker.settings import Settings
 
 if TYPE_CHECKING:
     from sdworker.generate import Generated, Generator, StepCallback
-    from sdworker.pipelines import LoadedModel
     from sdworker.handler import Worker
+    from sdworker.pipelines import LoadedModel
     from sdworker.schema import Request
 
 log = logging.getLogger(__name__)
