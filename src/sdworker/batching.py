@@ -297,30 +297,24 @@ class BatchingHandler:
             return None, 1, None
         return batch_key(request), request.input.num_images, request
 
-    def _progress(self, job: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
-        def report(progress: dict[str, Any]) -> None:
-            import runpod
-
-            runpod.serverless.progress_update(job, progress)
-
-        return report
-
     def _alone(self, entry: Entry) -> Any:
+        from sdworker.handler import runpod_progress
+
         return self.worker.handle_sync(
-            entry.job, on_progress=self._progress(entry.job), cancelled=entry.cancelled.is_set
+            entry.job, on_progress=runpod_progress(entry.job), cancelled=entry.cancelled.is_set
         )
 
     def _execute(self, batch: list[Entry]) -> list[Any]:
         if len(batch) == 1:
             return [self._alone(batch[0])]
-        from sdworker.handler import Progress, failure
+        from sdworker.handler import Progress, failure, runpod_progress
 
         interval = self.worker.settings.progress_interval_s
         try:
             generated = run_batched(
                 self.worker.generator,
                 [e.payload for e in batch],
-                on_step=[Progress(self._progress(e.job), interval) for e in batch],
+                on_step=[Progress(runpod_progress(e.job), interval) for e in batch],
                 cancelled=lambda: all(e.cancelled.is_set() for e in batch),
                 safety_default=self.worker.settings.safety_checker,
             )

@@ -80,12 +80,7 @@ class Generator:
 
     def __init__(self, cache: PipelineCache, loras: LoraLibrary | None = None) -> None:
         self.cache = cache
-        settings = cache.settings
-        self.loras = loras or LoraLibrary(
-            settings.models_dir / "loras",
-            cache_files=settings.lora_cache_files,
-            resident=settings.lora_resident,
-        )
+        self.loras = loras or LoraLibrary.from_settings(cache.settings)
 
     def __call__(
         self,

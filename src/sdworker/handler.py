@@ -82,10 +82,6 @@ class Worker:
             for m in self.registry.all()
         }
 
-    def lora_names(self) -> list[str]:
-        root = self.settings.models_dir / "loras"
-        return sorted(p.stem for p in root.glob("*.safetensors")) if root.is_dir() else []
-
     def validate(self, job_input: Any) -> tuple[Request, Inputs]:
         """Parse the input and decode its images; nothing touches a model here."""
         from sdworker.generate import Inputs
@@ -95,7 +91,7 @@ class Worker:
             models=self.model_facts(),
             default_model=self.registry.default_name,
             max_pixels=self.settings.max_pixels,
-            loras=self.lora_names(),
+            loras=self.loras.names(),
         )
         self._check_lora_families(request)
         wants_checker = request.input.safety_checker
@@ -113,11 +109,7 @@ class Worker:
         if self._loras is None:
             from sdworker.lora import LoraLibrary
 
-            self._loras = LoraLibrary(
-                self.settings.models_dir / "loras",
-                cache_files=self.settings.lora_cache_files,
-                resident=self.settings.lora_resident,
-            )
+            self._loras = LoraLibrary.from_settings(self.settings)
         return self._loras
 
     def _check_lora_families(self, request: Request) -> None:
@@ -308,20 +300,16 @@ class Worker:
         """
         limit = self.batch_limit()
         if limit > 1:
-            if self._batching is None or self._batching.batcher.max_images != limit:
+            if self._batching is None:  # settings are frozen: the limit never changes
                 from sdworker.batching import BatchingHandler
 
                 self._batching = BatchingHandler(self, limit)
             return await self._batching.handle(job)
         stop = threading.Event()
-
-        def report(progress: dict[str, Any]) -> None:
-            import runpod
-
-            runpod.serverless.progress_update(job, progress)
-
         work = asyncio.ensure_future(
-            asyncio.to_thread(self.handle_sync, job, on_progress=report, cancelled=stop.is_set)
+            asyncio.to_thread(
+                self.handle_sync, job, on_progress=runpod_progress(job), cancelled=stop.is_set
+            )
         )
         try:
             return await asyncio.shield(work)
@@ -332,6 +320,17 @@ class Worker:
             with contextlib.suppress(BaseException):
                 await work
             raise
+
+
+def runpod_progress(job: dict[str, Any]) -> ProgressSink:
+    """A sink that sends a job's progress to the platform (``/status`` shows it)."""
+
+    def report(progress: dict[str, Any]) -> None:
+        import runpod
+
+        runpod.serverless.progress_update(job, progress)
+
+    return report
 
 
 def _infotext_extra(request: Request) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sdworker.errors import LoraError
+from sdworker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,19 @@ class LoraLibrary:
         self._lock = threading.Lock()
         #: files read from disk so far (a cached LoRA does not add to it)
         self.disk_reads = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoraLibrary:
+        """The library of ``settings.models_dir/loras`` with the configured cache sizes."""
+        return cls(
+            settings.models_dir / "loras",
+            cache_files=settings.lora_cache_files,
+            resident=settings.lora_resident,
+        )
+
+    def names(self) -> list[str]:
+        """Every baked LoRA's name."""
+        return sorted(p.stem for p in self.root.glob("*.safetensors")) if self.root.is_dir() else []
 
     def path(self, name: str) -> Path:
         path = self.root / f"{name}.safetensors"

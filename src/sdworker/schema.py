@@ -128,6 +128,7 @@ class Request:
         return [self.seed + i for i in range(self.input.num_images)]
 
 
+#: pydantic error type -> our rule, with the error's context values filled in
 _MESSAGES: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
@@ -138,29 +139,21 @@ _MESSAGES: dict[str, str] = {
     "list_type": "must be a list",
     "model_type": "must be an object",
     "dict_type": "must be an object",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "literal_error": "must be one of {expected}",
+    "string_too_short": "must not be empty",
 }
 
 
 def _message(err: ErrorDetails) -> str:
-    kind = err["type"]
-    ctx = err.get("ctx", {})
-    if kind in _MESSAGES:
-        return _MESSAGES[kind]
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx['ge']}"
-    if kind == "greater_than":
-        return f"must be greater than {ctx['gt']}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx['le']}"
-    if kind == "less_than":
-        return f"must be less than {ctx['lt']}"
-    if kind == "multiple_of":
-        return f"must be a multiple of {ctx['multiple_of']}"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    return err["msg"].lower()
+    template = _MESSAGES.get(err["type"])
+    if template is None:
+        return err["msg"].lower()
+    return template.format(**err.get("ctx", {}))
 
 
 def _field_name(loc: Sequence[int | str]) -> str:
