@@ -19,11 +19,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
-from sdworker.errors import ConfigError, InvalidInput, PayloadTooLarge, UploadFailed, UploadRejected
+from sdworker.errors import InvalidInput, PayloadTooLarge, UploadFailed, UploadRejected
 from sdworker.imageio import EXTENSIONS, EncodedImage
 from sdworker.s3 import (
     BUCKET_ENV_NAMES,
-    MAX_URL_EXPIRY_S,
     BucketConfig,
     S3Uploader,
     resolve_bucket,
@@ -189,12 +188,7 @@ def _upload_all(
     settings: Settings,
     sleep: Callable[[float], None],
 ) -> list[dict[str, Any]]:
-    expiry = settings.url_expiry_s
-    if not 1 <= expiry <= MAX_URL_EXPIRY_S:
-        raise ConfigError(
-            f"SDWORKER_URL_EXPIRY_S: must be 1 to {MAX_URL_EXPIRY_S} seconds, the longest a "
-            f"presigned URL can live (got {expiry})"
-        )
+    expiry = settings.url_expiry_s  # in range: Settings checks it when built
     keys = [object_key(job_id, i, image) for i, image in enumerate(images)]
     started = time.perf_counter()
 

@@ -22,8 +22,6 @@ from sdworker.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_REGION = "us-east-1"
-#: SigV4 presigned URLs cannot live longer than seven days
-MAX_URL_EXPIRY_S = 7 * 24 * 3600
 S3_CONFIG_KEYS = ("accessId", "accessSecret", "bucketName", "endpointUrl")
 _S3_CONFIG_OPTIONAL = ("bucketName", "region")
 BUCKET_ENV_NAMES = (

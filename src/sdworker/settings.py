@@ -34,6 +34,8 @@ def _tristate(value: str, name: str) -> bool | None:
     return parse_bool(value, name)
 
 
+#: SigV4 presigned URLs cannot live longer than seven days
+MAX_URL_EXPIRY_S = 7 * 24 * 3600
 #: accepted ``SDWORKER_DTYPE`` values
 DTYPES = ("auto", "fp16", "float16", "bf16", "bfloat16", "fp32", "float32")
 #: accepted ``SDWORKER_ATTENTION`` values
@@ -128,8 +130,11 @@ class Settings:
             problems.append(
                 f"SDWORKER_ATTENTION: expected one of {', '.join(ATTENTION)} (got {self.attention!r})"
             )
-        if not 1 <= self.url_expiry_s <= 604800:
-            problems.append(f"SDWORKER_URL_EXPIRY_S: must be 1 to 604800 (got {self.url_expiry_s})")
+        if not 1 <= self.url_expiry_s <= MAX_URL_EXPIRY_S:
+            problems.append(
+                f"SDWORKER_URL_EXPIRY_S: must be 1 to {MAX_URL_EXPIRY_S} seconds, the longest a "
+                f"presigned URL can live (got {self.url_expiry_s})"
+            )
         if self.max_pixels < 64 * 64:
             problems.append(f"SDWORKER_MAX_PIXELS: must be at least 4096 (got {self.max_pixels})")
         if problems:
