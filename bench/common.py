@@ -12,17 +12,21 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def machine() -> str:
-    """CPU model and core count, plus the GPU when torch sees one (imported only if loaded)."""
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` where there is one)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return cpu
+
+
+def machine() -> str:
+    """CPU model and core count, plus the GPU when torch sees one (imported only if loaded)."""
+    text = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
     import sys
 
     torch = sys.modules.get("torch")
@@ -35,13 +39,14 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def append_result(bench: str, numbers: str) -> None:
-    """Append one row (date, benchmark, machine, numbers) to ``bench/RESULTS.md``."""
-    if not RESULTS.exists():
-        RESULTS.write_text(
+def append_result(bench: str, numbers: str, results: Path = RESULTS) -> None:
+    """Append one row (date, benchmark, machine, numbers) to ``results`` (``bench/RESULTS.md``),
+    writing the table's header first when the file does not exist yet."""
+    if not results.exists():
+        results.write_text(
             "# Benchmark results\n\nRows are appended by the scripts in `bench/`.\n\n"
             "| date | benchmark | machine | numbers |\n|---|---|---|---|\n"
         )
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    with RESULTS.open("a") as out:
+    with results.open("a") as out:
         out.write(f"| {date} | {bench} | {machine()} | {numbers} |\n")
