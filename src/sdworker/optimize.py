@@ -4,8 +4,11 @@ The defaults are what pays on a CUDA card and changes no image beyond half-preci
 PyTorch's SDPA attention with fused QKV projections, channels-last UNet and VAE, VAE slicing
 and cuDNN autotuning. ``torch.compile`` of the UNet and the VAE decoder is opt-in: it takes
 minutes, so :func:`prepare` warms the pipeline up at load, before the worker's first job, at
-the model's native size and the batch sizes cross-request batching will use. On the CPU
-nothing is changed unless a setting asks for it (the tests rely on the plain path there).
+the sizes ``SDWORKER_COMPILE_SIZES`` lists (the model's native size by default) and the batch
+sizes cross-request batching will use. After that warm-up no request ever compiles: a shape
+the warm-up did not cover runs uncompiled (``torch.compiler`` stance ``eager_on_recompile``),
+at plain speed instead of stalling for minutes. On the CPU nothing is changed unless a setting
+asks for it (the tests rely on the plain path there).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Plan:
     fuse_qkv: bool
     compile: bool
     compile_mode: str
+    compile_backend: str
     vae_slicing: bool
     vae_tiling: bool
     cudnn_benchmark: bool
@@ -68,10 +72,11 @@ def plan(settings: Settings, device: torch.device, *, loras: bool = False) -> Pl
         fuse_qkv=fuse,
         compile=settings.compile,
         compile_mode=settings.compile_mode,
+        compile_backend=settings.compile_backend,
         vae_slicing=choose(settings.vae_slicing, cuda),
         vae_tiling=settings.vae_tiling,
         cudnn_benchmark=cudnn,
-        warmup=choose(settings.warmup, cuda and (settings.compile or cudnn)),
+        warmup=choose(settings.warmup, settings.compile or (cuda and cudnn)),
     )
 
 
@@ -116,10 +121,15 @@ def apply(pipe: Any, plan: Plan) -> list[str]:
         done.append("cudnn-benchmark")
     if plan.compile:
         # compiled in place (nn.Module.compile): the module keeps its class, so from_pipe,
-        # the pipelines' dtype checks and LoRA loading see the same UNet as before
-        pipe.unet.compile(mode=plan.compile_mode, fullgraph=True)
-        pipe.vae.decoder.compile(mode=plan.compile_mode, fullgraph=True)
-        done.append(f"compile({plan.compile_mode})")
+        # the pipelines' dtype checks and LoRA loading see the same UNet as before. Not
+        # fullgraph: a graph break (an attention kernel dynamo cannot trace) costs speed, where
+        # fullgraph would fail the model's load, or a job once the recompile limit is reached
+        options: dict[str, Any] = {"backend": plan.compile_backend}
+        if plan.compile_backend == "inductor":  # modes are inductor's
+            options["mode"] = plan.compile_mode
+        pipe.unet.compile(**options)
+        pipe.vae.decoder.compile(**options)
+        done.append(f"compile({', '.join(map(str, options.values()))})")
     return done
 
 
@@ -129,22 +139,30 @@ def warmup_batches(batch_max: int) -> list[int]:
     return sorted({1, min(2, batch_max), batch_max})
 
 
-def warm_up(pipe: Any, width: int, height: int, batches: list[int]) -> float:
+def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> float:
     """Run short generations so compilation and autotuning happen now, not in a job."""
     started = time.perf_counter()
-    for n in batches:
-        generators = [torch.Generator("cpu").manual_seed(i) for i in range(n)]
-        with torch.inference_mode():
-            pipe(
-                prompt=["warm-up"] * n,
-                negative_prompt=["blurry"] * n,
-                num_inference_steps=2,
-                width=width,
-                height=height,
-                generator=generators,
-                output_type="pil",
-            )
+    # compiling is allowed here even when an earlier model's warm-up closed it for requests
+    with torch.compiler.set_stance("default"):
+        for width, height in sizes:
+            for n in batches:
+                generators = [torch.Generator("cpu").manual_seed(i) for i in range(n)]
+                with torch.inference_mode():
+                    pipe(
+                        prompt=["warm-up"] * n,
+                        negative_prompt=["blurry"] * n,
+                        num_inference_steps=2,
+                        width=width,
+                        height=height,
+                        generator=generators,
+                        output_type="pil",
+                    )
     return time.perf_counter() - started
+
+
+#: graphs dynamo may keep per compiled function (UNet forward, VAE decoder forward); every
+#: model, size and batch shape of the warm-ups counts, so PyTorch's default of 8 is too few
+RECOMPILE_LIMIT = 64
 
 
 def prepare(pipe: Any, settings: Settings, device: torch.device, native: tuple[int, int]) -> Plan:
@@ -153,8 +171,21 @@ def prepare(pipe: Any, settings: Settings, device: torch.device, native: tuple[i
     applied = apply(pipe, chosen)
     if applied:
         log.info("pipeline optimisations: %s", ", ".join(applied))
+    if chosen.compile:
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(
+            torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
+        )
     if chosen.warmup:
+        sizes = settings.warmup_sizes(native)
         batches = warmup_batches(resolve_batch_max(settings))
-        seconds = warm_up(pipe, native[0], native[1], batches)
-        log.info("warmed up at %dx%d, batches %s, in %.1fs", *native, batches, seconds)
+        seconds = warm_up(pipe, sizes, batches)
+        shown = ", ".join(f"{w}x{h}" for w, h in sizes)
+        log.info("warmed up at %s, batches %s, in %.1fs", shown, batches, seconds)
+    if chosen.compile:
+        # from here on no job pays for a compile: a shape no warm-up covered runs uncompiled
+        torch.compiler.set_stance("eager_on_recompile")
+        if not chosen.warmup:
+            log.warning("compiling without a warm-up: jobs run uncompiled (SDWORKER_WARMUP)")
     return chosen

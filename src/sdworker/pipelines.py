@@ -3,6 +3,18 @@
 One set of weights per model serves txt2img, img2img and inpaint: the other two pipelines are
 made with ``from_pipe`` and share every module. Each request then gets its own pipeline
 object (``from_pipe`` again, with a fresh scheduler) so per-call state never crosses requests.
+
+Locking in :class:`PipelineCache`:
+
+* ``_lock`` guards the bookkeeping only: the ``_models`` dict and its LRU order, eviction, and
+  each model's ``users`` count. It is held for dictionary work, never across a load.
+* ``_load_lock`` serialises loads: one model loads at a time, which keeps the device's memory
+  peak to one load and the budget arithmetic (make room, load, insert) free of races between
+  loads. A request for a model already loaded takes ``_lock`` alone, so it never waits for
+  another model's load, which can take minutes (compilation warm-up).
+
+The order is always ``_load_lock`` then ``_lock``; nothing takes ``_load_lock`` while holding
+``_lock``, so the two cannot deadlock.
 """
 
 from __future__ import annotations
@@ -122,7 +134,9 @@ def module_bytes(pipe: Any) -> int:
 
 
 class PipelineCache:
-    """Loaded models, least recently used first out when the memory budget is exceeded."""
+    """Loaded models, least recently used first out when the memory budget is exceeded.
+
+    Thread-safe: see the module docstring for what ``_lock`` and ``_load_lock`` guard."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
         self.settings = settings
@@ -130,7 +144,11 @@ class PipelineCache:
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.RLock()
+        #: guards ``_models`` (membership and LRU order) and every model's ``users``; a plain
+        #: lock, not reentrant: no code path calls out (to a load, to ``_release``) holding it
+        self._lock = threading.Lock()
+        #: held for the whole of a load, so at most one model loads at a time
+        self._load_lock = threading.Lock()
         self.budget_bytes = self._budget()
 
     def _budget(self) -> int:
@@ -150,30 +168,67 @@ class PipelineCache:
             return list(self._models)
 
     def get(self, name: str) -> LoadedModel:
-        """The loaded model ``name``, loading it (and evicting others) when needed."""
-        with self._lock:
-            if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
-            info = self.registry.get(name)
-            self._make_room(self._estimate(info))
-            loaded = self._load_with_retry(info)
-            self._models[name] = loaded
-            self._make_room(0, keep=name)
-            return loaded
+        """The loaded model ``name``, loading it (and evicting others) when needed.
+
+        Nothing holds it: a later eviction may drop it. Generation uses :meth:`using`."""
+        return self._acquire(name, use=False)
 
     @contextmanager
     def using(self, name: str) -> Iterator[LoadedModel]:
         """The loaded model ``name``, marked in use for the block: no eviction takes it away
         (and frees nothing, while a generation still holds it) until the block ends."""
-        with self._lock:
-            loaded = self.get(name)
-            loaded.users += 1
+        loaded = self._acquire(name, use=True)
         try:
             yield loaded
         finally:
             with self._lock:
                 loaded.users -= 1
+
+    def _acquire(self, name: str, *, use: bool) -> LoadedModel:
+        """The loaded model ``name``, loaded first when it is not resident; with ``use`` its
+        ``users`` count is raised in the same critical section that finds or inserts it, so
+        no eviction can come between.
+
+        A failed load raises to this caller and leaves nothing behind: the next request for
+        the model loads it again."""
+        with self._lock:
+            loaded = self._resident(name, use=use)
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            # another thread may have loaded it while this one waited for the load lock
+            with self._lock:
+                loaded = self._resident(name, use=use)
+            if loaded is not None:
+                return loaded
+            info = self.registry.get(name)
+            estimate = self._estimate(info)  # reads file headers: outside the dict lock
+            with self._lock:
+                evicted = self._make_room(estimate)
+            if evicted:
+                self._release()
+            # the slow part, with only the load lock held; _load_with_retry may call
+            # evict_all, which takes the dict lock itself
+            loaded = self._load_with_retry(info)
+            with self._lock:
+                self._models[name] = loaded
+                if use:
+                    loaded.users += 1
+                evicted = self._make_room(0, keep=name)
+        if evicted:
+            self._release()
+        return loaded
+
+    def _resident(self, name: str, *, use: bool) -> LoadedModel | None:
+        """The model ``name`` if resident, made most recently used (and marked in use with
+        ``use``); None if not loaded. The caller holds ``_lock``."""
+        loaded = self._models.get(name)
+        if loaded is None:
+            return None
+        self._models.move_to_end(name)
+        if use:
+            loaded.users += 1
+        return loaded
 
     def _estimate(self, info: ModelInfo) -> int:
         """Bytes the model will take on the device: its parameter count (from the safetensors
@@ -187,35 +242,40 @@ class PipelineCache:
             total += entry.size if count is None else count * itemsize
         return total
 
-    def _make_room(self, incoming: int, keep: str | None = None) -> None:
+    def _make_room(self, incoming: int, keep: str | None = None) -> bool:
         """Evict least recently used models until ``incoming`` more bytes fit the budget.
-        Models in use (and ``keep``) stay: then the budget is exceeded until they are done."""
+        Models in use (and ``keep``) stay: then the budget is exceeded until they are done.
+
+        The caller holds ``_lock``; it calls :meth:`_release` after letting go of it when this
+        returns True (some model was evicted), so a garbage collection never blocks lookups."""
+        evicted = False
         while True:
             resident = sum(m.nbytes for m in self._models.values())
             if resident + incoming <= self.budget_bytes:
-                return
+                return evicted
             victim = next((n for n, m in self._models.items() if n != keep and m.users == 0), None)
             if victim is None:
-                return
+                return evicted
             del self._models[victim]
+            evicted = True
             log.info("evicting model %s to stay within %d bytes", victim, self.budget_bytes)
-            self._release()
 
     def evict_others(self, keep: str) -> None:
         """Drop every loaded model not in use but ``keep`` and give their memory back."""
         with self._lock:
             for name in [n for n, m in self._models.items() if n != keep and m.users == 0]:
                 del self._models[name]
-            self._release()
+        self._release()
 
     def evict_all(self) -> None:
-        """Drop every loaded model not in use."""
+        """Drop every loaded model not in use and give their memory back."""
         with self._lock:
             for name in [n for n, m in self._models.items() if m.users == 0]:
                 del self._models[name]
-            self._release()
+        self._release()
 
     def _release(self) -> None:
+        """Return freed memory to the device; called without ``_lock`` held (it can be slow)."""
         import gc
 
         gc.collect()

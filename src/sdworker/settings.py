@@ -42,6 +42,21 @@ DTYPES = ("auto", "fp16", "float16", "bf16", "bfloat16", "fp32", "float32")
 ATTENTION = ("auto", "sdpa", "xformers", "classic")
 
 
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"512x512, 768x512"`` -> ``[(512, 512), (768, 512)]``; each side a multiple of 8 from
+    64 to 2048 (what a request may ask for); ValueError naming the bad entry otherwise."""
+    sizes = []
+    for entry in (part.strip() for part in text.split(",")):
+        width, sep, height = entry.lower().partition("x")
+        if not (sep and width.isdigit() and height.isdigit()):
+            raise ValueError(f"expected WIDTHxHEIGHT[,WIDTHxHEIGHT...] (got {entry!r})")
+        size = (int(width), int(height))
+        if any(not 64 <= side <= 2048 or side % 8 for side in size):
+            raise ValueError(f"sides must be multiples of 8 from 64 to 2048 (got {entry!r})")
+        sizes.append(size)
+    return sizes
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the worker, the local endpoint and the builder."""
@@ -114,6 +129,8 @@ class Settings:
     compile_mode: str = field(
         default="max-autotune-no-cudagraphs", metadata={"env": "SDWORKER_COMPILE_MODE"}
     )
+    compile_backend: str = field(default="inductor", metadata={"env": "SDWORKER_COMPILE_BACKEND"})
+    compile_sizes: str | None = field(default=None, metadata={"env": "SDWORKER_COMPILE_SIZES"})
     vae_slicing: bool | None = field(default=None, metadata={"env": "SDWORKER_VAE_SLICING"})
     vae_tiling: bool = field(default=False, metadata={"env": "SDWORKER_VAE_TILING"})
     cudnn_benchmark: bool | None = field(default=None, metadata={"env": "SDWORKER_CUDNN_BENCHMARK"})
@@ -137,8 +154,18 @@ class Settings:
             )
         if self.max_pixels < 64 * 64:
             problems.append(f"SDWORKER_MAX_PIXELS: must be at least 4096 (got {self.max_pixels})")
+        if self.compile_sizes is not None:
+            try:
+                parse_sizes(self.compile_sizes)
+            except ValueError as exc:
+                problems.append(f"SDWORKER_COMPILE_SIZES: {exc}")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def warmup_sizes(self, native: tuple[int, int]) -> list[tuple[int, int]]:
+        """(width, height) pairs the start-up warm-up compiles for: ``SDWORKER_COMPILE_SIZES``,
+        or the model's native size."""
+        return parse_sizes(self.compile_sizes) if self.compile_sizes else [native]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -105,6 +105,15 @@ def test_hub_env_keys_are_real_settings() -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) <= known, set(keys) - known
     assert "SDWORKER_DEFAULT_MODEL" in keys
+    # the Hub sets each default as text: every one must start a worker
+    as_text = {
+        e.key: str(e.input.default).lower()
+        if isinstance(e.input.default, bool)
+        else str(e.input.default)
+        for e in hub.config.env
+        if e.input.default is not None
+    }
+    Settings.from_env(as_text)
 
 
 def test_tests_json_follows_the_schema() -> None:
