@@ -124,6 +124,10 @@ class BatchedCalls(logging.Handler):
         self.calls = self.jobs = self.images = 0
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def device_name(device: torch.device) -> str:
     """The accelerator's name, or the CPU's model."""
     import torch
@@ -193,7 +197,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--requests", type=int, default=16, help="per measurement")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--compile", action="store_true", help="also SDWORKER_COMPILE=1 for ours")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with SDWORKER_COMPILE=1, compiled at --size (SDWORKER_COMPILE_SIZES)",
+    )
     parser.add_argument("--skip-fp32", action="store_true", help="skip plain diffusers in fp32")
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help=f"where the row goes (default: {RESULTS})"
@@ -291,6 +299,9 @@ def run(args: argparse.Namespace) -> None:
         overrides["batch_max"] = GPU_BATCH_MAX  # batching is opt-in in the worker
     if args.compile:
         overrides["compile"] = True
+        if "SDWORKER_COMPILE_SIZES" not in os.environ:
+            # the warm-up compiles for the size measured: after it, other shapes run uncompiled
+            overrides["compile_sizes"] = f"{size}x{size}"
     try:
         settings = Settings.from_env(**overrides)
     except SdworkerError as exc:
@@ -300,7 +311,7 @@ def run(args: argparse.Namespace) -> None:
     load_started = time.perf_counter()
     worker.preload()  # load, optimise, warm up (compile when asked): before any request
     load_s = time.perf_counter() - load_started
-    ours_dtype = str(worker.generator.cache.dtype).removeprefix("torch.")
+    ours_dtype = dtype_name(worker.generator.cache.dtype)
 
     def job(i: int) -> dict[str, Any]:
         return {
@@ -322,12 +333,17 @@ def run(args: argparse.Namespace) -> None:
     batching_log.addHandler(batched)
     if not batching_log.isEnabledFor(logging.INFO):
         batching_log.setLevel(logging.INFO)
-    # one untimed round first: the batched call's shapes get their kernels picked (and, with
-    # --compile, their graphs) here when preload's warm-up did not cover them
+    # one untimed round first: cuDNN picks its kernels for the batched shapes here when
+    # preload's warm-up did not cover them (jobs never compile: uncovered shapes run eager)
     measure_ours_concurrent(worker, job, clients, clients)
     batched.reset()
     concurrent = measure_ours_concurrent(worker, job, n, clients)
     batching_log.removeHandler(batched)
+    # what the weights are after the jobs, not only what was asked for at load
+    unet = getattr(worker.generator.cache.get(args.model).base, "unet", None)
+    ran_dtype = dtype_name(unet.dtype) if unet is not None else ours_dtype
+    if ran_dtype != ours_dtype:
+        ours_dtype = f"{ours_dtype} loaded, {ran_dtype} after jobs"
     rows.append(
         (
             f"sdworker ({ours_dtype}, batch {worker.batch_limit()}"
@@ -342,17 +358,23 @@ def run(args: argparse.Namespace) -> None:
         f"{device_name(device)}"
     )
     print(f"  sdworker load+optimise+warm-up: {load_s:.1f} s")
+    wide = max(42, *(len(row[0]) for row in rows))
     print(
-        f"  {'side':42} {'1 client img/s':>14} {'p50 s':>7} {f'{clients} clients img/s':>17} {'p50 s':>7}"
+        f"  {'side':{wide}} {'1 client img/s':>14} {'p50 s':>7} {f'{clients} clients img/s':>17} {'p50 s':>7}"
     )
     for label, s_ips, s_lat, c_ips, c_lat in rows:
-        print(f"  {label:42} {s_ips:14.2f} {s_lat:7.2f} {c_ips:17.2f} {c_lat:7.2f}")
+        print(f"  {label:{wide}} {s_ips:14.2f} {s_lat:7.2f} {c_ips:17.2f} {c_lat:7.2f}")
     per_call = batched.images / batched.calls if batched.calls else 0.0
     batching = (
         f"{batched.calls} batched calls, {per_call:.1f} images per call, "
         f"{batched.jobs} of {n} jobs batched"
     )
     print(f"  sdworker, {clients} clients: {batching}")
+    if ran_dtype != dtype_name(worker.generator.cache.dtype):
+        print(
+            f"  WARNING: sdworker loaded the model in {dtype_name(worker.generator.cache.dtype)} "
+            f"but its UNet was {ran_dtype} after the jobs: a job cast the shared modules"
+        )
     ours = rows[-1]
     for label, s_ips, _, c_ips, _ in rows[:-1]:
         print(

@@ -60,6 +60,7 @@ def test_cpu_smoke_run_prints_both_sides_batches_and_records_a_row(
         label_end = row.index(")") + 1
         assert all(x > 0 for x in numbers(row[label_end:], 4)), row
     assert "fp16" not in out  # half precision is no CPU measurement
+    assert "WARNING" not in out  # the weights stayed in the dtype they were loaded in
 
     ratio = re.search(
         rf"^  ours / diffusers defaults \(fp32\): single {FLOAT}x, 2 clients {FLOAT}x$", out, re.M
