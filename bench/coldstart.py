@@ -29,7 +29,7 @@ from diffusers import AutoPipelineForText2Image
 path, size, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = torch.float16 if device == "cuda" else torch.float32
-pipe = AutoPipelineForText2Image.from_pretrained(path, torch_dtype=dtype).to(device)
+pipe = AutoPipelineForText2Image.from_pretrained(path, dtype=dtype).to(device)
 image = pipe("a lighthouse", num_inference_steps=steps, width=size, height=size,
              generator=torch.Generator("cpu").manual_seed(7)).images[0]
 print("IMAGE", image.size)

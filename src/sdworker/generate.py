@@ -174,7 +174,9 @@ class Generator:
             )
         else:
             scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
-        pipe = type(base).from_pipe(base, scheduler=scheduler)
+        # from_pipe casts the shared modules to its dtype argument, float32 when none is given:
+        # the base's own dtype keeps a half-precision model in half precision
+        pipe = type(base).from_pipe(base, scheduler=scheduler, dtype=base.dtype)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

@@ -106,7 +106,8 @@ class LoadedModel:
     def pipeline(self, mode: Mode) -> Any:
         with self.lock:
             if mode not in self.pipelines:
-                self.pipelines[mode] = _AUTO[mode].from_pipe(self.base)
+                # dtype: from_pipe would cast the shared modules to float32 without it
+                self.pipelines[mode] = _AUTO[mode].from_pipe(self.base, dtype=self.base.dtype)
             return self.pipelines[mode]
 
 
@@ -133,6 +134,21 @@ def module_bytes(pipe: Any) -> int:
     return total
 
 
+class _NoEmptyFp32Notice(logging.Filter):
+    """Drops diffusers' "modules that should be kept in float32: []" warning: ``from_pipe``
+    casts the shared modules to the dtype they already have on every job, and with an empty
+    list there is nothing to warn about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def _quiet_same_dtype_casts() -> None:
+    target = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _NoEmptyFp32Notice) for f in target.filters):
+        target.addFilter(_NoEmptyFp32Notice())
+
+
 class PipelineCache:
     """Loaded models, least recently used first out when the memory budget is exceeded.
 
@@ -150,6 +166,7 @@ class PipelineCache:
         #: held for the whole of a load, so at most one model loads at a time
         self._load_lock = threading.Lock()
         self.budget_bytes = self._budget()
+        _quiet_same_dtype_casts()
 
     def _budget(self) -> int:
         if self.settings.model_memory_gb > 0:
@@ -298,7 +315,7 @@ class PipelineCache:
 
     def _load(self, info: ModelInfo) -> LoadedModel:
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {"torch_dtype": self.dtype, "local_files_only": True}
+        kwargs: dict[str, Any] = {"dtype": self.dtype, "local_files_only": True}
         kwargs.update(optimize.load_kwargs(self.device))
         if info.manifest.family != "sdxl":
             kwargs.update(safety_checker=None, requires_safety_checker=False)
@@ -344,7 +361,7 @@ class PipelineCache:
         from transformers import CLIPImageProcessor
 
         checker: Any = StableDiffusionSafetyChecker.from_pretrained(
-            str(info.path / "safety_checker"), torch_dtype=self.dtype, local_files_only=True
+            str(info.path / "safety_checker"), dtype=self.dtype, local_files_only=True
         )
         checker.to(self.device)
         processor = CLIPImageProcessor.from_pretrained(str(info.path / "feature_extractor"))
