@@ -206,7 +206,8 @@ class Generator:
             "num_inference_steps": req.num_inference_steps,
             "guidance_scale": req.guidance_scale,
             "num_images_per_prompt": 1,
-            # a CPU generator gives the same noise on every device
+            # a CPU generator draws the same starting noise on every device (the SDE samplers'
+            # Brownian noise is drawn on the latents' device, so theirs is per device kind)
             "generator": torch.Generator("cpu").manual_seed(seed),
             "output_type": "pil",
         }

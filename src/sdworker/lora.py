@@ -206,6 +206,7 @@ class ModelAdapters:
         self.gate = AdapterGate()
         self._resident: OrderedDict[str, str] = OrderedDict()  # LoRA name -> adapter name
         self._counter = 0
+        self._compiled_noted = False
 
     @property
     def resident(self) -> list[str]:
@@ -280,6 +281,14 @@ class ModelAdapters:
             _delete(pipe, adapter)
             raise LoraError(
                 f"LoRA {name!r} does not fit model {model!r}: none of its layers match the model's"
+            )
+        if not self._compiled_noted and getattr(pipe.unet, "_compiled_call_impl", None):
+            # PEFT's layers are not in the graphs the warm-up compiled, and stay on the model
+            self._compiled_noted = True
+            log.warning(
+                "model %s is compiled, but with LoRA layers on it its jobs run uncompiled "
+                "from now on",
+                model,
             )
         self._resident[name] = adapter
         log.info("LoRA %s loaded onto model %s", name, model)

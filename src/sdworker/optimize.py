@@ -13,6 +13,7 @@ asks for it (the tests rely on the plain path there).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -64,7 +65,11 @@ def plan(settings: Settings, device: torch.device, *, loras: bool = False) -> Pl
     def choose(value: bool | None, default: bool) -> bool:
         return default if value is None else value
 
-    fuse = choose(settings.fuse_qkv, cuda and not loras) and attention == "sdpa"
+    # never with LoRAs baked, even when asked: a LoRA patches to_q/to_k/to_v, which the fused
+    # projection bypasses, so its effect on attention would silently vanish
+    fuse = choose(settings.fuse_qkv, cuda) and attention == "sdpa" and not loras
+    if settings.fuse_qkv and loras:
+        log.warning("SDWORKER_FUSE_QKV ignored: LoRAs are baked and need unfused projections")
     cudnn = choose(settings.cudnn_benchmark, cuda)
     return Plan(
         attention=attention,
@@ -96,9 +101,15 @@ def apply(pipe: Any, plan: Plan) -> list[str]:
         try:
             pipe.enable_xformers_memory_efficient_attention()
             done.append("xformers")
-        except (ImportError, ModuleNotFoundError, ValueError) as exc:
-            # a missing wheel must not stop the worker: SDPA is nearly as fast
-            log.warning("xformers unavailable (%s); keeping PyTorch SDPA attention", exc)
+        except Exception as exc:
+            # a missing wheel, or one built for another torch (its probe on the card raises
+            # NotImplementedError or RuntimeError), must not stop the worker: SDPA is nearly
+            # as fast. Processors half-switched before the failure go back to SDPA.
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            pipe.unet.set_attn_processor(AttnProcessor2_0())
+            pipe.vae.set_attn_processor(AttnProcessor2_0())
+            log.warning("xformers unusable (%s); keeping PyTorch SDPA attention", exc)
     elif plan.attention == "classic":
         pipe.unet.set_default_attn_processor()
         pipe.vae.set_default_attn_processor()
@@ -139,16 +150,34 @@ def warmup_batches(batch_max: int) -> list[int]:
     return sorted({1, min(2, batch_max), batch_max})
 
 
+def timestep_variants(pipe: Any) -> list[Any]:
+    """``pipe`` and a twin whose scheduler gives timesteps of the other dtype.
+
+    Compiled UNet graphs are specialised on the timestep's dtype, and samplers differ: PNDM,
+    DDIM, UniPC and DPM++ 2M give integers, Euler, Heun, LMS and the Karras variants floats.
+    Warming up both kinds keeps a job's choice of sampler from running it uncompiled."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    own = pipe.scheduler
+    probe = type(own).from_config(own.config)
+    probe.set_timesteps(2)
+    other = DDIMScheduler if probe.timesteps.is_floating_point() else EulerDiscreteScheduler
+    twin = type(pipe).from_pipe(pipe, scheduler=other.from_config(own.config), dtype=pipe.dtype)
+    twin.set_progress_bar_config(disable=True)
+    return [pipe, twin]
+
+
 def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> float:
-    """Run short generations so compilation and autotuning happen now, not in a job."""
+    """Run short generations so compilation and autotuning happen now, not in a job: every
+    size and batch, with integer and with float timesteps."""
     started = time.perf_counter()
     # compiling is allowed here even when an earlier model's warm-up closed it for requests
     with torch.compiler.set_stance("default"):
         for width, height in sizes:
-            for n in batches:
+            for n, runner in itertools.product(batches, timestep_variants(pipe)):
                 generators = [torch.Generator("cpu").manual_seed(i) for i in range(n)]
                 with torch.inference_mode():
-                    pipe(
+                    runner(
                         prompt=["warm-up"] * n,
                         negative_prompt=["blurry"] * n,
                         num_inference_steps=2,

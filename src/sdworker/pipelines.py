@@ -19,6 +19,7 @@ The order is always ``_load_lock`` then ``_lock``; nothing takes ``_load_lock`` 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -125,13 +126,16 @@ def _parameter_count(path: Path) -> int | None:
     return sum(math.prod(meta["shape"]) for key, meta in header.items() if key != "__metadata__")
 
 
+def tensor_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def module_bytes(pipe: Any) -> int:
-    total = 0
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            total += sum(p.numel() * p.element_size() for p in component.parameters())
-            total += sum(b.numel() * b.element_size() for b in component.buffers())
-    return total
+    """Bytes of every module of a pipeline."""
+    modules = pipe.components.values()
+    return sum(tensor_bytes(m) for m in modules if isinstance(m, torch.nn.Module))
 
 
 class _NoEmptyFp32Notice(logging.Filter):
@@ -253,8 +257,8 @@ class PipelineCache:
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         total = 0
         for path, entry in info.manifest.files.items():
-            if path.startswith("safety_checker") or not path.endswith((".safetensors", ".bin")):
-                continue
+            if not path.endswith((".safetensors", ".bin")):
+                continue  # the safety checker counts: it loads onto the device with the model
             count = _parameter_count(info.path / path) if path.endswith(".safetensors") else None
             total += entry.size if count is None else count * itemsize
         return total
@@ -341,7 +345,7 @@ class PipelineCache:
         loaded = LoadedModel(
             info=info,
             pipelines={"txt2img": base},
-            nbytes=module_bytes(base),
+            nbytes=module_bytes(base) + (tensor_bytes(safety.checker) if safety else 0),
             safety=safety,
             load_seconds=time.perf_counter() - started,
             scheduler_config=dict(base.scheduler.config),

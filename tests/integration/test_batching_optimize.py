@@ -31,7 +31,8 @@ def test_cuda_gets_the_fast_defaults_and_the_cpu_nothing() -> None:
 
 def test_settings_override_the_defaults_and_loras_keep_qkv_unfused() -> None:
     assert not plan(Settings(), CUDA, loras=True).fuse_qkv
-    assert plan(Settings(fuse_qkv=True), CUDA, loras=True).fuse_qkv
+    assert not plan(Settings(fuse_qkv=True), CUDA, loras=True).fuse_qkv  # LoRAs would vanish
+    assert plan(Settings(fuse_qkv=True), CPU).fuse_qkv
     assert not plan(Settings(attention="xformers"), CUDA).fuse_qkv  # fusing means SDPA
     assert not plan(Settings(channels_last=False), CUDA).channels_last
     compiled = plan(Settings(compile=True, cudnn_benchmark=False), CUDA)
@@ -73,3 +74,26 @@ def test_fused_qkv_and_channels_last_keep_the_image(models_dir: Path) -> None:
     assert plain.shape == fast.shape
     # float reassociation only: far below one level of 255
     assert (plain - fast).abs().max().item() < 1e-3
+
+
+def test_an_unusable_xformers_leaves_sdpa_in_place(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from diffusers import AutoPipelineForText2Image
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    pipe = AutoPipelineForText2Image.from_pretrained(
+        str(models_dir / "tiny"), safety_checker=None, requires_safety_checker=False
+    )
+
+    def broken_wheel() -> None:
+        # what a wheel built for another torch does: switches some processors, then its
+        # probe on the card raises
+        pipe.unet.set_attn_processor(AttnProcessor())
+        raise NotImplementedError("No operator found for `memory_efficient_attention_forward`")
+
+    pipe.enable_xformers_memory_efficient_attention = broken_wheel
+    assert apply(pipe, plan(Settings(attention="xformers"), CPU)) == []
+    processors = [*pipe.unet.attn_processors.values(), *pipe.vae.attn_processors.values()]
+    assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors)
+    assert "xformers unusable" in caplog.text

@@ -7,6 +7,7 @@ and which calls run compiled graphs, and that compiled images equal the plain on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,13 +34,14 @@ def counting(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..
     return run
 
 
-@pytest.fixture
-def compiled(settings: Settings) -> Iterator[Worker]:
+@pytest.fixture(scope="module")
+def compiled(features_settings: Settings) -> Iterator[Worker]:
     limit = torch._dynamo.config.recompile_limit
     COMPILES.clear()
-    RUNS.clear()
     yield Worker(
-        settings.with_(compile=True, compile_backend="sdworker_counting", compile_sizes="64x64")
+        features_settings.with_(
+            compile=True, compile_backend="sdworker_counting", compile_sizes="64x64"
+        )
     )
     # the stance and dynamo's caches are process-wide: leave them as the other tests expect
     torch.compiler.set_stance("default")
@@ -47,32 +49,49 @@ def compiled(settings: Settings) -> Iterator[Worker]:
     torch._dynamo.config.recompile_limit = limit
 
 
-def job(width: int, height: int) -> dict[str, Any]:
-    fields = {"prompt": "a lighthouse", "seed": 3, "num_inference_steps": 3}
+def job(width: int, height: int, **extra: Any) -> dict[str, Any]:
+    fields = {"prompt": "a lighthouse", "seed": 3, "num_inference_steps": 3, **extra}
     return {"id": "c", "input": {**fields, "width": width, "height": height}}
 
 
 def test_jobs_never_compile_and_warmed_up_shapes_run_compiled(
-    compiled: Worker, worker: Worker
+    compiled: Worker, fworker: Worker
 ) -> None:
     compiled.preload()
     warmed = len(COMPILES)
     assert warmed >= 2  # the UNet and the VAE decoder, at 64x64
     assert torch._dynamo.config.recompile_limit >= 64
 
-    RUNS.clear()
-    covered = compiled.handle_sync(job(64, 64))
-    assert len(RUNS) >= 4  # 3 UNet steps and the decode ran compiled graphs
-    RUNS.clear()
-    uncovered = compiled.handle_sync(job(96, 64))
-    assert RUNS == []  # another size runs uncompiled rather than compiling in the job
-    assert len(COMPILES) == warmed
+    specs = {
+        # PNDM, the model's own: integer timesteps
+        "own sampler": (job(64, 64), True),
+        # float timesteps: another UNet graph, which the warm-up compiled too
+        "Euler a": (job(64, 64, scheduler="Euler a"), True),
+        # a size the warm-up did not cover runs uncompiled rather than compiling in the job
+        "other size": (job(96, 64), False),
+    }
+    for label, (spec, compiled_graphs) in specs.items():
+        RUNS.clear()
+        got = compiled.handle_sync(spec)
+        if compiled_graphs:
+            assert len(RUNS) >= 4, label  # 3 UNet steps and the decode ran compiled graphs
+        else:
+            assert RUNS == [], label
+        assert len(COMPILES) == warmed, label  # no job compiled anything
+        want = fworker.handle_sync(spec)
+        assert isinstance(got, list) and isinstance(want, list)
+        assert got[0]["image"] == want[0]["image"], label  # the same graph, the same pixels
 
-    assert isinstance(covered, list) and isinstance(uncovered, list)
-    for got, spec in ((covered, job(64, 64)), (uncovered, job(96, 64))):
-        want = worker.handle_sync(spec)
-        assert isinstance(want, list)
-        assert got[0]["image"] == want[0]["image"]  # the same graph, the same pixels
+
+def test_a_lora_on_a_compiled_model_is_announced_once(
+    compiled: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="sdworker.lora"):
+        for name in ("ink", "rust"):
+            out = compiled.handle_sync(job(64, 64, lora=name))
+            assert isinstance(out, list), out
+    notes = [r for r in caplog.records if "run uncompiled" in r.getMessage()]
+    assert len(notes) == 1 and "tiny" in notes[0].getMessage()
 
 
 def test_compile_sizes_are_checked_at_start() -> None:
