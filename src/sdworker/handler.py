@@ -24,7 +24,7 @@ from sdworker.imageio import EncodedImage, decode_image, encode_image
 from sdworker.infotext import infotext
 from sdworker.models import ModelRegistry
 from sdworker.schema import ModelFacts, Request, parse_input
-from sdworker.settings import Settings
+from sdworker.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
 
 if TYPE_CHECKING:
     from sdworker.batching import BatchingHandler
@@ -364,9 +364,9 @@ def _fit(
         h, w = round(h * width / w), width
     elif height is not None:
         w, h = round(w * height / h), height
-    scale = min(1.0, (max_pixels / (w * h)) ** 0.5, 2048 / max(w, h))
+    scale = min(1.0, (max_pixels / (w * h)) ** 0.5, MAX_SIDE / max(w, h))
     w, h = int(w * scale), int(h * scale)
-    return max(64, w - w % 8), max(64, h - h % 8)
+    return max(MIN_SIDE, w - w % SIDE_STEP), max(MIN_SIDE, h - h % SIDE_STEP)
 
 
 def start(settings: Settings | None = None) -> None:

@@ -27,6 +27,7 @@ from pydantic_core import ErrorDetails
 
 from sdworker import schedulers
 from sdworker.errors import InvalidInput, Problem
+from sdworker.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
@@ -81,8 +82,8 @@ class GenerateInput(BaseModel):
     image: StrictStr | None = None
     mask_image: StrictStr | None = None
     strength: Number = Field(default=0.8, gt=0.0, le=1.0)
-    width: StrictInt | None = Field(default=None, ge=64, le=2048, multiple_of=8)
-    height: StrictInt | None = Field(default=None, ge=64, le=2048, multiple_of=8)
+    width: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    height: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
     num_inference_steps: StrictInt = Field(default=25, ge=1, le=500)
     guidance_scale: Number = Field(default=7.5, ge=0.0, le=30.0)
     num_images: StrictInt = Field(default=1, ge=1, le=MAX_IMAGES)

@@ -40,19 +40,24 @@ MAX_URL_EXPIRY_S = 7 * 24 * 3600
 DTYPES = ("auto", "fp16", "float16", "bf16", "bfloat16", "fp32", "float32")
 #: accepted ``SDWORKER_ATTENTION`` values
 ATTENTION = ("auto", "sdpa", "xformers", "classic")
+#: the widths and heights an image may have: multiples of SIDE_STEP from MIN_SIDE to MAX_SIDE
+MIN_SIDE, MAX_SIDE, SIDE_STEP = 64, 2048, 8
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """``"512x512, 768x512"`` -> ``[(512, 512), (768, 512)]``; each side a multiple of 8 from
-    64 to 2048 (what a request may ask for); ValueError naming the bad entry otherwise."""
+    """``"512x512, 768x512"`` -> ``[(512, 512), (768, 512)]``; each side one a request may ask
+    for (:data:`MIN_SIDE`...); ValueError naming the bad entry otherwise."""
     sizes = []
     for entry in (part.strip() for part in text.split(",")):
         width, sep, height = entry.lower().partition("x")
         if not (sep and width.isdigit() and height.isdigit()):
             raise ValueError(f"expected WIDTHxHEIGHT[,WIDTHxHEIGHT...] (got {entry!r})")
         size = (int(width), int(height))
-        if any(not 64 <= side <= 2048 or side % 8 for side in size):
-            raise ValueError(f"sides must be multiples of 8 from 64 to 2048 (got {entry!r})")
+        if any(not MIN_SIDE <= side <= MAX_SIDE or side % SIDE_STEP for side in size):
+            raise ValueError(
+                f"sides must be multiples of {SIDE_STEP} from {MIN_SIDE} to {MAX_SIDE} "
+                f"(got {entry!r})"
+            )
         sizes.append(size)
     return sizes
 
@@ -152,8 +157,11 @@ class Settings:
                 f"SDWORKER_URL_EXPIRY_S: must be 1 to {MAX_URL_EXPIRY_S} seconds, the longest a "
                 f"presigned URL can live (got {self.url_expiry_s})"
             )
-        if self.max_pixels < 64 * 64:
-            problems.append(f"SDWORKER_MAX_PIXELS: must be at least 4096 (got {self.max_pixels})")
+        if self.max_pixels < MIN_SIDE * MIN_SIDE:
+            problems.append(
+                f"SDWORKER_MAX_PIXELS: must be at least {MIN_SIDE * MIN_SIDE} "
+                f"(got {self.max_pixels})"
+            )
         if self.compile_sizes is not None:
             try:
                 parse_sizes(self.compile_sizes)

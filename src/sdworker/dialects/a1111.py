@@ -21,6 +21,7 @@ from sdworker.errors import InvalidInput, SdworkerError
 from sdworker.infotext import infotext as write_infotext
 from sdworker.manifest import Manifest
 from sdworker.schema import SEED_LIMIT
+from sdworker.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 
 Kind = Literal["txt2img", "img2img"]
 
@@ -305,9 +306,9 @@ def _known(name: str, names: list[str]) -> bool:
 
 
 def _size(r: FieldReader, key: str) -> int:
-    value = r.integer(key, DEFAULTS[key], lo=64, hi=2048)
-    if value is not None and value % 8:
-        r.bad(key, "must be a multiple of 8", value)
+    value = r.integer(key, DEFAULTS[key], lo=MIN_SIDE, hi=MAX_SIDE)
+    if value is not None and value % SIDE_STEP:
+        r.bad(key, f"must be a multiple of {SIDE_STEP}", value)
     return value or DEFAULTS[key]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from sdworker.dialects.fields import FieldReader
 from sdworker.errors import Problem
 from sdworker.imageio import CONTENT_TYPES
+from sdworker.settings import MAX_SIDE, MIN_SIDE
 
 FIELDS = (
     "prompt", "negative_prompt", "image", "mask_image", "num_images", "num_inference_steps",
@@ -36,8 +37,8 @@ def parse(body: Any, *, model: str) -> tuple[dict[str, Any], str | None]:
     ints = {
         "num_images": r.integer("num_images", lo=1, hi=MAX_IMAGES),
         "num_inference_steps": r.integer("num_inference_steps", lo=1, hi=512),
-        "width": r.integer("width", lo=64, hi=2048),
-        "height": r.integer("height", lo=64, hi=2048),
+        "width": r.integer("width", lo=MIN_SIDE, hi=MAX_SIDE),
+        "height": r.integer("height", lo=MIN_SIDE, hi=MAX_SIDE),
         "seed": r.integer("seed", lo=0, hi=2**32 - 1),
     }
     floats = {
