@@ -20,7 +20,7 @@ from PIL import Image
 from sdworker import prompts, schedulers
 from sdworker.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
 from sdworker.lora import LoraLibrary, lora_set
-from sdworker.pipelines import LoadedModel, PipelineCache
+from sdworker.pipelines import LoadedModel, PipelineCache, derive
 from sdworker.schema import Request
 
 log = logging.getLogger(__name__)
@@ -174,11 +174,7 @@ class Generator:
             )
         else:
             scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
-        # from_pipe casts the shared modules to its dtype argument, float32 when none is given:
-        # the base's own dtype keeps a half-precision model in half precision
-        pipe = type(base).from_pipe(base, scheduler=scheduler, dtype=base.dtype)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return derive(type(base), base, scheduler=scheduler)
 
     def _text_kwargs(self, base: Any, request: Request) -> dict[str, Any]:
         """The prompt as the pipeline takes it: text, or compel's embeddings (computed once,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from sdworker.batching import resolve_batch_max
-from sdworker.settings import ATTENTION, Settings
+from sdworker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,7 @@ def has_loras(models_dir: Path) -> bool:
 def plan(settings: Settings, device: torch.device, *, loras: bool = False) -> Plan:
     """Resolve the settings for ``device``. ``loras``: LoRAs are baked, so QKV stays unfused
     (a LoRA patches ``to_q``/``to_k``/``to_v``, which a fused projection would bypass)."""
-    from sdworker.errors import ConfigError
-
     cuda = device.type == "cuda"
-    if settings.attention not in ATTENTION:
-        raise ConfigError(
-            f"SDWORKER_ATTENTION: expected one of {', '.join(ATTENTION)} "
-            f"(got {settings.attention!r})"
-        )
     attention = "sdpa" if settings.attention == "auto" else settings.attention
 
     def choose(value: bool | None, default: bool) -> bool:
@@ -158,13 +151,13 @@ def timestep_variants(pipe: Any) -> list[Any]:
     Warming up both kinds keeps a job's choice of sampler from running it uncompiled."""
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
+    from sdworker.pipelines import derive  # pipelines imports this module
+
     own = pipe.scheduler
     probe = type(own).from_config(own.config)
     probe.set_timesteps(2)
     other = DDIMScheduler if probe.timesteps.is_floating_point() else EulerDiscreteScheduler
-    twin = type(pipe).from_pipe(pipe, scheduler=other.from_config(own.config), dtype=pipe.dtype)
-    twin.set_progress_bar_config(disable=True)
-    return [pipe, twin]
+    return [pipe, derive(type(pipe), pipe, scheduler=other.from_config(own.config))]
 
 
 def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> float:
@@ -172,9 +165,10 @@ def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> floa
     size and batch, with integer and with float timesteps."""
     started = time.perf_counter()
     # compiling is allowed here even when an earlier model's warm-up closed it for requests
+    runners = timestep_variants(pipe)
     with torch.compiler.set_stance("default"):
         for width, height in sizes:
-            for n, runner in itertools.product(batches, timestep_variants(pipe)):
+            for n, runner in itertools.product(batches, runners):
                 generators = [torch.Generator("cpu").manual_seed(i) for i in range(n)]
                 with torch.inference_mode():
                     runner(

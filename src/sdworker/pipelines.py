@@ -53,6 +53,17 @@ _AUTO = {
 }
 
 
+def derive(cls: Any, base: Any, **components: Any) -> Any:
+    """A pipeline of class ``cls`` sharing ``base``'s modules (``from_pipe``), with
+    ``components`` (a scheduler, say) replaced and its progress bar off.
+
+    ``from_pipe`` casts the shared modules to its dtype argument, float32 when none is given:
+    passing the base's own keeps a half-precision model in half precision."""
+    pipe = cls.from_pipe(base, dtype=base.dtype, **components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def resolve_device(setting: str) -> torch.device:
     if setting != "auto":
         return torch.device(setting)
@@ -107,8 +118,7 @@ class LoadedModel:
     def pipeline(self, mode: Mode) -> Any:
         with self.lock:
             if mode not in self.pipelines:
-                # dtype: from_pipe would cast the shared modules to float32 without it
-                self.pipelines[mode] = _AUTO[mode].from_pipe(self.base, dtype=self.base.dtype)
+                self.pipelines[mode] = derive(_AUTO[mode], self.base)
             return self.pipelines[mode]
 
 
