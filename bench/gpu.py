@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, append_result, cpu_name, median
 
+from sdworker.batching import BATCHED_CALL
+
 if TYPE_CHECKING:
     import torch
 
 PROMPT = "a photograph of an astronaut riding a horse"
-#: what ``sdworker.batching`` logs after each batched pipeline call
-BATCHED_CALL = "ran %d jobs (%d images) in one call"
 
 
 class BenchError(Exception):
@@ -139,22 +139,25 @@ def device_name(device: torch.device) -> str:
     return str(device)
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU)."""
+def accelerator(device: torch.device) -> Any:
+    """torch's module for the device (torch.cuda, torch.mps, torch.xpu...); None on the CPU."""
     import torch
 
-    backend: Any = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu...
-    if device.type != "cpu" and hasattr(backend, "synchronize"):
+    return None if device.type == "cpu" else getattr(torch, device.type, None)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    backend = accelerator(device)
+    if hasattr(backend, "synchronize"):
         backend.synchronize()
 
 
 def release(device: torch.device) -> None:
     """Free the pipeline just measured before the next side loads."""
-    import torch
-
     gc.collect()
-    backend: Any = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu...
-    if device.type != "cpu" and hasattr(backend, "empty_cache"):
+    backend = accelerator(device)
+    if hasattr(backend, "empty_cache"):
         backend.empty_cache()
 
 

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: a good batch size on a data-centre GPU, for operators who turn batching on
 GPU_BATCH_MAX = 8
+#: the log line after each batched pipeline call (jobs, images); bench/gpu.py counts them
+BATCHED_CALL = "ran %d jobs (%d images) in one call"
 
 
 def resolve_batch_max(settings: Settings) -> int:
@@ -325,7 +327,7 @@ class BatchingHandler:
                 "batched call of %d jobs failed (%s); running them one by one", len(batch), exc
             )
             return [None if e.cancelled.is_set() else self._alone(e) for e in batch]
-        log.info("ran %d jobs (%d images) in one call", len(batch), sum(e.size for e in batch))
+        log.info(BATCHED_CALL, len(batch), sum(e.size for e in batch))
         results: list[Any] = []
         for entry, images in zip(batch, generated, strict=True):
             try:
