@@ -73,8 +73,8 @@ class ModelDamaged(SdworkerError):
     code = "model_damaged"
 
 
-class ImageFetchError(SdworkerError):
-    """An input image URL could not be fetched or decoded."""
+class ImageFetchError(InvalidInput):
+    """An input image URL was refused or could not be fetched: the client's fault, on its field."""
 
     code = "image_fetch_error"
 

@@ -20,7 +20,7 @@ from PIL import Image
 from sdworker.delivery import check_delivery, deliver
 from sdworker.dialects.a1111 import Options
 from sdworker.errors import Cancelled, InvalidInput, Problem, SdworkerError
-from sdworker.imageio import EncodedImage, decode_image, encode_image
+from sdworker.imageio import EncodedImage, ImagePolicy, decode_image, encode_image
 from sdworker.infotext import infotext
 from sdworker.models import ModelRegistry
 from sdworker.schema import ModelFacts, Request, parse_input
@@ -68,6 +68,7 @@ class Worker:
         self._a1111_options = Options()
         self._generator_lock = threading.Lock()
         self._batching: BatchingHandler | None = None
+        self._images = ImagePolicy.from_settings(settings)
 
     # -- validation -------------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class Worker:
         from sdworker.generate import Inputs
 
         assert request.input.image is not None
-        image = decode_image(request.input.image, "image").convert("RGB")
+        image = decode_image(request.input.image, "image", self._images).convert("RGB")
         width, height = request.width, request.height
         if width is None or height is None:
             width, height = _fit(image.size, self.settings.max_pixels, width, height)
@@ -146,7 +147,7 @@ class Worker:
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         mask = None
         if request.input.mask_image is not None:
-            mask = decode_image(request.input.mask_image, "mask_image").convert("L")
+            mask = decode_image(request.input.mask_image, "mask_image", self._images).convert("L")
             if mask.size != (width, height):
                 mask = mask.resize((width, height), Image.Resampling.NEAREST)
         return replace(request, width=width, height=height), Inputs(image, mask)

@@ -6,19 +6,20 @@ import base64
 import binascii
 import io
 import re
-import urllib.request
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 from PIL import Image, PngImagePlugin
 
-from sdworker.errors import ImageFetchError, InvalidInput
+from sdworker.errors import ImageFetchError, InvalidInput, Problem
+from sdworker.netguard import FetchError, FetchPolicy, fetch
+from sdworker.settings import Settings
 
 FORMATS = ("png", "jpeg", "webp")
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 #: file name extensions by format
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,", re.ASCII)
-_MAX_FETCH_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,33 +39,93 @@ class EncodedImage:
         return base64.b64encode(self.data).decode("ascii")
 
 
-def decode_image(value: str, field: str, *, timeout_s: float = 30.0) -> Image.Image:
-    """Decode a base64 string, a ``data:image/...;base64,`` URL, or fetch an http(s) URL."""
+#: the input image formats we decode (Pillow knows dozens; each decoder is attack surface)
+INPUT_FORMATS = ("PNG", "JPEG", "WEBP")
+#: how PNG and JPEG files begin (WebP: ``RIFF....WEBP``)
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """How input images are fetched and how large they may be."""
+
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    #: width x height an input image may declare; checked from its header, before decoding
+    max_pixels: int = 64 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImagePolicy:
+        return cls(
+            FetchPolicy(
+                allow_private=settings.allow_private_urls,
+                max_bytes=settings.fetch_max_bytes,
+                timeout_s=settings.fetch_timeout_s,
+            ),
+            settings.max_input_pixels,
+        )
+
+
+def decode_image(value: str, field: str, policy: ImagePolicy) -> Image.Image:
+    """Decode a base64 string or a ``data:image/...;base64,`` URL, or fetch an http(s) URL
+    through :mod:`sdworker.netguard`, then decode it through :func:`open_image`."""
     if value.startswith(("http://", "https://")):
-        raw = _fetch(value, field, timeout_s)
+        try:
+            raw = fetch(value, policy.fetch)
+        except FetchError as exc:
+            raise ImageFetchError([Problem(field, f"could not be fetched: {exc}", value)]) from exc
     else:
         payload = _DATA_URL.sub("", value, count=1)
         try:
             raw = base64.b64decode(payload, validate=False)
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput.one(field, "is not valid base64", value) from exc
+    return open_image(raw, field, policy.max_pixels)
+
+
+def open_image(raw: bytes, field: str, max_pixels: int) -> Image.Image:
+    """Decode ``raw`` after checking its header: a listed format, and at most ``max_pixels``
+    pixels declared, before a single pixel is decoded. A truncated or corrupt image is
+    refused, never padded."""
+    listed = raw.startswith(_MAGIC) or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
     try:
-        image = Image.open(io.BytesIO(raw))
-        image.load()
+        with warnings.catch_warnings():
+            # our own limit is checked below, from the same header
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw), formats=INPUT_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise _too_large(field, raw, max_pixels, str(exc)) from exc
     except Exception as exc:  # PIL raises many types for bad data
-        raise InvalidInput.one(field, "is not a decodable image", value) from exc
+        rule = (
+            "is a truncated or corrupt image"
+            if listed
+            else f"is not a decodable image ({', '.join(INPUT_FORMATS)})"
+        )
+        raise InvalidInput.one(field, rule, _head(raw)) from exc
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        raise _too_large(field, raw, max_pixels, f"{width}x{height}")
+    try:
+        if image.format == "PNG":
+            # verify() checks every chunk's CRC and the end chunk: corruption and truncation
+            Image.open(io.BytesIO(raw), formats=("PNG",)).verify()
+        image.load()
+    except Exception as exc:
+        raise InvalidInput.one(field, "is a truncated or corrupt image", _head(raw)) from exc
     return image
 
 
-def _fetch(url: str, field: str, timeout_s: float) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            data: bytes = response.read(_MAX_FETCH_BYTES + 1)
-    except Exception as exc:
-        raise ImageFetchError(f"{field}: could not fetch {url}: {exc}") from exc
-    if len(data) > _MAX_FETCH_BYTES:
-        raise ImageFetchError(f"{field}: {url} is larger than {_MAX_FETCH_BYTES} bytes")
-    return data
+def _too_large(field: str, raw: bytes, max_pixels: int, declared: str) -> InvalidInput:
+    return InvalidInput.one(
+        field,
+        f"declares too many pixels ({declared}); input images may have at most {max_pixels} "
+        "(SDWORKER_MAX_INPUT_PIXELS)",
+        _head(raw),
+    )
+
+
+def _head(raw: bytes) -> str:
+    """What a message shows of an image's bytes: never the whole payload."""
+    return f"{len(raw)} bytes"
 
 
 def encode_image(

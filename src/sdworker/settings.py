@@ -76,6 +76,15 @@ class Settings:
     progress_interval_s: float = field(
         default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"}
     )
+    # input images and outbound URLs (sdworker.netguard)
+    max_input_pixels: int = field(
+        default=64 * 1024 * 1024, metadata={"env": "SDWORKER_MAX_INPUT_PIXELS"}
+    )
+    allow_private_urls: bool = field(default=False, metadata={"env": "SDWORKER_ALLOW_PRIVATE_URLS"})
+    fetch_max_bytes: int = field(
+        default=50 * 1024 * 1024, metadata={"env": "SDWORKER_FETCH_MAX_BYTES"}
+    )
+    fetch_timeout_s: float = field(default=30.0, metadata={"env": "SDWORKER_FETCH_TIMEOUT_S"})
     # device and memory
     device: str = field(default="auto", metadata={"env": "SDWORKER_DEVICE"})
     dtype: str = field(default="auto", metadata={"env": "SDWORKER_DTYPE"})

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sdworker.errors import InvalidInput, JobStateConflict, Problem
+from sdworker.netguard import FetchPolicy
 from sdworker.server.auth import file_signature
 from sdworker.server.clock import Clock, SystemClock
 from sdworker.server.files import FileStore
@@ -47,7 +48,11 @@ class JobQueue:
         self.store = store or JobStore(settings.state_dir / "queue.sqlite3")
         self.clock = clock or SystemClock()
         self.webhooks = webhooks or WebhookSender(
-            retries=settings.webhook_retries, interval_s=settings.webhook_interval_s
+            retries=settings.webhook_retries,
+            interval_s=settings.webhook_interval_s,
+            policy=FetchPolicy(
+                allow_private=settings.allow_private_urls, timeout_s=10.0, max_bytes=64 * 1024
+            ),
         )
         self.files = files or FileStore(settings.state_dir / "files")
         #: prefixes file URLs; without it they are relative to the requesting client's base URL

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from sdworker.errors import InvalidInput, JobStateConflict
+from sdworker.netguard import UrlRefused, check_url
 from sdworker.server.auth import require_api_key, require_key_or_signature
 from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
@@ -78,8 +79,13 @@ async def _read_job_body(request: Request, limit: int) -> dict[str, Any]:
 async def _submit(request: Request, *, sync: bool, limit: int) -> JobView:
     body = await _read_job_body(request, limit)
     webhook = body.get("webhook")
-    if webhook is not None and not isinstance(webhook, str):
-        raise EndpointError(400, "webhook must be a URL string")
+    if webhook is not None:
+        if not isinstance(webhook, str):
+            raise EndpointError(400, "webhook must be a URL string")
+        try:
+            check_url(webhook)
+        except UrlRefused as exc:
+            raise EndpointError(400, f"webhook: {exc}") from exc
     try:
         return await app_queue(request).submit(
             body["input"], webhook=webhook, policy=body.get("policy"), sync=sync

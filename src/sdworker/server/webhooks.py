@@ -1,13 +1,16 @@
-"""Webhook delivery: POST the final status body, retried as hosted RunPod does (2 retries, 10 s apart)."""
+"""Webhook delivery: POST the final status body, retried as hosted RunPod does (2 retries,
+10 s apart), through the same address guard as image URLs (:mod:`sdworker.netguard`): a
+webhook never reaches a loopback or private address unless the operator allows them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+from sdworker.netguard import FetchError, FetchPolicy, UrlRefused, request
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +25,14 @@ class WebhookSender:
         *,
         retries: int,
         interval_s: float,
-        timeout_s: float = 10.0,
+        policy: FetchPolicy | None = None,
         poster: Poster | None = None,
     ) -> None:
         self.retries = retries
         self.interval_s = interval_s
-        self._timeout_s = timeout_s
+        # a webhook answer is read only for its status: a small body limit, no redirects
+        self._policy = policy or FetchPolicy(timeout_s=10.0, max_bytes=64 * 1024)
         self._poster = poster or self._post
-        self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
 
     def send(self, url: str, body: dict[str, Any]) -> asyncio.Task[bool]:
@@ -46,7 +49,10 @@ class WebhookSender:
                 await asyncio.sleep(self.interval_s)
             try:
                 status = await self._poster(url, body)
-            except httpx.HTTPError as exc:
+            except UrlRefused as exc:
+                log.error("webhook %s refused for job %s: %s", url, body.get("id"), exc)
+                return False  # the URL itself is refused: no retry can help
+            except FetchError as exc:
                 log.warning("webhook %s attempt %d failed: %s", url, attempt + 1, exc)
                 continue
             if 200 <= status < 300:
@@ -56,17 +62,21 @@ class WebhookSender:
         return False
 
     async def _post(self, url: str, body: dict[str, Any]) -> int:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout_s)
-        response = await self._client.post(url, json=body)
-        return response.status_code
+        data = json.dumps(body).encode()
+        response = await asyncio.to_thread(
+            request,
+            "POST",
+            url,
+            policy=self._policy,
+            body=data,
+            headers={"Content-Type": "application/json"},
+            follow_redirects=False,
+        )
+        return response.status
 
     async def close(self) -> None:
-        """Wait briefly for deliveries in flight, then close the client."""
+        """Wait briefly for deliveries in flight, then stop waiting for them."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=1.0)
             for task in self._tasks:
                 task.cancel()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None

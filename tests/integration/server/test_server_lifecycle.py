@@ -159,7 +159,9 @@ def hook_url() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_webhook_delivered_and_retried(steps: ServerProcess, hook_url: str) -> None:
+def test_webhook_delivered_and_retried(serve: Callable[..., ServerProcess], hook_url: str) -> None:
+    # the hook listens on loopback: only an operator who allows private addresses reaches it
+    steps = serve("steps", workers=1, SDWORKER_ALLOW_PRIVATE_URLS="true")
     job = submit(steps.url, {"steps": 1, "step_s": 0.01}, webhook=hook_url)
     deadline = time.monotonic() + 10
     while len(_Hook.received) < 2 and time.monotonic() < deadline:
@@ -167,6 +169,22 @@ def test_webhook_delivered_and_retried(steps: ServerProcess, hook_url: str) -> N
     assert len(_Hook.received) == 2
     assert _Hook.received[1]["id"] == job and _Hook.received[1]["status"] == "COMPLETED"
     assert _Hook.received[1]["output"] == {"steps_done": 1}
+
+
+def test_webhook_to_loopback_is_refused_by_default(steps: ServerProcess, hook_url: str) -> None:
+    job = submit(steps.url, {"steps": 1, "step_s": 0.01}, webhook=hook_url)
+    wait_status(steps.url, job, {"COMPLETED"})
+    second = submit(steps.url, {"steps": 1, "step_s": 0.01})  # the refusal has been logged by now
+    wait_status(steps.url, second, {"COMPLETED"})
+    time.sleep(0.5)
+    assert _Hook.received == []
+
+
+@pytest.mark.parametrize("hook", ["ftp://example.com/x", "http://user:pw@example.com/", "hook"])
+def test_an_unusable_webhook_is_refused_at_submission(steps: ServerProcess, hook: str) -> None:
+    r = httpx.post(f"{steps.url}/run", json={"input": {"steps": 1}, "webhook": hook})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("webhook: ")
 
 
 def test_kill_9_and_restart_loses_nothing(
