@@ -39,7 +39,8 @@ RUN mkdir -p src/sdworker \
     && rm -rf src
 
 # The bake: only the builder's code comes before it.
-COPY src/sdworker/__init__.py src/sdworker/errors.py src/sdworker/settings.py src/sdworker/manifest.py src/sdworker/py.typed src/sdworker/
+COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
+COPY src/sdworker/core/ src/sdworker/core/
 COPY src/sdworker/builder/ src/sdworker/builder/
 COPY builder/ builder/
 ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5

@@ -4,7 +4,7 @@ On RunPod it takes jobs from the platform; run locally with a ``test_input.json`
 the runpod SDK runs that job once and prints the result (``--rp_serve_api`` works too).
 """
 
-from sdworker.handler import start
+from sdworker.runpod.adapter import start
 
 if __name__ == "__main__":
     start()

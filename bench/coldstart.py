@@ -35,7 +35,7 @@ image = pipe("a lighthouse", num_inference_steps=steps, width=size, height=size,
 print("IMAGE", image.size)
 """
 
-READY = "import runpod, sdworker.handler; sdworker.handler.Settings.from_env()"
+READY = "import runpod, sdworker.runpod.adapter; sdworker.runpod.adapter.Settings.from_env()"
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: Path, expect: str) -> float:

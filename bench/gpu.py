@@ -10,7 +10,7 @@ random-sd15``; both bake into ``$SDWORKER_MODELS_DIR``, else ``./models``, or ``
 For each side: single requests one after another (latency, images/s) and ``--clients``
 concurrent clients (images/s, latency). Plain diffusers is measured with its defaults (fp32)
 and in fp16 (how its docs run it); concurrent clients share one pipeline behind a lock, as a
-plain one-job-at-a-time worker serves them. Ours is the worker (``Worker.handle``), with its
+plain one-job-at-a-time worker serves them. Ours is the worker (``RunpodAdapter.handle``), with its
 settings from the environment, with cross-request batching on (``SDWORKER_BATCH_MAX``,
 default here 8: batching is opt-in in the worker). Prints a table, the ratios and how many
 images each batched call of ours held, and appends a row to bench/RESULTS.md (``--results``).
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, append_result, cpu_name, median
 
-from sdworker.batching import BATCHED_CALL
+from sdworker.gpu.generate import BATCHED_CALL
 
 if TYPE_CHECKING:
     import torch
@@ -107,7 +107,7 @@ def measure_ours_concurrent(
 
 
 class BatchedCalls(logging.Handler):
-    """Counts the batched pipeline calls ``sdworker.batching`` logs, and their jobs and images."""
+    """Counts the batched pipeline calls ``sdworker.gpu.generate`` logs, and their jobs and images."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -165,12 +165,12 @@ def silence_progress() -> None:
     """Progress updates of ours go nowhere: the worker still builds and throttles them, but
     there is no platform to take them (the runpod SDK would start a thread per update to POST
     it to an unset URL, and log the failure)."""
-    import sdworker.handler
+    import sdworker.runpod.adapter
 
     def sink(job: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
         return lambda progress: None
 
-    sdworker.handler.runpod_progress = sink
+    sdworker.runpod.adapter.runpod_progress = sink
 
 
 def check_device(device: torch.device) -> None:
@@ -257,10 +257,10 @@ def run(args: argparse.Namespace) -> None:
     from diffusers import AutoPipelineForText2Image
     from diffusers.utils import logging as diffusers_logging
 
-    from sdworker.batching import GPU_BATCH_MAX
-    from sdworker.errors import SdworkerError
-    from sdworker.handler import Worker
-    from sdworker.settings import Settings
+    from sdworker.core.errors import SdworkerError
+    from sdworker.core.settings import Settings
+    from sdworker.gpu.generate import GPU_BATCH_MAX
+    from sdworker.runpod.adapter import RunpodAdapter
 
     if not args.verbose:
         diffusers_logging.set_verbosity_error()
@@ -309,12 +309,12 @@ def run(args: argparse.Namespace) -> None:
         settings = Settings.from_env(**overrides)
     except SdworkerError as exc:
         raise BenchError(f"sdworker settings: {exc}") from exc
-    worker = Worker(settings)
+    worker = RunpodAdapter(settings)
     silence_progress()
     load_started = time.perf_counter()
-    worker.preload()  # load, optimise, warm up (compile when asked): before any request
+    worker.service.preload()  # load, optimise, warm up (compile when asked): before any request
     load_s = time.perf_counter() - load_started
-    ours_dtype = dtype_name(worker.generator.cache.dtype)
+    ours_dtype = dtype_name(worker.service.generator.cache.dtype)
 
     def job(i: int) -> dict[str, Any]:
         return {
@@ -332,7 +332,7 @@ def run(args: argparse.Namespace) -> None:
     # through the async handler, as the worker loop calls it (a lone job waits its window)
     single = measure_ours_concurrent(worker, job, n, 1)
     batched = BatchedCalls()
-    batching_log = logging.getLogger("sdworker.batching")
+    batching_log = logging.getLogger("sdworker.gpu.generate")
     batching_log.addHandler(batched)
     if not batching_log.isEnabledFor(logging.INFO):
         batching_log.setLevel(logging.INFO)
@@ -343,13 +343,13 @@ def run(args: argparse.Namespace) -> None:
     concurrent = measure_ours_concurrent(worker, job, n, clients)
     batching_log.removeHandler(batched)
     # what the weights are after the jobs, not only what was asked for at load
-    unet = getattr(worker.generator.cache.get(args.model).base, "unet", None)
+    unet = getattr(worker.service.generator.cache.get(args.model).base, "unet", None)
     ran_dtype = dtype_name(unet.dtype) if unet is not None else ours_dtype
     if ran_dtype != ours_dtype:
         ours_dtype = f"{ours_dtype} loaded, {ran_dtype} after jobs"
     rows.append(
         (
-            f"sdworker ({ours_dtype}, batch {worker.batch_limit()}"
+            f"sdworker ({ours_dtype}, batch {worker.batch_limit}"
             f"{', compiled' if args.compile else ''})",
             *single,
             *concurrent,
@@ -373,9 +373,9 @@ def run(args: argparse.Namespace) -> None:
         f"{batched.jobs} of {n} jobs batched"
     )
     print(f"  sdworker, {clients} clients: {batching}")
-    if ran_dtype != dtype_name(worker.generator.cache.dtype):
+    if ran_dtype != dtype_name(worker.service.generator.cache.dtype):
         print(
-            f"  WARNING: sdworker loaded the model in {dtype_name(worker.generator.cache.dtype)} "
+            f"  WARNING: sdworker loaded the model in {dtype_name(worker.service.generator.cache.dtype)} "
             f"but its UNet was {ran_dtype} after the jobs: a job cast the shared modules"
         )
     ours = rows[-1]

@@ -35,13 +35,13 @@ def main() -> None:
     from diffusers.utils import logging as dlogging
 
     from sdworker.builder.tiny import bake_tiny
-    from sdworker.handler import Worker
-    from sdworker.settings import Settings
+    from sdworker.core.settings import Settings
+    from sdworker.runpod.adapter import RunpodAdapter
 
     dlogging.set_verbosity_error()
     models = Path(tempfile.mkdtemp(prefix="sdworker-bench-"))
     bake_tiny(models, "tiny")
-    worker = Worker(Settings(models_dir=models, default_model="tiny"))
+    worker = RunpodAdapter(Settings(models_dir=models, default_model="tiny"))
     job = {
         "id": "bench",
         "input": {

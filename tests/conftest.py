@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +35,9 @@ def settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sett
 @pytest.fixture(scope="session")
 def worker(settings: Settings) -> Iterator[object]:
     """One worker (and so one pipeline cache) shared by the tests that only read from it."""
-    from sdworker.handler import Worker
+    from sdworker.runpod.adapter import RunpodAdapter
 
-    yield Worker(settings)
+    yield RunpodAdapter(settings)
 
 
 @pytest.fixture

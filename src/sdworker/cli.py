@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sdworker import __version__
-from sdworker.errors import SdworkerError
-from sdworker.imageio import EXTENSIONS
-from sdworker.settings import Settings
+from sdworker.core.errors import SdworkerError
+from sdworker.core.settings import Settings
+from sdworker.output.imageio import EXTENSIONS
 
 USAGE = __doc__ or ""
 
@@ -69,9 +69,9 @@ def generate_command(argv: list[str]) -> int:
     if isinstance(job, dict) and "id" not in job:
         job = {"id": f"local-{int(time.time())}", **job}
 
-    from sdworker.handler import Worker
+    from sdworker.runpod.adapter import RunpodAdapter
 
-    worker = Worker(Settings.from_env())
+    worker = RunpodAdapter(Settings.from_env())
     bar = _ProgressBar(enabled=not args.quiet)
     started = time.perf_counter()
     result = worker.handle_sync(job, on_progress=bar)

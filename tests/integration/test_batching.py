@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdworker.handler import Worker
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
+from sdworker.runpod.adapter import RunpodAdapter
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 3}
 
 
 @pytest.fixture(scope="module")
-def batching(settings: Settings) -> Iterator[Worker]:
-    yield Worker(settings.with_(batch_max=8, batch_window_ms=300))
+def batching(settings: Settings) -> Iterator[RunpodAdapter]:
+    yield RunpodAdapter(settings.with_(batch_max=8, batch_window_ms=300))
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +47,12 @@ def prompt_of(entry: dict[str, Any]) -> str:
     return str(Image.open(io.BytesIO(base64.b64decode(entry["image"]))).info["parameters"])
 
 
-async def together(worker: Worker, jobs: list[dict[str, Any]]) -> list[Any]:
+async def together(worker: RunpodAdapter, jobs: list[dict[str, Any]]) -> list[Any]:
     return await asyncio.gather(*(worker.handle(j) for j in jobs))
 
 
 def test_batched_jobs_match_single_runs_each_with_its_own_seeds_and_prompt(
-    worker: Worker, batching: Worker, caplog: pytest.LogCaptureFixture
+    worker: RunpodAdapter, batching: RunpodAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
     jobs = [
         job("a", prompt="a red barn", seed=11),
@@ -61,7 +61,7 @@ def test_batched_jobs_match_single_runs_each_with_its_own_seeds_and_prompt(
         job("d", prompt="a grey cat", seed=99, num_images=3),
     ]
     # c has a negative prompt: another batch key, so it runs apart from a, b and d
-    with caplog.at_level(logging.INFO, logger="sdworker.batching"):
+    with caplog.at_level(logging.INFO, logger="sdworker.gpu.generate"):
         batched = asyncio.run(together(batching, jobs))
     assert "ran 3 jobs (6 images) in one call" in caplog.text
 
@@ -84,7 +84,7 @@ def test_batched_jobs_match_single_runs_each_with_its_own_seeds_and_prompt(
 
 
 def test_a_lone_job_with_batching_on_is_bit_identical_to_the_plain_path(
-    worker: Worker, batching: Worker
+    worker: RunpodAdapter, batching: RunpodAdapter
 ) -> None:
     spec = job("solo", seed=5, num_images=2)
     [got] = asyncio.run(together(batching, [spec]))
@@ -92,7 +92,7 @@ def test_a_lone_job_with_batching_on_is_bit_identical_to_the_plain_path(
     assert [pixels(e).tobytes() for e in got] == [pixels(e).tobytes() for e in want]
 
 
-def test_a_bad_job_fails_alone_and_its_company_succeeds(batching: Worker) -> None:
+def test_a_bad_job_fails_alone_and_its_company_succeeds(batching: RunpodAdapter) -> None:
     good, bad, other = asyncio.run(
         together(
             batching,
@@ -105,7 +105,7 @@ def test_a_bad_job_fails_alone_and_its_company_succeeds(batching: Worker) -> Non
 
 
 def test_a_job_cancelled_mid_batch_leaves_and_the_others_finish(
-    batching: Worker, no_progress_http: list[tuple[str, dict[str, Any]]]
+    batching: RunpodAdapter, no_progress_http: list[tuple[str, dict[str, Any]]]
 ) -> None:
     slow = {"num_inference_steps": 40}
 

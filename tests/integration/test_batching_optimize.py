@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdworker.errors import ConfigError
-from sdworker.optimize import apply, load_kwargs, plan, warmup_batches
-from sdworker.settings import Settings
+from sdworker.core.errors import ConfigError
+from sdworker.core.settings import Settings
+from sdworker.gpu.optimize import apply, load_kwargs, plan, warmup_batches
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_the_handler_loads_no_model_code(worker_env: dict[str, str]) -> None:
     code = (
-        "import sys, runpod, sdworker.handler;"
+        "import sys, runpod, sdworker.runpod.adapter;"
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run(

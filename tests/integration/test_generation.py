@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdworker import schedulers
-from sdworker.handler import Worker
-from sdworker.schema import parse_input
+from sdworker.core import schedulers
+from sdworker.core.schema import parse_input
+from sdworker.runpod.adapter import RunpodAdapter
 from tests.unit.test_schema import MALFORMED
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
@@ -34,7 +34,7 @@ def png_b64(size: tuple[int, int], color: tuple[int, int, int] | int, mode: str 
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def test_txt2img_returns_seeded_pngs_with_parameters(worker: Worker) -> None:
+def test_txt2img_returns_seeded_pngs_with_parameters(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(num_images=2))
     assert isinstance(out, list) and [e["seed"] for e in out] == [7, 8]
     image = Image.open(io.BytesIO(base64.b64decode(out[0]["image"])))
@@ -45,14 +45,14 @@ def test_txt2img_returns_seeded_pngs_with_parameters(worker: Worker) -> None:
     assert "Model: tiny" in params
 
 
-def test_output_formats(worker: Worker) -> None:
+def test_output_formats(worker: RunpodAdapter) -> None:
     for fmt, pil in (("jpeg", "JPEG"), ("webp", "WEBP")):
         out = worker.handle_sync(job(output_format=fmt))
         assert isinstance(out, list) and out[0]["format"] == fmt
         assert Image.open(io.BytesIO(base64.b64decode(out[0]["image"]))).format == pil
 
 
-def test_img2img_uses_the_image_size_when_none_is_given(worker: Worker) -> None:
+def test_img2img_uses_the_image_size_when_none_is_given(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(
         {
             "id": "i",
@@ -69,7 +69,7 @@ def test_img2img_uses_the_image_size_when_none_is_given(worker: Worker) -> None:
     assert pixels(out[0]).shape == (72, 96, 3)
 
 
-def test_img2img_strength_changes_the_image(worker: Worker) -> None:
+def test_img2img_strength_changes_the_image(worker: RunpodAdapter) -> None:
     init = png_b64((64, 64), (200, 30, 30))
     weak = worker.handle_sync(job(image=init, strength=0.25, num_inference_steps=4))
     strong = worker.handle_sync(job(image=init, strength=1.0, num_inference_steps=4))
@@ -77,7 +77,7 @@ def test_img2img_strength_changes_the_image(worker: Worker) -> None:
     assert not np.array_equal(pixels(weak[0]), pixels(strong[0]))
 
 
-def test_inpaint_resizes_image_and_mask_to_the_request(worker: Worker) -> None:
+def test_inpaint_resizes_image_and_mask_to_the_request(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(
         job(
             image=png_b64((128, 128), (10, 200, 10)),
@@ -91,19 +91,19 @@ def test_inpaint_resizes_image_and_mask_to_the_request(worker: Worker) -> None:
     assert pixels(out[0]).shape == (96, 64, 3)
 
 
-def test_data_url_image_is_accepted(worker: Worker) -> None:
+def test_data_url_image_is_accepted(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(image="data:image/png;base64," + png_b64((64, 64), (1, 2, 3))))
     assert isinstance(out, list), out
 
 
 @pytest.mark.parametrize("name", schedulers.valid_names())
-def test_every_scheduler_name_runs_two_steps(worker: Worker, name: str) -> None:
+def test_every_scheduler_name_runs_two_steps(worker: RunpodAdapter, name: str) -> None:
     out = worker.handle_sync(job(scheduler=name, width=64, height=64))
     assert isinstance(out, list), out
     assert pixels(out[0]).shape == (64, 64, 3)
 
 
-def test_seed_promise_is_bit_for_bit(worker: Worker) -> None:
+def test_seed_promise_is_bit_for_bit(worker: RunpodAdapter) -> None:
     batch = worker.handle_sync(job(seed=1000, num_images=3, scheduler="Euler a"))
     single = worker.handle_sync(job(seed=1002, num_images=1, scheduler="Euler a"))
     assert isinstance(batch, list) and isinstance(single, list)
@@ -112,13 +112,13 @@ def test_seed_promise_is_bit_for_bit(worker: Worker) -> None:
     assert not np.array_equal(pixels(batch[0]), pixels(batch[1]))
 
 
-def test_same_seed_same_image_across_runs(worker: Worker) -> None:
+def test_same_seed_same_image_across_runs(worker: RunpodAdapter) -> None:
     a, b = worker.handle_sync(job(seed=5)), worker.handle_sync(job(seed=5))
     assert isinstance(a, list) and isinstance(b, list)
     assert a[0]["image"] == b[0]["image"]
 
 
-def test_nsfw_images_are_blacked_out_and_flagged_never_dropped(worker: Worker) -> None:
+def test_nsfw_images_are_blacked_out_and_flagged_never_dropped(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(model="tiny-safe", num_images=2))
     assert isinstance(out, list) and len(out) == 2
     for entry in out:
@@ -126,20 +126,20 @@ def test_nsfw_images_are_blacked_out_and_flagged_never_dropped(worker: Worker) -
         assert pixels(entry).max() == 0
 
 
-def test_safety_checker_can_be_switched_off_per_request(worker: Worker) -> None:
+def test_safety_checker_can_be_switched_off_per_request(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(model="tiny-safe", safety_checker="false"))
     assert isinstance(out, list)
     assert "nsfw_content_detected" not in out[0] and pixels(out[0]).max() > 0
 
 
-def test_asking_for_a_checker_the_model_lacks_is_an_error(worker: Worker) -> None:
+def test_asking_for_a_checker_the_model_lacks_is_an_error(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(safety_checker=True))
     assert isinstance(out, dict) and "safety_checker" in out["error"]
 
 
-def test_three_pipelines_share_one_set_of_modules(worker: Worker) -> None:
+def test_three_pipelines_share_one_set_of_modules(worker: RunpodAdapter) -> None:
     worker.handle_sync(job())
-    loaded = worker.generator.cache.get("tiny")
+    loaded = worker.service.generator.cache.get("tiny")
     base, i2i, inp = (loaded.pipeline(m) for m in ("txt2img", "img2img", "inpaint"))
     assert type(i2i).__name__ == "StableDiffusionImg2ImgPipeline"
     assert type(inp).__name__ == "StableDiffusionInpaintPipeline"
@@ -147,9 +147,9 @@ def test_three_pipelines_share_one_set_of_modules(worker: Worker) -> None:
         assert getattr(base, name) is getattr(i2i, name) is getattr(inp, name)
 
 
-def test_a_request_scheduler_does_not_leak_into_the_next(worker: Worker) -> None:
+def test_a_request_scheduler_does_not_leak_into_the_next(worker: RunpodAdapter) -> None:
     before = worker.handle_sync(job(seed=11))
-    loaded = worker.generator.cache.get("tiny")
+    loaded = worker.service.generator.cache.get("tiny")
     default_class = type(loaded.base.scheduler)
     worker.handle_sync(job(seed=11, scheduler="DPM++ 2M SDE Karras"))
     after = worker.handle_sync(job(seed=11))
@@ -160,29 +160,29 @@ def test_a_request_scheduler_does_not_leak_into_the_next(worker: Worker) -> None
 
 
 def test_malformed_inputs_fail_alone_and_the_worker_serves_the_next(settings: Any) -> None:
-    fresh = Worker(settings)
+    fresh = RunpodAdapter(settings)
     for raw, field, _rule in MALFORMED:
         if field == "model" or "lora" in field:
             continue  # those name the unit test's model and LoRA lists
         out = fresh.handle_sync({"id": "bad", "input": raw})
         assert isinstance(out, dict) and field in out["error"], (raw, out)
-    assert fresh._generator is None, "invalid input must not load anything"
+    assert not fresh.service.gpu_started, "invalid input must not load anything"
     good = fresh.handle_sync(job())
     assert isinstance(good, list) and len(good) == 1
 
 
-def test_unknown_model_lists_the_baked_ones(worker: Worker) -> None:
+def test_unknown_model_lists_the_baked_ones(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(model="sd-nope"))
     assert isinstance(out, dict)
     assert "model: unknown model; baked models: tiny, tiny-safe (got 'sd-nope')" in out["error"]
 
 
-def test_undecodable_image_names_the_field(worker: Worker) -> None:
+def test_undecodable_image_names_the_field(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(image="bm90IGFuIGltYWdlIGF0IGFsbA=="))
     assert isinstance(out, dict) and out["error"].startswith("invalid input: image:")
 
 
-def test_progress_reports_every_step_count(worker: Worker) -> None:
+def test_progress_reports_every_step_count(worker: RunpodAdapter) -> None:
     updates: list[dict[str, Any]] = []
     worker.handle_sync(
         job(num_inference_steps=3, num_images=2, scheduler="Euler"), on_progress=updates.append
@@ -191,7 +191,7 @@ def test_progress_reports_every_step_count(worker: Worker) -> None:
     assert [u["step"] for u in updates] == list(range(1, 7))
 
 
-def test_cancel_stops_between_steps(worker: Worker) -> None:
+def test_cancel_stops_between_steps(worker: RunpodAdapter) -> None:
     seen: list[int] = []
     out = worker.handle_sync(
         job(num_inference_steps=10),
@@ -203,7 +203,7 @@ def test_cancel_stops_between_steps(worker: Worker) -> None:
 
 
 def test_async_handler_cancellation_stops_the_generation(
-    worker: Worker, monkeypatch: pytest.MonkeyPatch
+    worker: RunpodAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import runpod.serverless
 
@@ -233,8 +233,8 @@ def test_async_handler_cancellation_stops_the_generation(
 
 
 def test_parse_rejects_before_the_cache_exists(settings: Any) -> None:
-    fresh = Worker(settings)
+    fresh = RunpodAdapter(settings)
     with pytest.raises(Exception):  # noqa: B017 - any InvalidInput subclass
-        fresh.validate({"prompt": "x", "width": 7})
-    assert fresh._generator is None
+        fresh.service.prepare({"prompt": "x", "width": 7})
+    assert not fresh.service.gpu_started
     assert parse_input  # the same function the worker uses

@@ -11,17 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from sdworker.handler import Worker
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
+from sdworker.runpod.adapter import RunpodAdapter
 
 
 @pytest.fixture(scope="module")
-def half(settings: Settings) -> Iterator[Worker]:
-    yield Worker(settings.with_(dtype="fp16", device="cpu"))
+def half(settings: Settings) -> Iterator[RunpodAdapter]:
+    yield RunpodAdapter(settings.with_(dtype="fp16", device="cpu"))
 
 
-def dtypes(worker: Worker) -> dict[str, torch.dtype]:
-    base = worker.generator.cache.get("tiny").base
+def dtypes(worker: RunpodAdapter) -> dict[str, torch.dtype]:
+    base = worker.service.generator.cache.get("tiny").base
     return {
         name: module.dtype
         for name, module in base.components.items()
@@ -36,7 +36,7 @@ def png(size: int) -> str:
 
 
 def test_jobs_never_cast_the_shared_modules(
-    half: Worker, capfd: pytest.CaptureFixture[str]
+    half: RunpodAdapter, capfd: pytest.CaptureFixture[str]
 ) -> None:
     fields: dict[str, Any] = {"prompt": "a lighthouse", "num_inference_steps": 2, "seed": 1}
     jobs = [

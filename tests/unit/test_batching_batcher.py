@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from sdworker.batching import Batcher, Entry, batch_key, resolve_batch_max
-from sdworker.schema import ModelFacts, parse_input
-from sdworker.settings import Settings
+from sdworker.core.schema import ModelFacts, parse_input
+from sdworker.core.settings import Settings
+from sdworker.gpu.generate import batch_key
+from sdworker.runpod.batcher import Batcher, Entry
 
 
 class Recorder:
@@ -25,12 +26,12 @@ class Recorder:
         self.cancelled_seen: list[bool] = []
 
     def __call__(self, batch: list[Entry]) -> list[Any]:
-        self.batches.append([e.job["id"] for e in batch])
+        self.batches.append([e.payload["id"] for e in batch])
         self.started.set()
         if self.hold is not None:
             self.hold.wait(5)
         self.cancelled_seen = [e.cancelled.is_set() for e in batch]
-        return [f"done {e.job['id']}" for e in batch]
+        return [f"done {e.payload['id']}" for e in batch]
 
 
 def run(coro: Any) -> Any:
@@ -188,8 +189,8 @@ def test_an_executor_bug_fails_the_batch_not_the_batcher() -> None:
 
 
 def test_batch_max_auto_is_eight_on_cuda_and_off_elsewhere() -> None:
-    assert resolve_batch_max(Settings()) == 1  # off: the seed promise is bit-for-bit
-    assert resolve_batch_max(Settings(batch_max=3)) == 3
+    assert Settings().batch_images() == 1  # off: the seed promise is bit-for-bit
+    assert Settings(batch_max=3).batch_images() == 3
     assert Settings.from_env({"SDWORKER_BATCH_MAX": "4"}).batch_max == 4
     assert Settings.from_env({"SDWORKER_BATCH_WINDOW_MS": "12.5"}).batch_window_ms == 12.5
 

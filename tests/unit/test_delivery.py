@@ -10,22 +10,22 @@ from collections.abc import Callable
 
 import pytest
 
-from sdworker.delivery import (
-    ENVELOPE_HEADROOM_BYTES,
-    check_delivery,
-    deliver,
-    object_key,
-    output_size,
-)
-from sdworker.errors import (
+from sdworker.core.errors import (
     ConfigError,
     InvalidInput,
     PayloadTooLarge,
     UploadFailed,
     UploadRejected,
 )
-from sdworker.imageio import EncodedImage
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
+from sdworker.output.delivery import (
+    ENVELOPE_HEADROOM_BYTES,
+    check_delivery,
+    deliver,
+    object_key,
+    output_size,
+)
+from sdworker.output.imageio import EncodedImage
 
 
 class FakeUploader:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from sdworker.errors import ConfigError, InvalidInput, UploadFailed, UploadRejected
-from sdworker.s3 import (
+from sdworker.core.errors import ConfigError, InvalidInput, UploadFailed, UploadRejected
+from sdworker.core.settings import Settings
+from sdworker.output.s3 import (
     BucketConfig,
     S3Uploader,
     bucket_from_job,
@@ -19,7 +20,6 @@ from sdworker.s3 import (
     resolve_bucket,
     split_endpoint,
 )
-from sdworker.settings import Settings
 
 ENV = Settings(
     bucket_endpoint_url="http://127.0.0.1:9000",
@@ -246,7 +246,7 @@ def test_s3_errors_are_sorted_into_retryable_and_not(
 
 
 def test_the_operators_client_is_reused_and_per_job_ones_are_not() -> None:
-    from sdworker.delivery import _uploader_for
+    from sdworker.output.delivery import _uploader_for
 
     first, second = _uploader_for(None, ENV), _uploader_for(None, ENV)
     assert first is second and isinstance(first, S3Uploader)

@@ -11,9 +11,9 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
-from sdworker.errors import ImageFetchError, InvalidInput
-from sdworker.imageio import ImagePolicy, decode_image, open_image
-from sdworker.netguard import FetchPolicy
+from sdworker.core.errors import ImageFetchError, InvalidInput
+from sdworker.core.netguard import FetchPolicy
+from sdworker.output.imageio import ImagePolicy, decode_image, open_image
 
 POLICY = ImagePolicy(FetchPolicy(timeout_s=2), max_pixels=4096 * 4096)
 

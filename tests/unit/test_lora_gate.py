@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.errors import LoraError
-from sdworker.lora import AdapterGate, LoraLibrary, LoraSet, guess_family, lora_set
-from sdworker.schema import LoraRef
+from sdworker.core.errors import LoraError
+from sdworker.core.loras import LoraLibrary, LoraSet, guess_family, lora_set
+from sdworker.core.schema import LoraRef
+from sdworker.gpu.adapters import AdapterGate
 
 
 def test_requests_wanting_the_same_set_run_together() -> None:

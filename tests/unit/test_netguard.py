@@ -3,6 +3,7 @@ any spelling or through a redirect; pinned connections, size, time and redirect 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -12,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sdworker import netguard
-from sdworker.netguard import FetchError, FetchPolicy, UrlRefused, address_refusal, fetch
+from sdworker.core import netguard
+from sdworker.core.netguard import FetchError, FetchPolicy, UrlRefused, address_refusal, fetch
 
 
 class Canary(ThreadingHTTPServer):
@@ -53,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client gave up
+            self.wfile.write(body)
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdworker.errors import ModelDamaged, OutOfMemory
-from sdworker.manifest import Manifest
-from sdworker.models import ModelInfo, ModelRegistry
-from sdworker.pipelines import LoadedModel, PipelineCache
-from sdworker.settings import Settings
+from sdworker.core.errors import ModelDamaged, OutOfMemory
+from sdworker.core.manifest import Manifest
+from sdworker.core.models import ModelInfo, ModelRegistry
+from sdworker.core.settings import Settings
+from sdworker.gpu.pipelines import LoadedModel, PipelineCache
 
 MB = 1024**2
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sdworker.dialects import a1111
-from sdworker.errors import InvalidInput
+from sdworker.core.errors import InvalidInput
+from sdworker.formats import a1111
 
 
 def parse(body: dict[str, Any], options: a1111.Options | None = None) -> a1111.A1111Request:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdworker.prompts import parse_weights
+from sdworker.gpu.prompts import parse_weights
 
 
 @pytest.mark.parametrize(

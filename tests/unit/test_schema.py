@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sdworker.errors import InvalidInput
-from sdworker.schema import ModelFacts, Request, parse_input
+from sdworker.core.errors import InvalidInput
+from sdworker.core.schema import ModelFacts, Request, parse_input
 
 MODELS = {
     "tiny": ModelFacts("tiny", 512, 512),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sdworker.errors import ConfigError
-from sdworker.settings import Settings
+from sdworker.core.errors import ConfigError
+from sdworker.core.settings import Settings
 
 
 def test_values_are_converted_by_type() -> None:

@@ -2,7 +2,7 @@
 
 Every path ends the same way: a diffusers folder under ``models_dir/NAME`` holding only what the
 pipeline needs (one weights format, variant files renamed so they load without ``variant=``),
-with a manifest (:mod:`sdworker.manifest`) describing each file.
+with a manifest (:mod:`sdworker.core.manifest`) describing each file.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sdworker.builder.clip_bpe import write_tokenizer
 from sdworker.builder.files import canonical_name, read_model_index, select_files
 from sdworker.builder.layout import atomic_model_dir, check_name, scratch_dir, write_manifest
 from sdworker.builder.loras import bake_loras
-from sdworker.errors import BuildError
-from sdworker.manifest import Family, Manifest, sha256_file
+from sdworker.core.errors import BuildError
+from sdworker.core.manifest import Family, Manifest, sha256_file
 
 log = logging.getLogger("sdworker.builder")
 

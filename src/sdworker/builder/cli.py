@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sdworker.errors import SdworkerError
-from sdworker.manifest import Manifest
-from sdworker.settings import Settings
+from sdworker.core.errors import SdworkerError
+from sdworker.core.manifest import Manifest
+from sdworker.core.settings import Settings
 
 log = logging.getLogger("sdworker.builder")
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from sdworker.errors import BuildError
+from sdworker.core.errors import BuildError
 
 BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 BPE_ENV = "SDWORKER_CLIP_BPE"

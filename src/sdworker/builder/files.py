@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from sdworker.errors import BuildError
+from sdworker.core.errors import BuildError
 
 WEIGHT_EXTS = (".safetensors", ".bin")
 #: small files a component needs besides its weights (configs, tokenizer vocabularies)

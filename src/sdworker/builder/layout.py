@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from sdworker.errors import BuildError
-from sdworker.manifest import Manifest, describe_files
+from sdworker.core.errors import BuildError
+from sdworker.core.manifest import Manifest, describe_files
 
 #: a model name becomes a folder name and a request field: keep it plain
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sdworker.builder.layout import check_name
-from sdworker.errors import BuildError
-from sdworker.lora import guess_family, read_shapes
-from sdworker.manifest import sha256_file
+from sdworker.core.errors import BuildError
+from sdworker.core.loras import guess_family, read_shapes
+from sdworker.core.manifest import sha256_file
 
 LORA_DIR = "loras"
 

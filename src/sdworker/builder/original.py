@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sdworker.errors import BuildError
+from sdworker.core.errors import BuildError
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sdworker.builder.layout import atomic_model_dir, scratch_dir, write_manifest
-from sdworker.errors import BuildError
-from sdworker.manifest import Family
+from sdworker.core.errors import BuildError
+from sdworker.core.manifest import Family
 
 
 def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sdworker.builder.clip_bpe import write_tokenizer
 from sdworker.builder.layout import atomic_model_dir, scratch_dir, write_manifest
-from sdworker.manifest import Manifest
+from sdworker.core.manifest import Manifest
 
 #: the text encoders' width; the UNet's cross-attention width must match it
 TEXT_HIDDEN = 32

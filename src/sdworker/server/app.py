@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from sdworker import __version__
+from sdworker.core.settings import Settings
 from sdworker.server.auth import require_api_key
 from sdworker.server.clock import Clock
 from sdworker.server.errors import EndpointError, endpoint_error_handler
@@ -19,7 +20,6 @@ from sdworker.server.queue import JobQueue
 from sdworker.server.routes import endpoint_router, files_router, sdk_test_router
 from sdworker.server.supervisor import WorkerSupervisor
 from sdworker.server.worker_routes import WORKER_PREFIX, worker_router
-from sdworker.settings import Settings
 
 DESCRIPTION = """RunPod serverless in a box: the hosted endpoint's API
 (`/v2/{endpoint_id}/run`, `/runsync`, `/status`, `/stream`, `/cancel`, `/retry`, `/purge-queue`,

@@ -12,9 +12,9 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from sdworker.errors import ConfigError
+from sdworker.core.errors import ConfigError
+from sdworker.core.settings import Settings
 from sdworker.server.app import create_app
-from sdworker.settings import Settings
 
 
 class _EndpointServer(uvicorn.Server):
@@ -134,8 +134,8 @@ def serve_command(argv: list[str]) -> int:
     shown_url = (args.public_url or local_url).rstrip("/")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    from sdworker.dialects import routers
-    from sdworker.models import ModelRegistry
+    from sdworker.core.models import ModelRegistry
+    from sdworker.formats import routers
 
     app = create_app(
         settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from sdworker.errors import SdworkerError
+from sdworker.core.errors import SdworkerError
 
 
 class EndpointError(SdworkerError):

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from sdworker.errors import InvalidInput
+from sdworker.core.errors import InvalidInput
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 

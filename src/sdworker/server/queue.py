@@ -1,6 +1,6 @@
 """The job queue: lifecycle, retention, timeouts, stop signals and webhooks over :class:`JobStore`.
 
-It implements :class:`~sdworker.server.gateway.JobGateway` for the client routes and the
+It implements :class:`~sdworker.core.jobs.JobGateway` for the client routes and the
 job-take / job-done / job-stream / job-stop side for the ``runpod`` worker loop. Everything
 runs on one event loop, so each state change is a single synchronous store call with no
 ``await`` in between: no two coroutines can interleave inside a transition.
@@ -15,15 +15,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sdworker.errors import InvalidInput, JobStateConflict, Problem
-from sdworker.netguard import FetchPolicy
+from sdworker.core.errors import InvalidInput, JobStateConflict, Problem
+from sdworker.core.jobs import JobView, Status
+from sdworker.core.netguard import FetchPolicy
+from sdworker.core.settings import Settings
 from sdworker.server.auth import file_signature
 from sdworker.server.clock import Clock, SystemClock
 from sdworker.server.files import FileStore
-from sdworker.server.gateway import JobView, Status
 from sdworker.server.store import JobRecord, JobStore
 from sdworker.server.webhooks import WebhookSender
-from sdworker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,9 @@ class JobQueue:
             self.store.update(job.id, only_if=Status.IN_PROGRESS, progress=payload.get("output"))
             return
         if payload.get("error"):
-            self._finish(job, Status.FAILED, error=_error_text(payload["error"]))
+            # the output of a failed job carries the failure as data (code, problems)
+            error = _error_text(payload["error"])
+            self._finish(job, Status.FAILED, error=error, output=payload.get("output"))
             return
         output = payload.get("output")
         if is_stream and not output:

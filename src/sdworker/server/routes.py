@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
-from sdworker.errors import InvalidInput, JobStateConflict
-from sdworker.netguard import UrlRefused, check_url
+from sdworker.core.errors import InvalidInput, JobStateConflict
+from sdworker.core.jobs import JobView
+from sdworker.core.netguard import UrlRefused, check_url
 from sdworker.server.auth import require_api_key, require_key_or_signature
 from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
-from sdworker.server.gateway import JobView
 
 _JOB_BODY = {
     "requestBody": {

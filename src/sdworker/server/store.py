@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sdworker.server.gateway import JobView, Status
+from sdworker.core.jobs import JobView, Status
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

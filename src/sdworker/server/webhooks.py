@@ -1,5 +1,5 @@
 """Webhook delivery: POST the final status body, retried as hosted RunPod does (2 retries,
-10 s apart), through the same address guard as image URLs (:mod:`sdworker.netguard`): a
+10 s apart), through the same address guard as image URLs (:mod:`sdworker.core.netguard`): a
 webhook never reaches a loopback or private address unless the operator allows them."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sdworker.netguard import FetchError, FetchPolicy, UrlRefused, request
+from sdworker.core.netguard import FetchError, FetchPolicy, UrlRefused, request
 
 log = logging.getLogger(__name__)
 

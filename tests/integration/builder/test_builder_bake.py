@@ -15,10 +15,10 @@ from safetensors.torch import save_file
 from sdworker.builder.bake import bake_checkpoint, bake_folder, bake_hub
 from sdworker.builder.cli import bake_command
 from sdworker.builder.original import write_original_checkpoint
-from sdworker.errors import BuildError, ModelDamaged
-from sdworker.manifest import Manifest, sha256_file
-from sdworker.models import ModelRegistry
-from sdworker.settings import Settings
+from sdworker.core.errors import BuildError, ModelDamaged
+from sdworker.core.manifest import Manifest, sha256_file
+from sdworker.core.models import ModelRegistry
+from sdworker.core.settings import Settings
 
 
 def _image(path: Path) -> torch.Tensor:

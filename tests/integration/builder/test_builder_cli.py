@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from sdworker.builder.cli import bake_command
-from sdworker.manifest import Manifest
-from sdworker.settings import Settings
+from sdworker.core.manifest import Manifest
+from sdworker.core.settings import Settings
 
 
 def test_bake_tiny_bakes_plain_and_checked(

@@ -10,7 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from sdworker.builder.tiny import bake_tiny
-from sdworker.manifest import MANIFEST_NAME, Manifest, sha256_file
+from sdworker.core.manifest import MANIFEST_NAME, Manifest, sha256_file
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "feature_extractor")
 

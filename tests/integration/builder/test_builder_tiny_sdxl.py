@@ -8,8 +8,8 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 
 from sdworker.builder.cli import bake_command
-from sdworker.manifest import Manifest
-from sdworker.settings import Settings
+from sdworker.core.manifest import Manifest
+from sdworker.core.settings import Settings
 
 
 def test_tiny_sdxl_bakes_and_runs(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from sdworker.builder.bake import bake_folder
 from sdworker.builder.tiny import bake_tiny
-from sdworker.handler import Worker
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
+from sdworker.runpod.adapter import RunpodAdapter
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,8 @@ def _image(result: Any) -> bytes:
 
 
 def test_each_request_selects_its_model(two_models: Path) -> None:
-    worker = Worker(Settings(models_dir=two_models, default_model="tiny"))
-    worker.registry.verify(check_sha256=True)
+    worker = RunpodAdapter(Settings(models_dir=two_models, default_model="tiny"))
+    worker.service.registry.verify(check_sha256=True)
     default = _image(worker.handle_sync(_job()))
     tiny = _image(worker.handle_sync(_job(model="tiny")))
     other = _image(worker.handle_sync(_job(model="other")))
@@ -72,7 +72,7 @@ def test_a_job_opens_no_socket_beyond_loopback(
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
     # a fresh worker: loading the pipeline happens inside the guarded block too
-    worker = Worker(Settings(models_dir=two_models, default_model="other"))
+    worker = RunpodAdapter(Settings(models_dir=two_models, default_model="other"))
     result = worker.handle_sync(_job(num_images=2))
     assert isinstance(result, list) and len(result) == 2, result
     assert attempts == []

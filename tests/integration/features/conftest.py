@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -54,7 +54,7 @@ def _bake_v_prediction(root: Path, name: str) -> None:
 
     from sdworker.builder.layout import write_manifest
     from sdworker.builder.tiny import bake_tiny
-    from sdworker.manifest import Manifest
+    from sdworker.core.manifest import Manifest
 
     model = bake_tiny(root, name, seed=5)
     config_path = model / "scheduler" / "scheduler_config.json"
@@ -99,6 +99,6 @@ def features_settings(features_models: Path, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def fworker(features_settings: Settings) -> Iterator[Any]:
     """One worker over the feature models, shared by the tests of this folder."""
-    from sdworker.handler import Worker
+    from sdworker.runpod.adapter import RunpodAdapter
 
-    yield Worker(features_settings)
+    yield RunpodAdapter(features_settings)

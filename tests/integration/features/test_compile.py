@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch._dynamo
 
-from sdworker.errors import ConfigError
-from sdworker.handler import Worker
-from sdworker.settings import Settings, parse_sizes
+from sdworker.core.errors import ConfigError
+from sdworker.core.settings import Settings, parse_sizes
+from sdworker.runpod.adapter import RunpodAdapter
 
 COMPILES: list[int] = []  # graphs compiled, by node count
 RUNS: list[int] = []  # calls of compiled graphs
@@ -35,10 +35,10 @@ def counting(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..
 
 
 @pytest.fixture(scope="module")
-def compiled(features_settings: Settings) -> Iterator[Worker]:
+def compiled(features_settings: Settings) -> Iterator[RunpodAdapter]:
     limit = torch._dynamo.config.recompile_limit
     COMPILES.clear()
-    yield Worker(
+    yield RunpodAdapter(
         features_settings.with_(
             compile=True, compile_backend="sdworker_counting", compile_sizes="64x64"
         )
@@ -55,9 +55,9 @@ def job(width: int, height: int, **extra: Any) -> dict[str, Any]:
 
 
 def test_jobs_never_compile_and_warmed_up_shapes_run_compiled(
-    compiled: Worker, fworker: Worker
+    compiled: RunpodAdapter, fworker: RunpodAdapter
 ) -> None:
-    compiled.preload()
+    compiled.service.preload()
     warmed = len(COMPILES)
     assert warmed >= 2  # the UNet and the VAE decoder, at 64x64
     assert torch._dynamo.config.recompile_limit >= 64
@@ -84,9 +84,9 @@ def test_jobs_never_compile_and_warmed_up_shapes_run_compiled(
 
 
 def test_a_lora_on_a_compiled_model_is_announced_once(
-    compiled: Worker, caplog: pytest.LogCaptureFixture
+    compiled: RunpodAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="sdworker.lora"):
+    with caplog.at_level(logging.WARNING, logger="sdworker.gpu.adapters"):
         for name in ("ink", "rust"):
             out = compiled.handle_sync(job(64, 64, lora=name))
             assert isinstance(out, list), out

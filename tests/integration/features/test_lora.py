@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sdworker.handler import Worker
+from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
@@ -19,14 +19,16 @@ def job(**fields: Any) -> dict[str, Any]:
     return {"id": "l", "input": {"prompt": "a lighthouse", "seed": 21, **SMALL, **fields}}
 
 
-def image(worker: Worker, **fields: Any) -> np.ndarray:
+def image(worker: RunpodAdapter, **fields: Any) -> np.ndarray:
     out = worker.handle_sync(job(**fields))
     assert isinstance(out, list), out
     return pixels(out[0])
 
 
 @pytest.mark.parametrize("model", ["tiny", "tiny-sdxl"])
-def test_lora_changes_the_image_and_leaves_nothing_behind(fworker: Worker, model: str) -> None:
+def test_lora_changes_the_image_and_leaves_nothing_behind(
+    fworker: RunpodAdapter, model: str
+) -> None:
     lora = LORA_OF[model]
     before = image(fworker, model=model)
     with_lora = image(fworker, model=model, lora=[{"name": lora, "scale": 1.0}])
@@ -40,12 +42,12 @@ def test_lora_changes_the_image_and_leaves_nothing_behind(fworker: Worker, model
     )
 
 
-def test_base_weights_are_never_fused(fworker: Worker, features_models: Any) -> None:
+def test_base_weights_are_never_fused(fworker: RunpodAdapter, features_models: Any) -> None:
     import torch
     from safetensors.torch import load_file
 
     image(fworker, lora="ink")
-    unet = fworker.generator.cache.get("tiny").base.unet
+    unet = fworker.service.generator.cache.get("tiny").base.unet
     baked = load_file(
         str(features_models / "tiny" / "unet" / "diffusion_pytorch_model.safetensors")
     )
@@ -58,7 +60,7 @@ def test_base_weights_are_never_fused(fworker: Worker, features_models: Any) -> 
     assert checked > 0  # the wrapped layers were among those compared
 
 
-def test_two_loras_at_once_and_scales(fworker: Worker) -> None:
+def test_two_loras_at_once_and_scales(fworker: RunpodAdapter) -> None:
     plain = image(fworker)
     ink = image(fworker, lora="ink")
     rust = image(fworker, lora=[{"name": "rust", "scale": 1.0}])
@@ -73,13 +75,13 @@ def test_two_loras_at_once_and_scales(fworker: Worker) -> None:
     assert np.array_equal(image(fworker), plain)
 
 
-def test_a_lora_used_again_comes_from_memory(fworker: Worker) -> None:
+def test_a_lora_used_again_comes_from_memory(fworker: RunpodAdapter) -> None:
     first = image(fworker, lora="ink", seed=3)
-    reads = fworker.generator.loras.disk_reads
+    reads = fworker.service.generator.loras.disk_reads
     again = image(fworker, lora="ink", seed=3)
     assert np.array_equal(first, again)
-    assert fworker.generator.loras.disk_reads == reads
-    assert "ink" in fworker.generator.cache.get("tiny").adapters.resident
+    assert fworker.service.generator.loras.disk_reads == reads
+    assert "ink" in fworker.service.generator.cache.get("tiny").adapters.resident
 
 
 @pytest.mark.parametrize(
@@ -95,7 +97,7 @@ def test_a_lora_used_again_comes_from_memory(fworker: Worker) -> None:
     ],
 )
 def test_a_lora_of_another_family_fails_clearly(
-    fworker: Worker, model: str, lora: str, message: str
+    fworker: RunpodAdapter, model: str, lora: str, message: str
 ) -> None:
     before = image(fworker, model=model)
     out = fworker.handle_sync(job(model=model, lora=lora))
@@ -106,19 +108,19 @@ def test_a_lora_of_another_family_fails_clearly(
 def test_a_lora_of_another_family_is_refused_before_the_model_loads(
     features_settings: Any,
 ) -> None:
-    fresh = Worker(features_settings)
+    fresh = RunpodAdapter(features_settings)
     out = fresh.handle_sync(job(model="tiny", lora="neon"))
     assert isinstance(out, dict) and "lora[0].name: is made for SDXL models" in out["error"]
-    assert fresh._generator is None
+    assert not fresh.service.gpu_started
 
 
-def test_unknown_lora_names_the_baked_ones(fworker: Worker) -> None:
+def test_unknown_lora_names_the_baked_ones(fworker: RunpodAdapter) -> None:
     out = fworker.handle_sync(job(lora="nope"))
     assert isinstance(out, dict)
     assert "lora[0].name: unknown LoRA; baked LoRAs: ink, neon, rust" in out["error"]
 
 
-def test_concurrent_plain_and_lora_requests_do_not_mix(fworker: Worker) -> None:
+def test_concurrent_plain_and_lora_requests_do_not_mix(fworker: RunpodAdapter) -> None:
     expected = {None: image(fworker, seed=9), "ink": image(fworker, seed=9, lora="ink")}
     got: list[tuple[str | None, np.ndarray]] = []
     lock = threading.Lock()
@@ -145,7 +147,7 @@ def test_concurrent_plain_and_lora_requests_do_not_mix(fworker: Worker) -> None:
 
 def test_a_batched_call_after_a_lora_job_runs_without_its_adapters(
     features_settings: Any,
-    fworker: Worker,
+    fworker: RunpodAdapter,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -156,14 +158,14 @@ def test_a_batched_call_after_a_lora_job_runs_without_its_adapters(
 
     monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, p: None)
     plain = [image(fworker, seed=s) for s in (31, 32)]
-    batching = Worker(features_settings.with_(batch_max=8, batch_window_ms=300))
+    batching = RunpodAdapter(features_settings.with_(batch_max=8, batch_window_ms=300))
     lora_out = batching.handle_sync(job(seed=31, lora="ink"))  # leaves "ink" resident
     assert isinstance(lora_out, list)
 
     async def together() -> list[Any]:
         return await asyncio.gather(*(batching.handle(job(seed=s)) for s in (31, 32)))
 
-    with caplog.at_level(logging.INFO, logger="sdworker.batching"):
+    with caplog.at_level(logging.INFO, logger="sdworker.gpu.generate"):
         outs = asyncio.run(together())
     assert "ran 2 jobs (2 images) in one call" in caplog.text
     for out, want in zip(outs, plain, strict=True):

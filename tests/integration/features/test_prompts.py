@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sdworker import prompts
-from sdworker.handler import Worker
+from sdworker.gpu import prompts
+from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
@@ -18,7 +18,7 @@ MODELS = ["tiny", "tiny-sdxl"]
 LONG = ", ".join(f"red tower number {n}" for n in range(40))
 
 
-def image(worker: Worker, **fields: Any) -> np.ndarray:
+def image(worker: RunpodAdapter, **fields: Any) -> np.ndarray:
     out = worker.handle_sync(
         {"id": "p", "input": {"prompt": "a lighthouse", "seed": 31, **SMALL, **fields}}
     )
@@ -28,7 +28,7 @@ def image(worker: Worker, **fields: Any) -> np.ndarray:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_weights_change_the_image_and_the_neutral_weight_does_not(
-    fworker: Worker, model: str
+    fworker: RunpodAdapter, model: str
 ) -> None:
     plain = image(fworker, model=model)
     neutral = image(fworker, model=model, use_compel=True, prompt="a (lighthouse:1.0)")
@@ -39,7 +39,7 @@ def test_weights_change_the_image_and_the_neutral_weight_does_not(
         ), weighted
 
 
-def test_weighted_negative_prompt(fworker: Worker) -> None:
+def test_weighted_negative_prompt(fworker: RunpodAdapter) -> None:
     plain = image(fworker, use_compel=True, negative_prompt="blurry")
     assert not np.array_equal(
         plain, image(fworker, use_compel=True, negative_prompt="(blurry:1.6)")
@@ -48,16 +48,16 @@ def test_weighted_negative_prompt(fworker: Worker) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_200_token_prompt_is_used_whole(
-    fworker: Worker, model: str, caplog: pytest.LogCaptureFixture
+    fworker: RunpodAdapter, model: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    tokenizer = fworker.generator.cache.get(model).base.tokenizer
+    tokenizer = fworker.service.generator.cache.get(model).base.tokenizer
     assert len(tokenizer(LONG).input_ids) >= 200
     changed_tail = LONG + ", blue sea"
     whole = image(fworker, model=model, prompt=LONG, use_compel=True)
     whole_changed = image(fworker, model=model, prompt=changed_tail, use_compel=True)
     assert not np.array_equal(whole, whole_changed)  # the words after token 200 count
 
-    with caplog.at_level(logging.WARNING, logger="sdworker.prompts"):
+    with caplog.at_level(logging.WARNING, logger="sdworker.gpu.prompts"):
         cut = image(fworker, model=model, prompt=LONG)
         cut_changed = image(fworker, model=model, prompt=changed_tail)
     assert np.array_equal(cut, cut_changed)  # without compel the tail is dropped...
@@ -66,10 +66,10 @@ def test_a_200_token_prompt_is_used_whole(
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_long_embeddings_are_chunked_and_padded_alike(fworker: Worker, model: str) -> None:
+def test_long_embeddings_are_chunked_and_padded_alike(fworker: RunpodAdapter, model: str) -> None:
     import torch
 
-    pipe = fworker.generator.cache.get(model).base
+    pipe = fworker.service.generator.cache.get(model).base
     with torch.inference_mode():
         embeds = prompts.weighted_embeddings(pipe, LONG, "short (negative:1.2)", 1)
     tokens = len(pipe.tokenizer(LONG).input_ids) - 2
@@ -82,7 +82,7 @@ def test_long_embeddings_are_chunked_and_padded_alike(fworker: Worker, model: st
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_clip_skip(fworker: Worker, model: str) -> None:
+def test_clip_skip(fworker: RunpodAdapter, model: str) -> None:
     last = image(fworker, model=model, clip_skip=1)
     assert np.array_equal(last, image(fworker, model=model))
     skipped = image(fworker, model=model, clip_skip=2)
@@ -91,7 +91,7 @@ def test_clip_skip(fworker: Worker, model: str) -> None:
     assert np.array_equal(skipped, image(fworker, model=model, clip_skip=2, use_compel=True))
 
 
-def test_clip_skip_beyond_the_text_encoder_is_an_input_error(fworker: Worker) -> None:
+def test_clip_skip_beyond_the_text_encoder_is_an_input_error(fworker: RunpodAdapter) -> None:
     out = fworker.handle_sync({"id": "p", "input": {"prompt": "x", "clip_skip": 3, **SMALL}})
     assert isinstance(out, dict)
     assert out["error"] == (

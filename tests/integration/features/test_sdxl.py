@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sdworker.handler import Worker
+from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
@@ -28,7 +28,7 @@ def mode_fields(mode: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("model", ["tiny", "tiny-sdxl", "tiny-v"])
 @pytest.mark.parametrize("mode", ["txt2img", "img2img", "inpaint"])
-def test_every_family_runs_every_mode(fworker: Worker, model: str, mode: str) -> None:
+def test_every_family_runs_every_mode(fworker: RunpodAdapter, model: str, mode: str) -> None:
     out = fworker.handle_sync(job(model=model, **mode_fields(mode)))
     assert isinstance(out, list), out
     image = pixels(out[0])
@@ -37,14 +37,16 @@ def test_every_family_runs_every_mode(fworker: Worker, model: str, mode: str) ->
 
 
 @pytest.mark.parametrize(("model", "size"), [("tiny", 512), ("tiny-v", 768), ("tiny-sdxl", 1024)])
-def test_each_family_defaults_to_its_native_size(fworker: Worker, model: str, size: int) -> None:
-    request, _ = fworker.validate({"prompt": "x", "model": model})
+def test_each_family_defaults_to_its_native_size(
+    fworker: RunpodAdapter, model: str, size: int
+) -> None:
+    request = fworker.service.prepare({"prompt": "x", "model": model}).request
     assert (request.width, request.height) == (size, size)
 
 
-def test_sdxl_pipelines_are_the_xl_ones_and_share_modules(fworker: Worker) -> None:
+def test_sdxl_pipelines_are_the_xl_ones_and_share_modules(fworker: RunpodAdapter) -> None:
     fworker.handle_sync(job(model="tiny-sdxl"))
-    loaded = fworker.generator.cache.get("tiny-sdxl")
+    loaded = fworker.service.generator.cache.get("tiny-sdxl")
     pipes = [loaded.pipeline(m) for m in ("txt2img", "img2img", "inpaint")]
     assert [type(p).__name__ for p in pipes] == [
         "StableDiffusionXLPipeline",
@@ -55,7 +57,7 @@ def test_sdxl_pipelines_are_the_xl_ones_and_share_modules(fworker: Worker) -> No
         assert getattr(pipes[0], name) is getattr(pipes[1], name) is getattr(pipes[2], name)
 
 
-def test_sdxl_seed_promise_is_bit_for_bit(fworker: Worker) -> None:
+def test_sdxl_seed_promise_is_bit_for_bit(fworker: RunpodAdapter) -> None:
     batch = fworker.handle_sync(job(model="tiny-sdxl", seed=40, num_images=2))
     single = fworker.handle_sync(job(model="tiny-sdxl", seed=41))
     assert isinstance(batch, list) and isinstance(single, list)
@@ -63,10 +65,10 @@ def test_sdxl_seed_promise_is_bit_for_bit(fworker: Worker) -> None:
     assert not np.array_equal(pixels(batch[0]), pixels(batch[1]))
 
 
-def test_v_prediction_survives_a_per_request_scheduler(fworker: Worker) -> None:
-    request, _ = fworker.validate(job(model="tiny-v", scheduler="Euler a")["input"])
-    loaded = fworker.generator.cache.get("tiny-v")
-    pipe = fworker.generator._pipeline_for(loaded.base, loaded, request, request.seed)
+def test_v_prediction_survives_a_per_request_scheduler(fworker: RunpodAdapter) -> None:
+    request = fworker.service.prepare(job(model="tiny-v", scheduler="Euler a")["input"]).request
+    loaded = fworker.service.generator.cache.get("tiny-v")
+    pipe = fworker.service.generator._pipeline_for(loaded.base, loaded, request, request.seed)
     assert type(pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     out = fworker.handle_sync(job(model="tiny-v", scheduler="Euler a"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
 
 ACCESS_KEY = "testing-key"
 SECRET_KEY = "testing-secret"
@@ -50,7 +50,7 @@ class S3Server:
         return sorted(item["Key"] for item in listing.get("Contents", []))
 
     def settings(self, bucket: str, **changes: Any) -> Settings:
-        """Worker settings whose ``BUCKET_*`` point at ``bucket`` on this server."""
+        """RunpodAdapter settings whose ``BUCKET_*`` point at ``bucket`` on this server."""
         return Settings(
             bucket_endpoint_url=self.endpoint_url,
             bucket_access_key_id=ACCESS_KEY,

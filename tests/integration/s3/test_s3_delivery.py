@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sdworker.delivery import deliver
-from sdworker.errors import PayloadTooLarge, UploadFailed, UploadRejected
-from sdworker.imageio import EncodedImage, encode_image
-from sdworker.s3 import S3Uploader, bucket_from_settings
-from sdworker.settings import Settings
+from sdworker.core.errors import PayloadTooLarge, UploadFailed, UploadRejected
+from sdworker.core.settings import Settings
+from sdworker.output.delivery import deliver
+from sdworker.output.imageio import EncodedImage, encode_image
+from sdworker.output.s3 import S3Uploader, bucket_from_settings
 
 if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name
     from conftest import S3Server
@@ -257,8 +257,8 @@ def test_missing_bucket_is_rejected_without_retrying(
 def test_a_job_whose_second_upload_is_refused_leaves_nothing_in_the_bucket(
     s3_server: S3Server, small_images: list[EncodedImage]
 ) -> None:
-    from sdworker.errors import UploadRejected
-    from sdworker.s3 import S3Uploader, bucket_from_settings
+    from sdworker.core.errors import UploadRejected
+    from sdworker.output.s3 import S3Uploader, bucket_from_settings
 
     bucket = s3_server.new_bucket()
     settings = s3_server.settings(bucket)

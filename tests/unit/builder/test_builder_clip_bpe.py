@@ -9,7 +9,7 @@ import pytest
 from transformers import CLIPTokenizer
 
 from sdworker.builder import clip_bpe
-from sdworker.errors import BuildError
+from sdworker.core.errors import BuildError
 
 
 def test_bytes_to_unicode_is_a_bijection() -> None:

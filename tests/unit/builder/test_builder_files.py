@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdworker.builder.files import canonical_name, pipeline_components, select_files
-from sdworker.errors import BuildError
+from sdworker.core.errors import BuildError
 
 INDEX = {
     "_class_name": "StableDiffusionPipeline",

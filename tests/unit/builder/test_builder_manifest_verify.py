@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from sdworker.builder.layout import atomic_model_dir, check_name, write_manifest
-from sdworker.errors import BuildError, ModelDamaged, ModelNotFound
-from sdworker.manifest import Manifest
-from sdworker.models import ModelRegistry
-from sdworker.settings import Settings
+from sdworker.core.errors import BuildError, ModelDamaged, ModelNotFound
+from sdworker.core.manifest import Manifest
+from sdworker.core.models import ModelRegistry
+from sdworker.core.settings import Settings
 
 
 def _fake_model(models: Path, name: str) -> Path:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sdworker.settings import Settings
+from sdworker.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -14,19 +14,19 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from sdworker.dialects.a1111 import SamplerCatalog
-from sdworker.errors import InvalidInput
-from sdworker.manifest import Manifest
-from sdworker.models import ModelRegistry
-from sdworker.server.gateway import JobView, Status
-from sdworker.settings import Settings
+from sdworker.core.errors import InvalidInput
+from sdworker.core.jobs import JobView, Status
+from sdworker.core.manifest import Manifest
+from sdworker.core.models import ModelRegistry
+from sdworker.core.settings import Settings
+from sdworker.formats.a1111 import SamplerCatalog
 
 SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "Euler a", "Euler", "LMS", "Heun", "DDIM", "UniPC"]
 SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
 
 
 def fake_normalise(sampler: str, scheduler: str | None) -> str:
-    """sdworker.schedulers' rule in miniature: a sampler, optionally with a schedule type folded in."""
+    """sdworker.core.schedulers' rule in miniature: a sampler, optionally with a schedule type folded in."""
     lowered = {s.lower(): s for s in SAMPLERS}
     name = sampler.strip()
     for sched in SCHEDULERS[1:]:
@@ -171,11 +171,11 @@ def make_client(
     api_key: str | None = None,
     catalog: SamplerCatalog | None = None,
 ) -> TestClient:
-    from sdworker.dialects.routes.a1111 import a1111_router
-    from sdworker.dialects.routes.common import DialectContext
-    from sdworker.dialects.routes.deepinfra import deepinfra_router
-    from sdworker.dialects.routes.salad import salad_router
-    from sdworker.dialects.routes.stochastic import stochastic_router
+    from sdworker.formats.routes.a1111 import a1111_router
+    from sdworker.formats.routes.common import DialectContext
+    from sdworker.formats.routes.deepinfra import deepinfra_router
+    from sdworker.formats.routes.salad import salad_router
+    from sdworker.formats.routes.stochastic import stochastic_router
 
     settings = Settings(models_dir=Path("/models"), api_key=api_key, dialect_wait_s=5.0)
     ctx = DialectContext(registry, settings, lambda request: gateway)

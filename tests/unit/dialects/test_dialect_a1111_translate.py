@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from sdworker.dialects import a1111
-from sdworker.dialects.a1111 import SamplerCatalog
-from sdworker.dialects.fields import renamed
-from sdworker.errors import InvalidInput
-from sdworker.manifest import Manifest
+from sdworker.core.errors import InvalidInput
+from sdworker.core.manifest import Manifest
+from sdworker.formats import a1111
+from sdworker.formats.a1111 import SamplerCatalog
+from sdworker.formats.fields import renamed
 
 SEED_DOC_PAYLOAD = {
     "prompt": "apple",
@@ -246,7 +246,7 @@ def test_real_catalog_accepts_every_listed_sampler(manifests: list[Manifest]) ->
 def test_infotext_is_the_png_one_in_a1111_format(
     catalog: SamplerCatalog, manifests: list[Manifest]
 ) -> None:
-    from sdworker.infotext import infotext
+    from sdworker.output.infotext import infotext
 
     body = {
         "prompt": "a cat",
@@ -282,7 +282,7 @@ def test_infotext_is_the_png_one_in_a1111_format(
 
 
 def test_infotext_quotes_as_a1111_does() -> None:
-    from sdworker.infotext import infotext
+    from sdworker.output.infotext import infotext
 
     text = infotext(
         prompt="p",

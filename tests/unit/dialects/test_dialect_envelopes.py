@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from sdworker.dialects import a1111
-from sdworker.dialects.a1111 import SamplerCatalog
-from sdworker.dialects.envelopes import is_envelope, unwrap
-from sdworker.errors import InvalidInput
-from sdworker.manifest import Manifest
+from sdworker.core.errors import InvalidInput
+from sdworker.core.jobs import Failure
+from sdworker.core.manifest import Manifest
+from sdworker.formats import a1111
+from sdworker.formats.a1111 import SamplerCatalog
+from sdworker.runpod.envelopes import Envelope, Outcome, is_envelope, unwrap
 
 
-def fake_generate(job: dict[str, Any]) -> list[dict[str, Any]]:
+async def fake_generate(job: dict[str, Any]) -> Outcome:
     return [{"image": f"img{k}", "seed": job["seed"] + k} for k in range(job.get("num_images", 1))]
+
+
+def answer_of(env: Envelope, generate: Any = fake_generate) -> Any:
+    return asyncio.run(env.run(generate))
 
 
 def test_native_input_is_not_an_envelope() -> None:
@@ -28,25 +34,25 @@ def test_salad_envelope_round_trip(manifests: list[Manifest]) -> None:
         manifests=manifests,
         default_model="tiny",
     )
-    assert env is not None and env.input is not None
-    assert env.input["num_images"] == 2 and env.input["model"] == "tiny"
-    answer = env.run(fake_generate)
+    assert env is not None and env.inputs is not None
+    assert env.inputs[0]["num_images"] == 2 and env.inputs[0]["model"] == "tiny"
+    answer = answer_of(env, fake_generate)
     assert answer["images_base64"] == ["img0", "img1"] and "$timings" in answer
 
 
 def test_salad_envelope_errors_in_its_shape() -> None:
     env = unwrap({"modelInputs": {"promt": "p"}})
     assert env is not None
-    answer = env.run(fake_generate)
+    answer = answer_of(env, fake_generate)
     assert "modelInputs.promt" in answer["error"]
     assert answer["$error"]["code"] == "invalid_input"
 
-    def failing(job: dict[str, Any]) -> list[dict[str, Any]]:
-        raise InvalidInput.one("num_images", "must be at most 8", 9)
+    async def failing(job: dict[str, Any]) -> Outcome:
+        return Failure.of(InvalidInput.one("num_images", "must be at most 8", 9))
 
     env = unwrap({"modelInputs": {"prompt": "p"}})
     assert env is not None
-    assert "modelInputs.num_images_per_prompt" in env.run(failing)["error"]
+    assert "modelInputs.num_images_per_prompt" in answer_of(env, failing)["error"]
 
 
 def test_a1111_envelope_txt2img(catalog: SamplerCatalog, manifests: list[Manifest]) -> None:
@@ -62,9 +68,9 @@ def test_a1111_envelope_txt2img(catalog: SamplerCatalog, manifests: list[Manifes
         },
     }
     env = unwrap(raw, manifests=manifests, catalog=catalog)
-    assert env is not None and env.input is not None
-    assert env.input["scheduler"] == "DPM++ SDE Karras" and env.input["num_images"] == 2
-    answer = env.run(fake_generate)
+    assert env is not None and env.inputs is not None
+    assert env.inputs[0]["scheduler"] == "DPM++ SDE Karras" and env.inputs[0]["num_images"] == 2
+    answer = answer_of(env, fake_generate)
     assert answer["images"] == ["img0", "img1"]
     assert json.loads(answer["info"])["all_seeds"] == [11, 12]
 
@@ -73,10 +79,10 @@ def test_a1111_envelope_lists_and_errors(
     catalog: SamplerCatalog, manifests: list[Manifest]
 ) -> None:
     env = unwrap({"api": {"method": "GET", "endpoint": "/sdapi/v1/samplers"}}, catalog=catalog)
-    assert env is not None and env.input is None
-    assert [s["name"] for s in env.run(fake_generate)][:2] == ["DPM++ 2M", "DPM++ SDE"]
+    assert env is not None and env.inputs is None
+    assert [s["name"] for s in answer_of(env, fake_generate)][:2] == ["DPM++ 2M", "DPM++ SDE"]
     env = unwrap({"api": {"method": "GET", "endpoint": "/sdapi/v1/sd-models"}}, manifests=manifests)
-    assert env is not None and env.run(fake_generate)[1]["hash"] == "6ce0161689"
+    assert env is not None and answer_of(env, fake_generate)[1]["hash"] == "6ce0161689"
     bad = unwrap(
         {
             "api": {"method": "POST", "endpoint": "/sdapi/v1/txt2img"},
@@ -85,13 +91,13 @@ def test_a1111_envelope_lists_and_errors(
         catalog=catalog,
     )
     assert bad is not None
-    answer = bad.run(fake_generate)
+    answer = answer_of(bad, fake_generate)
     assert "steps: must be an integer" in answer["error"]
     assert answer["output"]["error"] == "InvalidInput"
     unknown = unwrap(
         {"api": {"method": "POST", "endpoint": "/sdapi/v1/extra-single-image"}, "payload": {}}
     )
-    assert unknown is not None and "api.endpoint" in unknown.run(fake_generate)["error"]
+    assert unknown is not None and "api.endpoint" in answer_of(unknown, fake_generate)["error"]
 
 
 def test_a1111_envelope_options_persist_per_worker(
@@ -106,7 +112,7 @@ def test_a1111_envelope_options_persist_per_worker(
         manifests=manifests,
         options=opts,
     )
-    assert env is not None and env.run(fake_generate) == {}
+    assert env is not None and answer_of(env, fake_generate) == {}
     env = unwrap(
         {"api": {"method": "POST", "endpoint": "/sdapi/v1/txt2img"}, "payload": {"prompt": "x"}},
         manifests=manifests,
@@ -114,11 +120,18 @@ def test_a1111_envelope_options_persist_per_worker(
         catalog=catalog,
         default_model="tiny",
     )
-    assert env is not None and env.input is not None and env.input["model"] == "v1-5-pruned-emaonly"
+    assert (
+        env is not None
+        and env.inputs is not None
+        and env.inputs[0]["model"] == "v1-5-pruned-emaonly"
+    )
     stateless = unwrap(
         {
             "api": {"method": "POST", "endpoint": "/sdapi/v1/options"},
             "payload": {"sd_model_checkpoint": "tiny"},
         }
     )
-    assert stateless is not None and "override_settings" in stateless.run(fake_generate)["error"]
+    assert (
+        stateless is not None
+        and "override_settings" in answer_of(stateless, fake_generate)["error"]
+    )

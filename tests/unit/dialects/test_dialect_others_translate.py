@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from sdworker.dialects import deepinfra, salad, stochastic
-from sdworker.dialects.fields import renamed
-from sdworker.errors import InvalidInput
-from sdworker.manifest import Manifest
-from sdworker.server.gateway import Status
+from sdworker.core.errors import InvalidInput
+from sdworker.core.jobs import Status
+from sdworker.core.manifest import Manifest
+from sdworker.formats import deepinfra, salad, stochastic
+from sdworker.formats.fields import renamed
 
 SALAD_DOC = {
     "modelInputs": {

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from sdworker.errors import InvalidInput
-from sdworker.server.gateway import Status
+from sdworker.core.errors import InvalidInput
+from sdworker.core.jobs import Status
 
 ClientFactory = Callable[..., TestClient]
 
@@ -293,9 +293,9 @@ def test_a1111_job_cancelled_or_timed_out_is_an_error(
 def test_stochastic_url_cache_forgets_expired_jobs(registry: Any, fake_gateway: Any) -> None:
     from fastapi import FastAPI
 
-    from sdworker.dialects.routes.common import DialectContext
-    from sdworker.dialects.routes.stochastic import stochastic_router
-    from sdworker.settings import Settings
+    from sdworker.core.settings import Settings
+    from sdworker.formats.routes.common import DialectContext
+    from sdworker.formats.routes.stochastic import stochastic_router
 
     gateway = fake_gateway()
     urls: dict[str, list[str]] = {}
@@ -319,10 +319,10 @@ def test_stochastic_url_cache_forgets_expired_jobs(registry: Any, fake_gateway: 
 def _deepinfra_app(registry: Any, gateway: Any, posted: list[Any]) -> TestClient:
     from fastapi import FastAPI
 
-    from sdworker.dialects.routes.common import DialectContext
-    from sdworker.dialects.routes.deepinfra import deepinfra_router
+    from sdworker.core.settings import Settings
+    from sdworker.formats.routes.common import DialectContext
+    from sdworker.formats.routes.deepinfra import deepinfra_router
     from sdworker.server.webhooks import WebhookSender
-    from sdworker.settings import Settings
 
     async def poster(url: str, body: dict[str, Any]) -> int:
         posted.append((url, body))

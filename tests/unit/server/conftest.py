@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from sdworker.core.settings import Settings
 from sdworker.server.clock import ManualClock
-from sdworker.settings import Settings
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import pytest
 from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
-from sdworker.dialects import routers
-from sdworker.manifest import Manifest
-from sdworker.models import ModelRegistry
+from sdworker.core.manifest import Manifest
+from sdworker.core.models import ModelRegistry
+from sdworker.core.settings import Settings
+from sdworker.formats import routers
 from sdworker.server.app import create_app
 from sdworker.server.clock import ManualClock
 from sdworker.server.queue import JobQueue
-from sdworker.settings import Settings
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sdworker.errors import InvalidInput, JobStateConflict
+from sdworker.core.errors import InvalidInput, JobStateConflict
+from sdworker.core.jobs import Status
+from sdworker.core.settings import Settings
 from sdworker.server.clock import ManualClock
-from sdworker.server.gateway import Status
 from sdworker.server.queue import JobQueue
 from sdworker.server.store import JobStore
 from sdworker.server.webhooks import WebhookSender
-from sdworker.settings import Settings
 
 T = TypeVar("T")
 

@@ -1,0 +1,304 @@
+"""The job ``input``: a pydantic model of API.md section 1, and validation into a request.
+
+:func:`parse_input` reports every bad field at once, each with its rule and the value received,
+before anything touches a model. Cross-field rules (mask needs image, the pixel budget, known
+model, scheduler and LoRA names) run even when other fields failed, so one round trip shows all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from pydantic_core import ErrorDetails
+
+from sdworker.core import schedulers
+from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+
+SEED_LIMIT = 2**32
+MAX_IMAGES = 8
+Mode = Literal["txt2img", "img2img", "inpaint"]
+
+
+def _bool_or_string(value: Any) -> Any:
+    """Accept the strings "true"/"false" as docker-diffusers-api clients send them."""
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    return value
+
+
+def _number(value: Any) -> Any:
+    """Ints are numbers too (``guidance_scale: 7``); bools are not."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+LooseBool = Annotated[StrictBool, BeforeValidator(_bool_or_string)]
+Number = Annotated[StrictFloat, BeforeValidator(_number)]
+
+
+class LoraRef(BaseModel):
+    """One LoRA to apply for this request only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1)
+    scale: Number = Field(default=1.0, ge=0.0, le=2.0)
+
+
+def _lora_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [{"name": value}]
+    if isinstance(value, list):
+        return [{"name": v} if isinstance(v, str) else v for v in value]
+    if isinstance(value, dict):
+        return [value]
+    return value
+
+
+class GenerateInput(BaseModel):
+    """The native job input, field for field as API.md section 1 lists it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    prompt: StrictStr
+    negative_prompt: StrictStr = ""
+    model: StrictStr | None = None
+    image: StrictStr | None = None
+    mask_image: StrictStr | None = None
+    strength: Number = Field(default=0.8, gt=0.0, le=1.0)
+    width: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    height: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    num_inference_steps: StrictInt = Field(default=25, ge=1, le=500)
+    guidance_scale: Number = Field(default=7.5, ge=0.0, le=30.0)
+    num_images: StrictInt = Field(default=1, ge=1, le=MAX_IMAGES)
+    seed: StrictInt | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    scheduler: StrictStr | None = None
+    safety_checker: LooseBool | None = None
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    lora: Annotated[list[LoraRef] | None, BeforeValidator(_lora_list)] = None
+    use_compel: LooseBool = False
+    upload: LooseBool | None = None
+    clip_skip: StrictInt | None = Field(default=None, ge=1, le=12)
+
+
+#: fields of the input, for messages and for dialects
+INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, "num_images_per_prompt")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What validation needs to know about a model (no weights): names and sizes."""
+
+    name: str
+    native_width: int
+    native_height: int
+    family: str = "sd1"
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated generation request: every default resolved, ready for the generator."""
+
+    input: GenerateInput
+    model: str
+    mode: Mode
+    width: int | None  # None for img2img/inpaint without explicit size: the image's own size
+    height: int | None
+    seed: int
+    scheduler: schedulers.SchedulerSpec | None
+    family: str
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.input.num_images)]
+
+
+#: pydantic error type -> our rule, with the error's context values filled in
+_MESSAGES: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "literal_error": "must be one of {expected}",
+    "string_too_short": "must not be empty",
+}
+
+
+def _message(err: ErrorDetails) -> str:
+    template = _MESSAGES.get(err["type"])
+    if template is None:
+        return err["msg"].lower()
+    return template.format(**err.get("ctx", {}))
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def parse_input(
+    raw: Any,
+    *,
+    models: dict[str, ModelFacts],
+    default_model: str | None,
+    max_pixels: int,
+    loras: Sequence[str] = (),
+) -> Request:
+    """Validate a job ``input``; raise :class:`InvalidInput` listing every problem."""
+    if not isinstance(raw, dict):
+        raise InvalidInput.one("input", "must be a JSON object", raw)
+    data = dict(raw)
+    problems: list[Problem] = []
+
+    if "num_images_per_prompt" in data:
+        alias = data.pop("num_images_per_prompt")
+        if "num_images" in data:
+            problems.append(
+                Problem("num_images_per_prompt", "give num_images or its alias, not both", alias)
+            )
+        else:
+            data["num_images"] = alias
+
+    parsed: GenerateInput | None = None
+    try:
+        parsed = GenerateInput.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = _field_name(err["loc"]) or "input"
+            if name == "num_images" and "num_images_per_prompt" in raw and "num_images" not in raw:
+                name = "num_images_per_prompt"
+            missing = err["type"] == "missing"
+            problems.append(Problem(name, _message(err), err.get("input"), has_value=not missing))
+
+    problems.extend(_cross_field(data, models, default_model, max_pixels, loras))
+    if problems or parsed is None:
+        raise InvalidInput(problems)
+
+    model_name = parsed.model or default_model
+    assert model_name is not None  # _cross_field reported a missing default
+    facts = models[model_name]
+    mode: Mode = "inpaint" if parsed.mask_image else "img2img" if parsed.image else "txt2img"
+    width, height = parsed.width, parsed.height
+    if mode == "txt2img":
+        width = width or facts.native_width
+        height = height or facts.native_height
+    seed = parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_LIMIT - MAX_IMAGES)
+    spec = schedulers.resolve(parsed.scheduler) if parsed.scheduler else None
+    return Request(parsed, model_name, mode, width, height, seed, spec, facts.family)
+
+
+def _cross_field(
+    data: dict[str, Any],
+    models: dict[str, ModelFacts],
+    default_model: str | None,
+    max_pixels: int,
+    loras: Sequence[str],
+) -> list[Problem]:
+    problems: list[Problem] = []
+    prompt = data.get("prompt")
+    if isinstance(prompt, str) and not prompt.strip():
+        problems.append(Problem("prompt", "must not be empty", prompt))
+
+    model = data.get("model")
+    name = model if isinstance(model, str) else default_model
+    facts: ModelFacts | None = None
+    if name is None:
+        problems.append(Problem("model", "no model given and no default model is baked", None))
+    elif name not in models:
+        known = ", ".join(sorted(models)) or "none"
+        problems.append(Problem("model", f"unknown model; baked models: {known}", name))
+    else:
+        facts = models[name]
+
+    image = data.get("image")
+    if isinstance(image, str) and not image.strip():
+        problems.append(Problem("image", "must not be empty (leave it out for txt2img)", image))
+    has_image = isinstance(image, str) and bool(image.strip())
+    if data.get("mask_image") is not None and not has_image:
+        problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
+    if "strength" in data and not has_image:
+        problems.append(Problem("strength", "only applies with image", data["strength"]))
+
+    width, height = data.get("width"), data.get("height")
+    if facts is not None and not has_image:
+        width = width if width is not None else facts.native_width
+        height = height if height is not None else facts.native_height
+    if isinstance(width, int) and isinstance(height, int) and width * height > max_pixels:
+        problems.append(
+            Problem(
+                "width",
+                f"width x height must be at most {max_pixels} pixels "
+                f"(SDWORKER_MAX_PIXELS); {width}x{height} is {width * height}",
+                width,
+            )
+        )
+
+    seed, count = data.get("seed"), data.get("num_images", 1)
+    if (
+        isinstance(seed, int)
+        and isinstance(count, int)
+        and 0 <= seed < SEED_LIMIT <= seed + count - 1
+    ):
+        # image i uses seed + i: every returned seed must be a valid seed to replay
+        problems.append(
+            Problem("seed", f"seed + num_images - 1 must be less than {SEED_LIMIT}", seed)
+        )
+
+    scheduler = data.get("scheduler")
+    if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
+        valid = ", ".join(schedulers.valid_names())
+        problems.append(Problem("scheduler", f"unknown scheduler; valid names: {valid}", scheduler))
+
+    problems.extend(_lora_problems(data.get("lora"), loras))
+    return problems
+
+
+def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
+    items = _lora_list(value)
+    if not isinstance(items, list):
+        return []
+    problems = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name not in loras:
+            known = ", ".join(sorted(loras)) or "none"
+            problems.append(Problem(f"lora[{i}].name", f"unknown LoRA; baked LoRAs: {known}", name))
+        elif name in seen:
+            # scales of a repeated name would add up past the 0-2 rule
+            problems.append(Problem(f"lora[{i}].name", "is listed twice (give one scale)", name))
+        seen.add(name)
+    return problems

@@ -1,0 +1,354 @@
+"""Generation: one path for every request, alone or batched with compatible others.
+
+:meth:`Generator.run` takes a group of requests that share a :func:`batch_key` (a request alone
+is a group of one) and makes its pipeline calls:
+
+* a request alone runs each image as its own call with its own generator seeded ``seed + i``.
+  Batched matrix kernels are not batch-invariant (a 4-image batch differs from 1-image runs in
+  the last bits), so this is what keeps API.md's promise that image *i* of ``seed: s`` is
+  bit-identical to image 0 of ``seed: s + i``;
+* a group of several runs as one call: every image of every request, each with its own CPU
+  generator (the same starting noise as a single run; the pixels may differ in the last bits,
+  which is why batching is the operator's opt-in).
+
+Either way the same step callback reports each request's progress and stops the call between
+denoising steps once every request in it is cancelled, the same LoRA gate guards the shared
+modules, and the same safety check runs per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sdworker.core import schedulers
+from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
+from sdworker.core.loras import LoraLibrary, lora_set
+from sdworker.core.schema import Request
+from sdworker.gpu import prompts
+from sdworker.gpu.pipelines import LoadedModel, PipelineCache, derive
+
+log = logging.getLogger(__name__)
+
+#: a good batch size on a data-centre GPU, for operators who turn batching on
+GPU_BATCH_MAX = 8
+#: the log line after each batched pipeline call (jobs, images); bench/gpu.py counts them
+BATCHED_CALL = "ran %d jobs (%d images) in one call"
+
+#: called with (steps done, total steps) after every denoising step
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Generated:
+    image: Image.Image
+    seed: int
+    nsfw: bool | None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The request's decoded images (already resized to the request's size)."""
+
+    image: Image.Image | None = None
+    mask: Image.Image | None = None
+
+
+def effective_steps(request: Request) -> int:
+    """Denoising steps one image really takes (img2img skips the first ``1 - strength``)."""
+    steps = request.input.num_inference_steps
+    if request.mode == "txt2img":
+        return steps
+    return max(1, min(steps, int(steps * request.input.strength)))
+
+
+def run_safety(request_wants: bool | None, loaded: LoadedModel, default: bool | None) -> bool:
+    """Whether the checker runs: the input decides, else the setting, else "if the model has one"."""
+    if loaded.safety is None:
+        return False
+    for choice in (request_wants, default):
+        if choice is not None:
+            return choice
+    return True
+
+
+def check_clip_skip(request: Request, pipe: Any) -> None:
+    """``clip_skip`` may not skip more layers than the model's text encoder has."""
+    layers = prompts.text_layers(pipe)
+    skip = request.input.clip_skip
+    if skip is not None and layers is not None and skip > layers:
+        raise InvalidInput.one(
+            "clip_skip",
+            f"must be at most {layers} for model {request.model!r} "
+            f"(its text encoder has {layers} layers)",
+            skip,
+        )
+
+
+def batch_key(request: Request) -> Hashable | None:
+    """What must be equal for two requests to share a pipeline call; None: never batched.
+
+    Prompts, negative prompts, seeds and output options may differ. Whether a negative prompt
+    is given may not (SDXL zeroes the unconditional embedding only when none is). Images,
+    LoRAs, compel, skipped CLIP layers (encoded per request) and seeded-noise-sampler
+    schedulers (one seed per scheduler) run alone.
+    """
+    req = request.input
+    spec = request.scheduler
+    if request.mode != "txt2img" or req.lora or req.use_compel:
+        return None
+    if req.clip_skip is not None and req.clip_skip > 1:
+        return None
+    if spec is not None and spec.uses_seeded_noise_sampler:
+        return None
+    scheduler = None if spec is None else (spec.class_name, repr(sorted(spec.overrides.items())))
+    return (
+        request.model,
+        request.width,
+        request.height,
+        req.num_inference_steps,
+        req.guidance_scale,
+        scheduler,
+        bool(req.negative_prompt),
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request in a group: what to generate, where its progress goes, whether it is off."""
+
+    request: Request
+    inputs: Inputs
+    on_step: StepCallback | None = None
+    cancelled: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One pipeline call: the (job index, seed) of each image it makes."""
+
+    items: list[tuple[int, int]]
+
+
+class Generator:
+    """Runs groups of requests on the models of a :class:`PipelineCache`."""
+
+    def __init__(
+        self,
+        cache: PipelineCache,
+        loras: LoraLibrary | None = None,
+        *,
+        safety_default: bool | None = None,
+    ) -> None:
+        self.cache = cache
+        self.loras = loras or LoraLibrary.from_settings(cache.settings)
+        self.safety_default = safety_default
+
+    def __call__(
+        self,
+        request: Request,
+        inputs: Inputs,
+        *,
+        on_step: StepCallback | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> list[Generated]:
+        """One request alone (a group of one)."""
+        return self.run([Job(request, inputs, on_step, cancelled)])[0]
+
+    def run(self, jobs: list[Job]) -> list[list[Generated]]:
+        """The images of each job, in order. Jobs of a group share :func:`batch_key` (a job
+        alone need not); a job cancelled while others ran on gets an empty list, and the
+        group stops with :class:`Cancelled` once all of them are."""
+        first = jobs[0].request
+        attempt = 0
+        while True:
+            with self.cache.using(first.model) as loaded:
+                try:
+                    return self._run(loaded, jobs)
+                except torch.cuda.OutOfMemoryError as exc:
+                    if attempt > 0:
+                        images = sum(j.request.input.num_images for j in jobs)
+                        raise OutOfMemory(
+                            f"{first.width}x{first.height} with {images} image(s) does not "
+                            "fit the device's memory"
+                        ) from exc
+                    log.warning("out of memory; evicting other models and retrying once")
+                except RuntimeError as exc:
+                    if "CUDA" in str(exc) or "cuDNN" in str(exc):
+                        raise DeviceError(f"device fault during generation: {exc}") from exc
+                    raise
+            # outside the except block, so the failed call's frames (and its activations)
+            # are no longer pinned by the traceback when the retry runs
+            attempt += 1
+            del loaded
+            self.cache.evict_others(first.model)
+
+    def _run(self, loaded: LoadedModel, jobs: list[Job]) -> list[list[Generated]]:
+        first = jobs[0].request
+        base = loaded.pipeline(first.mode)
+        check_clip_skip(first, base)
+        calls = _plan(jobs)
+        progress = _Progress(jobs, calls, effective_steps(first))
+        images: list[list[Generated]] = [[] for _ in jobs]
+        # LoRA adapters live on the shared modules: the gate keeps requests wanting another
+        # LoRA set (a plain request wants none) out until this one is done
+        with loaded.adapters.applied(
+            base,
+            lora_set(first.input.lora),
+            model=first.model,
+            family=loaded.info.manifest.family,
+            library=self.loras,
+        ):
+            text = self._text_kwargs(base, first) if len(jobs) == 1 else None
+            for call in calls:
+                live = [(j, seed) for j, seed in call.items if not jobs[j].cancelled()]
+                if not live:
+                    continue
+                pipe = self._pipeline_for(base, loaded, first, live[0][1])
+                kwargs = self._call_kwargs(jobs, live, text)
+                with torch.inference_mode():
+                    out = pipe(**kwargs, callback_on_step_end=progress.step_end(live)).images
+                for (j, seed), image in zip(live, out, strict=True):
+                    images[j].append(Generated(image, seed, None))
+                if len(jobs) > 1:
+                    log.info(BATCHED_CALL, len({j for j, _ in live}), len(live))
+        if all(job.cancelled() for job in jobs):
+            raise Cancelled("cancelled after the last denoising step")
+        return [
+            [] if job.cancelled() else self._safe(loaded, job.request, mine)
+            for job, mine in zip(jobs, images, strict=True)
+        ]
+
+    def _safe(
+        self, loaded: LoadedModel, request: Request, images: list[Generated]
+    ) -> list[Generated]:
+        if run_safety(request.input.safety_checker, loaded, self.safety_default):
+            return self._check(loaded, images)
+        return images
+
+    def _pipeline_for(self, base: Any, loaded: LoadedModel, request: Request, seed: int) -> Any:
+        """A per-call pipeline sharing ``base``'s modules, with a fresh scheduler."""
+        if request.scheduler is not None:
+            scheduler = schedulers.build(
+                request.scheduler, loaded.scheduler_config, noise_seed=seed
+            )
+        else:
+            scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
+        return derive(type(base), base, scheduler=scheduler)
+
+    def _text_kwargs(self, base: Any, request: Request) -> dict[str, Any]:
+        """A lone request's prompt as the pipeline takes it: text, or compel's embeddings
+        (computed once, with this request's LoRAs on the text encoders, for all its images)."""
+        req = request.input
+        skip = req.clip_skip or 1
+        if req.use_compel:
+            with torch.inference_mode():
+                return prompts.weighted_embeddings(base, req.prompt, req.negative_prompt, skip)
+        prompts.warn_if_truncated(base, req.prompt, req.negative_prompt)
+        if skip > 1 and getattr(base, "text_encoder_2", None) is None:
+            with torch.inference_mode():
+                return prompts.plain_embeddings(base, req.prompt, req.negative_prompt, skip)
+        kwargs: dict[str, Any] = {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt or None,
+        }
+        if skip > 1:
+            kwargs["clip_skip"] = skip - 1  # A1111 counts the last layer as 1
+        return kwargs
+
+    def _call_kwargs(
+        self, jobs: list[Job], live: list[tuple[int, int]], text: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        first = jobs[0]
+        request, req = first.request, first.request.input
+        kwargs: dict[str, Any] = {
+            "num_inference_steps": req.num_inference_steps,
+            "guidance_scale": req.guidance_scale,
+            "num_images_per_prompt": 1,
+            # a CPU generator per image draws the same starting noise on every device (the
+            # SDE samplers' Brownian noise is drawn on the latents' device, so theirs is per
+            # device kind), and the same noise alone or in a group
+            "generator": [torch.Generator("cpu").manual_seed(seed) for _, seed in live],
+            "output_type": "pil",
+        }
+        if text is not None:
+            kwargs.update(text)
+        else:
+            kwargs["prompt"] = [jobs[j].request.input.prompt for j, _ in live]
+            if req.negative_prompt:
+                kwargs["negative_prompt"] = [jobs[j].request.input.negative_prompt for j, _ in live]
+        if len(live) == 1:
+            kwargs["generator"] = kwargs["generator"][0]
+        if request.mode != "txt2img":
+            kwargs["image"] = first.inputs.image
+            kwargs["strength"] = req.strength
+        if request.mode == "inpaint":
+            kwargs["mask_image"] = first.inputs.mask
+        if request.mode != "img2img":
+            kwargs["width"] = request.width
+            kwargs["height"] = request.height
+        return kwargs
+
+    def _check(self, loaded: LoadedModel, results: list[Generated]) -> list[Generated]:
+        assert loaded.safety is not None
+        images = [r.image.convert("RGB") for r in results]
+        device, dtype = self.cache.device, self.cache.dtype
+        clip_input = loaded.safety.processor(images, return_tensors="pt").pixel_values
+        arrays = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+        with torch.inference_mode():
+            _, flags = loaded.safety.checker(
+                images=arrays, clip_input=clip_input.to(device=device, dtype=dtype)
+            )
+        checked = []
+        for result, flagged in zip(results, flags, strict=True):
+            image = Image.new("RGB", result.image.size) if flagged else result.image
+            checked.append(Generated(image, result.seed, bool(flagged)))
+        return checked
+
+
+def _plan(jobs: list[Job]) -> list[_Call]:
+    """A job alone: one call per image (the seed promise is bit-for-bit). A group: one call."""
+    if len(jobs) == 1:
+        return [_Call([(0, seed)]) for seed in jobs[0].request.seeds]
+    return [_Call([(j, seed) for j, job in enumerate(jobs) for seed in job.request.seeds])]
+
+
+class _Progress:
+    """Counts each job's denoising steps over all the calls it is in, and stops a call
+    between steps once every job in it is cancelled."""
+
+    def __init__(self, jobs: list[Job], calls: list[_Call], steps: int) -> None:
+        self._jobs = jobs
+        self._calls_of = [
+            sum(any(j == i for i, _ in c.items) for c in calls) for j in range(len(jobs))
+        ]
+        self._steps = steps
+        self._done = [0] * len(jobs)
+
+    def step_end(self, live: list[tuple[int, int]]) -> Callable[..., dict[str, Any]]:
+        members = sorted({j for j, _ in live})
+        first_step = True
+
+        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            nonlocal first_step
+            if first_step:
+                # some schedulers take an extra warm-up step (PNDM): trust the pipeline's count
+                self._steps = int(getattr(pipe, "num_timesteps", 0) or self._steps)
+                first_step = False
+            for j in members:
+                self._done[j] += 1
+                sink = self._jobs[j].on_step
+                total = self._steps * self._calls_of[j]
+                if sink is not None:
+                    sink(min(self._done[j], total), total)
+            if all(self._jobs[j].cancelled() for j in members):
+                raise Cancelled("cancelled between denoising steps")
+            return kwargs
+
+        return step_end

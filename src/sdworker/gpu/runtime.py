@@ -1,0 +1,43 @@
+"""Process-wide configuration of the GPU side, applied once when it starts.
+
+cuDNN autotuning, dynamo's recompile limit and the log filter below belong to the process, not
+to a model: they are set here, from :class:`~sdworker.core.settings.Settings`, once, instead of
+as a side effect of every model load.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch._dynamo
+
+from sdworker.core.settings import Settings
+from sdworker.gpu.optimize import RECOMPILE_LIMIT, plan
+
+log = logging.getLogger(__name__)
+
+class _NoEmptyFp32Notice(logging.Filter):
+    """Drops diffusers' "modules that should be kept in float32: []" warning: ``from_pipe``
+    casts the shared modules to the dtype they already have on every job, and with an empty
+    list there is nothing to warn about."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def configure(settings: Settings, device: torch.device) -> None:
+    """Apply the process-wide settings for ``device`` (the worker's service calls this once,
+    when its GPU side starts; every step is idempotent)."""
+    chosen = plan(settings, device)
+    if chosen.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+        log.info("cuDNN autotuning on")
+    if chosen.compile:
+        # every model, size and batch shape of the warm-ups counts against the limit
+        torch._dynamo.config.recompile_limit = max(
+            torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
+        )
+    target = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _NoEmptyFp32Notice) for f in target.filters):
+        target.addFilter(_NoEmptyFp32Notice())

@@ -1,0 +1,196 @@
+"""The RunPod adapter: job in, ``[{"image", "seed"}]`` or ``{"error", "failure"}`` out.
+
+This module alone owns what is RunPod's: the handler function ``runpod.serverless.start``
+calls, its ``concurrency_modifier``, cancellation through the SDK's stop channel, the
+envelopes of other services inside a job's ``input``, and turning a
+:class:`~sdworker.core.jobs.Failure` into the job's output (``refresh_worker`` included).
+Validation and generation are the :class:`~sdworker.service.Service`'s; every job goes
+through one :class:`~sdworker.runpod.batcher.Batcher`, so the device runs one job (or one
+batch, with batching on) at a time, in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sdworker.core.errors import InvalidInput, SdworkerError
+from sdworker.core.jobs import Failure
+from sdworker.core.settings import Settings
+from sdworker.formats.a1111 import Options
+from sdworker.runpod.batcher import Batcher, Entry
+from sdworker.runpod.envelopes import Envelope, unwrap
+from sdworker.service import Outcome, Prepared, ProgressSink, Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """What the batcher holds for one job: the prepared request and where progress goes."""
+
+    prepared: Prepared
+    progress: ProgressSink | None
+
+
+class RunpodAdapter:
+    """The worker as the runpod SDK sees it: :meth:`handle` and :meth:`concurrency`."""
+
+    def __init__(self, settings: Settings, *, service: Service | None = None) -> None:
+        self.settings = settings
+        self.service = service or Service(settings)
+        self.batch_limit = settings.batch_images()
+        window = settings.batch_window_ms / 1000 if self.batch_limit > 1 else 0.0
+        self.batcher = Batcher(self._execute, max_images=self.batch_limit, window_s=window)
+        # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
+        self.a1111_options = Options()
+
+    # -- the runpod contract ----------------------------------------------------------------
+
+    async def handle(self, job: dict[str, Any]) -> Any:
+        """The async handler given to ``runpod.serverless.start``.
+
+        Preparation runs in a thread and generation in the batcher's, so the worker loop keeps
+        polling its stop channel; when it cancels this task, the job leaves its batch and a
+        running generation stops at the next denoising step."""
+        progress = runpod_progress(job) if isinstance(job, dict) else None
+
+        async def run(native: Any) -> Outcome:
+            try:
+                prepared = await asyncio.to_thread(self._prepare, job, native)
+            except Exception as exc:
+                return Failure.of(exc)
+            key = prepared.batch_key if self.batch_limit > 1 else None
+            outcome: Outcome = await self.batcher.submit(
+                _Queued(prepared, progress), key, prepared.size
+            )
+            return outcome
+
+        return await self._answer(job, run)
+
+    def handle_sync(
+        self,
+        job: dict[str, Any],
+        *,
+        on_progress: ProgressSink | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Any:
+        """:meth:`handle` for callers without an event loop (``sdworker generate``, tests):
+        the same answer, the job run alone in this thread."""
+
+        async def run(native: Any) -> Outcome:
+            try:
+                prepared = self._prepare(job, native)
+            except Exception as exc:
+                return Failure.of(exc)
+            stop = [cancelled] if cancelled is not None else None
+            return self.service.execute([prepared], progress=[on_progress], cancelled=stop)[0]
+
+        return asyncio.run(self._answer(job, run))
+
+    def concurrency(self, current: int) -> int:
+        """The runpod ``concurrency_modifier``: with batching, two batches' worth of jobs, so
+        the next batch is already waiting when one finishes (the SDK's loop pauses a second
+        whenever a worker is at its limit)."""
+        return 1 if self.batch_limit <= 1 else 2 * self.batch_limit
+
+    # -- one job ------------------------------------------------------------------------------
+
+    async def _answer(self, job: Any, run: Callable[[Any], Awaitable[Outcome]]) -> Any:
+        """A job's output: its native input run, or an envelope's inputs run in turn and
+        answered in the envelope's format. A failure never escapes: it is the job's output."""
+        try:
+            if not isinstance(job, dict) or "input" not in job:
+                raise InvalidInput.one("input", 'is required (a job is {"id", "input"})', job)
+            envelope = self._envelope(job["input"])
+        except Exception as exc:  # a bug must fail one job, not the worker
+            return _failed(Failure.of(exc), job)
+        if envelope is None:
+            outcome = await run(job["input"])
+            return _failed(outcome, job) if isinstance(outcome, Failure) else outcome
+        return await envelope.run(run)
+
+    def _envelope(self, raw: Any) -> Envelope | None:
+        """A docker-diffusers-api or A1111-worker envelope around the input, if there is one."""
+        if not isinstance(raw, dict):
+            return None
+        return unwrap(
+            raw,
+            manifests=[m.manifest for m in self.service.registry.all()],
+            default_model=self.service.registry.default_name,
+            options=self.a1111_options,
+        )
+
+    def _prepare(self, job: dict[str, Any], native: Any) -> Prepared:
+        return self.service.prepare(
+            native, job_id=str(job.get("id", "local")), s3_config=job.get("s3Config")
+        )
+
+    def _execute(self, batch: list[Entry]) -> list[Outcome]:
+        """The batcher's runner: one group through the service, in the batcher's thread."""
+        queued: list[_Queued] = [e.payload for e in batch]
+        return self.service.execute(
+            [q.prepared for q in queued],
+            progress=[q.progress for q in queued],
+            cancelled=[e.cancelled.is_set for e in batch],
+        )
+
+
+def _failed(outcome: Outcome, job: Any) -> Any:
+    """A failure as the job's output (``error`` moves to the job's error in the SDK)."""
+    if isinstance(outcome, Failure):
+        job_id = job.get("id", "?") if isinstance(job, dict) else "?"
+        log.info("job %s failed: %s", job_id, outcome.message)
+        return outcome.to_output()
+    return outcome
+
+
+def runpod_progress(job: dict[str, Any]) -> ProgressSink:
+    """A sink that sends a job's progress to the platform (``/status`` shows it)."""
+
+    def report(progress: dict[str, Any]) -> None:
+        import runpod
+
+        runpod.serverless.progress_update(job, progress)
+
+    return report
+
+
+def start(settings: Settings | None = None) -> None:
+    """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
+    import os
+
+    # every weight is baked: nothing at run time may reach for the hub
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        settings = settings or Settings.from_env()
+    except SdworkerError as exc:
+        raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    adapter = RunpodAdapter(settings)
+    try:
+        adapter.service.registry.verify()
+    except SdworkerError as exc:
+        raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
+    if settings.preload:
+        # the model loads beside the worker loop (whose health pings start at once); a job
+        # that arrives first waits for this load instead of starting its own. Started before
+        # runpod is imported, so the two imports overlap.
+        threading.Thread(
+            target=adapter.service.preload, name="sdworker-preload", daemon=True
+        ).start()
+    import runpod
+
+    runpod.serverless.start(
+        {
+            "handler": adapter.handle,
+            "concurrency_modifier": adapter.concurrency,
+            "return_aggregate_stream": True,
+        }
+    )

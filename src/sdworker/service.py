@@ -1,0 +1,330 @@
+"""The worker's service: a job's input in, its output (or a typed failure) out.
+
+Two steps, and nothing here knows of RunPod or HTTP:
+
+* :meth:`Service.prepare` validates an input and decodes its images: a :class:`Prepared`
+  request, or :class:`~sdworker.core.errors.InvalidInput` naming every bad field. Nothing
+  touches a model here.
+* :meth:`Service.execute` runs a group of prepared requests (a request alone is a group of
+  one) and answers each with its output list or a :class:`~sdworker.core.jobs.Failure`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from sdworker.core.errors import Cancelled, InvalidInput, Problem, SdworkerError
+from sdworker.core.jobs import Failure
+from sdworker.core.loras import LoraLibrary, family_name
+from sdworker.core.models import ModelRegistry
+from sdworker.core.schema import ModelFacts, Request, parse_input
+from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
+from sdworker.output.delivery import check_delivery, deliver
+from sdworker.output.imageio import EncodedImage, ImagePolicy, decode_image, encode_image
+from sdworker.output.infotext import infotext
+
+if TYPE_CHECKING:
+    from sdworker.gpu.generate import Generated, Generator, Inputs
+
+log = logging.getLogger(__name__)
+
+#: receives ``{"step", "steps", "progress"}`` while a job runs
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+class Progress:
+    """Throttles step updates: the first step, then at most one per ``interval_s``, and the last."""
+
+    def __init__(
+        self, sink: ProgressSink, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._sink = sink
+        self._interval = interval_s
+        self._clock = clock
+        self._last: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if done < total and self._last is not None and now - self._last < self._interval:
+            return
+        self._last = now
+        self._sink({"step": done, "steps": total, "progress": round(done / total, 4)})
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request with its images decoded, and where its result goes."""
+
+    request: Request
+    inputs: Inputs
+    job_id: str = "local"
+    s3_config: Any = None
+
+    @property
+    def batch_key(self) -> Hashable | None:
+        from sdworker.gpu.generate import batch_key
+
+        return batch_key(self.request)
+
+    @property
+    def size(self) -> int:
+        """Images this request makes (a batch holds at most the batch limit of them)."""
+        return self.request.input.num_images
+
+
+#: the answer to one prepared request: its output list, or why there is none
+Outcome = list[dict[str, Any]] | Failure
+
+
+class Service:
+    """Settings, the model registry and (lazily) the GPU: everything one worker needs."""
+
+    def __init__(self, settings: Settings, *, registry: ModelRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry(settings)
+        self.loras = LoraLibrary.from_settings(settings)
+        self.images = ImagePolicy.from_settings(settings)
+        self._generator: Generator | None = None
+        self._generator_lock = threading.Lock()
+
+    # -- prepare ----------------------------------------------------------------------------
+
+    def model_facts(self) -> dict[str, ModelFacts]:
+        return {
+            m.name: ModelFacts(
+                m.name, m.manifest.native_width, m.manifest.native_height, m.manifest.family
+            )
+            for m in self.registry.all()
+        }
+
+    def prepare(self, job_input: Any, *, job_id: str = "local", s3_config: Any = None) -> Prepared:
+        """Validate ``job_input`` and decode its images; raise :class:`SdworkerError`."""
+        request = parse_input(
+            job_input,
+            models=self.model_facts(),
+            default_model=self.registry.default_name,
+            max_pixels=self.settings.max_pixels,
+            loras=self.loras.names(),
+        )
+        self._check_lora_families(request)
+        model = self.registry.get(request.model).manifest
+        if request.input.safety_checker and not model.has_safety_checker:
+            raise InvalidInput.one(
+                "safety_checker", f"model {request.model!r} ships no safety checker", True
+            )
+        check_delivery(request.input.upload, s3_config, self.settings)
+        request, inputs = self._decode_images(request)
+        return Prepared(request, inputs, job_id, s3_config)
+
+    def _check_lora_families(self, request: Request) -> None:
+        """A LoRA made for another family fails here, before the model is loaded."""
+        family = self.registry.get(request.model).manifest.family
+        problems = []
+        for i, ref in enumerate(request.input.lora or []):
+            made_for = self.loras.family(ref.name)
+            if made_for is not None and made_for != family:
+                problems.append(
+                    Problem(
+                        f"lora[{i}].name",
+                        f"is made for {family_name(made_for)} models; model "
+                        f"{request.model!r} is {family_name(family)}",
+                        ref.name,
+                    )
+                )
+        if problems:
+            raise InvalidInput(problems)
+
+    def _decode_images(self, request: Request) -> tuple[Request, Inputs]:
+        from sdworker.gpu.generate import Inputs
+
+        if request.mode == "txt2img":
+            return request, Inputs()
+        assert request.input.image is not None
+        image = decode_image(request.input.image, "image", self.images).convert("RGB")
+        width, height = request.width, request.height
+        if width is None or height is None:
+            width, height = fit(image.size, self.settings.max_pixels, width, height)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        mask = None
+        if request.input.mask_image is not None:
+            mask = decode_image(request.input.mask_image, "mask_image", self.images).convert("L")
+            if mask.size != (width, height):
+                mask = mask.resize((width, height), Image.Resampling.NEAREST)
+        return replace(request, width=width, height=height), Inputs(image, mask)
+
+    # -- execute ----------------------------------------------------------------------------
+
+    @property
+    def gpu_started(self) -> bool:
+        """Whether the GPU side (torch, the pipeline cache) has started in this process."""
+        return self._generator is not None
+
+    @property
+    def generator(self) -> Generator:
+        """The GPU side, created on first use (imports torch and diffusers)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from sdworker.gpu import runtime
+                from sdworker.gpu.generate import Generator
+                from sdworker.gpu.pipelines import PipelineCache
+
+                cache = PipelineCache(self.settings, self.registry)
+                runtime.configure(self.settings, cache.device)
+                self._generator = Generator(
+                    cache,
+                    loras=self.loras,
+                    safety_default=self.settings.safety_checker,
+                )
+            return self._generator
+
+    def execute(
+        self,
+        group: list[Prepared],
+        *,
+        progress: list[ProgressSink | None] | None = None,
+        cancelled: list[Callable[[], bool]] | None = None,
+    ) -> list[Outcome]:
+        """Run a group (one request, or several of one batch key) and answer each request.
+
+        A group call that fails is retried request by request, so one request's trouble
+        (out of memory at its size, say) never fails another."""
+        from sdworker.gpu.generate import Job
+
+        sinks = progress or [None] * len(group)
+        stops = cancelled or [_never] * len(group)
+        interval = self.settings.progress_interval_s
+        jobs = [
+            Job(p.request, p.inputs, Progress(sink, interval) if sink else None, stop)
+            for p, sink, stop in zip(group, sinks, stops, strict=True)
+        ]
+        try:
+            generated = self.generator.run(jobs)
+        except Exception as exc:
+            if len(group) == 1 or all(stop() for stop in stops):
+                return [Failure.of(_logged(exc, group[0].job_id))] * len(group)
+            log.warning(
+                "batched call of %d jobs failed (%s); running them one by one", len(group), exc
+            )
+            return [
+                self.execute([p], progress=[sink], cancelled=[stop])[0]
+                for p, sink, stop in zip(group, sinks, stops, strict=True)
+            ]
+        return [
+            self._finish(p, images, stop)
+            for p, images, stop in zip(group, generated, stops, strict=True)
+        ]
+
+    def _finish(
+        self, prepared: Prepared, images: list[Generated], stop: Callable[[], bool]
+    ) -> Outcome:
+        if stop():
+            return Failure.of(Cancelled("cancelled before the images were delivered"))
+        try:
+            return deliver(
+                self._encode(prepared.request, images),
+                job_id=prepared.job_id,
+                upload=prepared.request.input.upload,
+                s3_config=prepared.s3_config,
+                settings=self.settings,
+            )
+        except Exception as exc:
+            return Failure.of(_logged(exc, prepared.job_id))
+
+    def _encode(self, request: Request, images: list[Generated]) -> list[EncodedImage]:
+        manifest = self.registry.get(request.model).manifest
+        sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
+        encoded = []
+        for item in images:
+            params = infotext(
+                prompt=request.input.prompt,
+                negative_prompt=request.input.negative_prompt,
+                steps=request.input.num_inference_steps,
+                sampler=sampler,
+                guidance_scale=request.input.guidance_scale,
+                seed=item.seed,
+                width=item.image.width,
+                height=item.image.height,
+                model_name=manifest.name,
+                model_hash=manifest.short_hash,
+                extra=_infotext_extra(request),
+            )
+            encoded.append(
+                encode_image(
+                    item.image,
+                    request.input.output_format,
+                    seed=item.seed,
+                    parameters=params,
+                    nsfw=item.nsfw,
+                )
+            )
+        return encoded
+
+    def run(
+        self,
+        job_input: Any,
+        *,
+        job_id: str = "local",
+        s3_config: Any = None,
+        progress: ProgressSink | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Outcome:
+        """Prepare and execute one request: its output list or its failure."""
+        try:
+            prepared = self.prepare(job_input, job_id=job_id, s3_config=s3_config)
+        except Exception as exc:
+            return Failure.of(_logged(exc, job_id))
+        return self.execute([prepared], progress=[progress], cancelled=[cancelled or _never])[0]
+
+    def preload(self) -> None:
+        """Load (and optimise, and warm up) the default model; a failure is the first job's."""
+        try:
+            name = self.registry.default_name
+            if name is not None:
+                self.generator.cache.get(name)
+        except Exception:
+            log.exception("preloading the default model failed; jobs will retry the load")
+
+
+def _never() -> bool:
+    return False
+
+
+def _logged(exc: BaseException, job_id: str) -> BaseException:
+    """``exc``, logged as a job's failure: briefly when it is ours, with its trace when not."""
+    if isinstance(exc, SdworkerError):
+        log.info("job %s failed: %s", job_id, exc)
+    else:
+        log.error("job %s failed unexpectedly", job_id, exc_info=exc)
+    return exc
+
+
+def _infotext_extra(request: Request) -> dict[str, Any]:
+    """The infotext fields beyond the basic ones, as A1111 writes them."""
+    extra: dict[str, Any] = {}
+    if request.mode != "txt2img":
+        extra["Denoising strength"] = request.input.strength
+    if request.input.clip_skip is not None and request.input.clip_skip > 1:
+        extra["Clip skip"] = request.input.clip_skip
+    return extra
+
+
+def fit(
+    size: tuple[int, int], max_pixels: int, width: int | None, height: int | None
+) -> tuple[int, int]:
+    """The image's own size (or the one side given, keeping aspect), multiple of 8, in budget."""
+    w, h = size
+    if width is not None:
+        h, w = round(h * width / w), width
+    elif height is not None:
+        w, h = round(w * height / h), height
+    scale = min(1.0, (max_pixels / (w * h)) ** 0.5, MAX_SIDE / max(w, h))
+    w, h = int(w * scale), int(h * scale)
+    return max(MIN_SIDE, w - w % SIDE_STEP), max(MIN_SIDE, h - h % SIDE_STEP)
