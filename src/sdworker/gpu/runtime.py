@@ -17,6 +17,7 @@ from sdworker.gpu.optimize import RECOMPILE_LIMIT, plan
 
 log = logging.getLogger(__name__)
 
+
 class _NoEmptyFp32Notice(logging.Filter):
     """Drops diffusers' "modules that should be kept in float32: []" warning: ``from_pipe``
     casts the shared modules to the dtype they already have on every job, and with an empty
