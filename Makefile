@@ -15,11 +15,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## lint: ruff (lint and format), mypy, hadolint
+## lint: ruff (lint and format), mypy, the import layers (import-linter), hadolint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench builder handler.py
 	$(BIN)/ruff format --check src tests bench builder handler.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 setup: $(STAMP)

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdworker.core.errors import Cancelled, InvalidInput, Problem, SdworkerError
+from sdworker.core.infotext import infotext
 from sdworker.core.jobs import Failure
 from sdworker.core.loras import LoraLibrary, family_name
 from sdworker.core.models import ModelRegistry
 from sdworker.core.schema import ModelFacts, Request, parse_input
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
-from sdworker.output.delivery import check_delivery, deliver
+from sdworker.output.delivery import Uploaders, check_delivery, deliver
 from sdworker.output.imageio import EncodedImage, ImagePolicy, decode_image, encode_image
-from sdworker.output.infotext import infotext
 
 if TYPE_CHECKING:
     from sdworker.gpu.generate import Generated, Generator, Inputs
@@ -91,6 +91,7 @@ class Service:
         self.registry = registry or ModelRegistry(settings)
         self.loras = LoraLibrary.from_settings(settings)
         self.images = ImagePolicy.from_settings(settings)
+        self.uploaders = Uploaders(settings)
         self._generator: Generator | None = None
         self._generator_lock = threading.Lock()
 
@@ -234,6 +235,7 @@ class Service:
                 upload=prepared.request.input.upload,
                 s3_config=prepared.s3_config,
                 settings=self.settings,
+                uploaders=self.uploaders,
             )
         except Exception as exc:
             return Failure.of(_logged(exc, prepared.job_id))

@@ -246,8 +246,10 @@ def test_s3_errors_are_sorted_into_retryable_and_not(
 
 
 def test_the_operators_client_is_reused_and_per_job_ones_are_not() -> None:
-    from sdworker.output.delivery import _uploader_for
+    from sdworker.output.delivery import Uploaders
 
-    first, second = _uploader_for(None, ENV), _uploader_for(None, ENV)
+    uploaders = Uploaders(ENV)
+    first, second = uploaders(None), uploaders(None)
     assert first is second and isinstance(first, S3Uploader)
-    assert _uploader_for(JOB, ENV) is not _uploader_for(JOB, ENV)
+    assert uploaders(JOB) is not uploaders(JOB)
+    assert Uploaders(ENV)(None) is not first  # kept by its owner, not process-wide

@@ -21,7 +21,7 @@ def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -
 
     import torch
 
-    from sdworker.builder.bake import _restore_index_names, config_folder, describe_folder
+    from sdworker.builder.describe import config_folder, describe_folder, restore_index_names
     from sdworker.builder.files import read_model_index
 
     if family not in ("sd1", "sdxl"):
@@ -41,7 +41,7 @@ def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -
                 shutil.rmtree(tmp / key, ignore_errors=True)
                 shutil.copytree(cfg / key, tmp / key)
         shutil.copyfile(cfg / "model_index.json", tmp / "model_index.json")
-        _restore_index_names(tmp, index)
+        restore_index_names(tmp, index)
         manifest = describe_folder(tmp, name, f"random:{family}:seed={seed}")
         write_manifest(tmp, manifest, weights="unet/diffusion_pytorch_model.safetensors")
     return models_dir / name

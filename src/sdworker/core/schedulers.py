@@ -1,8 +1,9 @@
 """Scheduler names: diffusers class names and AUTOMATIC1111 sampler names, resolved to a spec.
 
-A :class:`SchedulerSpec` is a diffusers class name plus config overrides; :func:`build` turns it
+A :class:`SchedulerSpec` is a diffusers class name plus config overrides; ``build_scheduler`` turns it
 into a fresh scheduler from a model's own scheduler config, so a request never changes the
-scheduler another request sees. This module does not import torch or diffusers until ``build``.
+scheduler another request sees. This module imports neither torch nor diffusers: the GPU side
+builds the scheduler (:func:`sdworker.gpu.derive.build_scheduler`).
 """
 
 from __future__ import annotations
@@ -140,16 +141,3 @@ def normalise(sampler_name: str | None, scheduler: str | None) -> str | None:
     )
     combined = f"{spec.label} {schedule}" if schedule else spec.label
     return combined if resolve(combined) is not None else spec.label
-
-
-def build(
-    spec: SchedulerSpec, base_config: dict[str, Any], *, noise_seed: int | None = None
-) -> Any:
-    """A fresh scheduler of ``spec``'s class from a model's scheduler config."""
-    import diffusers
-
-    cls = getattr(diffusers, spec.class_name)
-    overrides = dict(spec.overrides)
-    if spec.uses_seeded_noise_sampler and noise_seed is not None:
-        overrides["noise_sampler_seed"] = noise_seed
-    return cls.from_config(base_config, **overrides)

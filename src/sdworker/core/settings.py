@@ -1,4 +1,5 @@
-"""One typed settings object, read from the environment once at start and passed down.
+"""One typed settings object (pydantic-settings), read from the environment once at start and
+passed down.
 
 Nothing in the package reads ``os.environ`` except :meth:`Settings.from_env`; every field is
 listed, with its variable and default, in the README.
@@ -8,30 +9,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from sdworker.core.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
+#: the environment variables settings come from (the bucket's follow RunPod's own names)
+_ENV_PREFIXES = ("SDWORKER_", "BUCKET_")
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def parse_bool(value: str, name: str) -> bool:
-    """Parse an environment flag; anything but a clear yes/no is a configuration error."""
+def parse_bool(value: str) -> bool:
+    """Parse an environment flag; anything but a clear yes/no is an error (ValueError)."""
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
         return False
-    raise ConfigError(f"{name}: expected true or false (got {value!r})")
+    raise ValueError("expected true or false")
 
 
-def _tristate(value: str, name: str) -> bool | None:
+def _tristate(value: str) -> bool | None:
     if value.strip().lower() in {"auto", ""}:
         return None
-    return parse_bool(value, name)
+    return parse_bool(value)
 
 
 #: SigV4 presigned URLs cannot live longer than seven days
@@ -62,95 +81,131 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return sizes
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every knob of the worker, the local endpoint and the builder."""
+class Settings(BaseSettings):
+    """Every knob of the worker, the local endpoint and the builder.
+
+    Built from keyword arguments (``Settings(models_dir=...)``, which reads no environment) or
+    from the environment once at start (:meth:`from_env`). Immutable; :meth:`with_` copies.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="SDWORKER_", frozen=True, extra="forbid", populate_by_name=True
+    )
 
     # models
-    models_dir: Path = field(default=Path("models"), metadata={"env": "SDWORKER_MODELS_DIR"})
-    default_model: str | None = field(default=None, metadata={"env": "SDWORKER_DEFAULT_MODEL"})
-    verify_sha256: bool = field(default=False, metadata={"env": "SDWORKER_VERIFY_SHA256"})
+    models_dir: Path = Path("models")
+    default_model: str | None = None
+    verify_sha256: bool = False
     # generation limits
-    max_pixels: int = field(default=1536 * 1536, metadata={"env": "SDWORKER_MAX_PIXELS"})
-    safety_checker: bool | None = field(default=None, metadata={"env": "SDWORKER_SAFETY_CHECKER"})
-    progress_interval_s: float = field(
-        default=1.0, metadata={"env": "SDWORKER_PROGRESS_INTERVAL_S"}
-    )
+    max_pixels: int = 1536 * 1536
+    safety_checker: bool | None = None
+    progress_interval_s: float = 1.0
     # input images and outbound URLs (sdworker.core.netguard)
-    max_input_pixels: int = field(
-        default=64 * 1024 * 1024, metadata={"env": "SDWORKER_MAX_INPUT_PIXELS"}
-    )
-    allow_private_urls: bool = field(default=False, metadata={"env": "SDWORKER_ALLOW_PRIVATE_URLS"})
-    fetch_max_bytes: int = field(
-        default=50 * 1024 * 1024, metadata={"env": "SDWORKER_FETCH_MAX_BYTES"}
-    )
-    fetch_timeout_s: float = field(default=30.0, metadata={"env": "SDWORKER_FETCH_TIMEOUT_S"})
+    max_input_pixels: int = 64 * 1024 * 1024
+    allow_private_urls: bool = False
+    fetch_max_bytes: int = 50 * 1024 * 1024
+    fetch_timeout_s: float = 30.0
     # device and memory
-    device: str = field(default="auto", metadata={"env": "SDWORKER_DEVICE"})
-    dtype: str = field(default="auto", metadata={"env": "SDWORKER_DTYPE"})
-    model_memory_gb: float = field(default=0.0, metadata={"env": "SDWORKER_MODEL_MEMORY_GB"})
+    device: str = "auto"
+    dtype: str = "auto"
+    model_memory_gb: float = 0.0
     # local endpoint
-    api_key: str | None = field(default=None, metadata={"env": "SDWORKER_API_KEY"})
-    endpoint_id: str = field(default="local", metadata={"env": "SDWORKER_ENDPOINT_ID"})
-    state_dir: Path = field(default=Path(".sdworker"), metadata={"env": "SDWORKER_STATE_DIR"})
-    result_ttl_s: float = field(default=1800.0, metadata={"env": "SDWORKER_RESULT_TTL_S"})
-    runsync_ttl_s: float = field(default=60.0, metadata={"env": "SDWORKER_RUNSYNC_TTL_S"})
-    execution_timeout_s: float = field(
-        default=600.0, metadata={"env": "SDWORKER_EXECUTION_TIMEOUT_S"}
+    api_key: str | None = None
+    endpoint_id: str = "local"
+    state_dir: Path = Path(".sdworker")
+    result_ttl_s: float = 1800.0
+    runsync_ttl_s: float = 60.0
+    execution_timeout_s: float = 600.0
+    job_ttl_s: float = 86400.0
+    runsync_wait_s: float = 90.0
+    run_body_limit_bytes: int = 10 * 1024 * 1024
+    runsync_body_limit_bytes: int = 20 * 1024 * 1024
+    webhook_retries: int = 2
+    webhook_interval_s: float = 10.0
+    workers: int = 1
+    handler_path: Path = Field(
+        Path("handler.py"), validation_alias=AliasChoices("handler_path", "SDWORKER_HANDLER")
     )
-    job_ttl_s: float = field(default=86400.0, metadata={"env": "SDWORKER_JOB_TTL_S"})
-    runsync_wait_s: float = field(default=90.0, metadata={"env": "SDWORKER_RUNSYNC_WAIT_S"})
-    run_body_limit_bytes: int = field(
-        default=10 * 1024 * 1024, metadata={"env": "SDWORKER_RUN_BODY_LIMIT_BYTES"}
-    )
-    runsync_body_limit_bytes: int = field(
-        default=20 * 1024 * 1024, metadata={"env": "SDWORKER_RUNSYNC_BODY_LIMIT_BYTES"}
-    )
-    webhook_retries: int = field(default=2, metadata={"env": "SDWORKER_WEBHOOK_RETRIES"})
-    webhook_interval_s: float = field(default=10.0, metadata={"env": "SDWORKER_WEBHOOK_INTERVAL_S"})
-    workers: int = field(default=1, metadata={"env": "SDWORKER_WORKERS"})
-    handler_path: Path = field(default=Path("handler.py"), metadata={"env": "SDWORKER_HANDLER"})
-    worker_poll_s: float = field(default=10.0, metadata={"env": "SDWORKER_WORKER_POLL_S"})
-    sweep_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_SWEEP_INTERVAL_S"})
-    job_attempts: int = field(default=2, metadata={"env": "SDWORKER_JOB_ATTEMPTS"})
+    worker_poll_s: float = 10.0
+    sweep_interval_s: float = 1.0
+    job_attempts: int = 2
     # delivery
-    payload_limit_bytes: int = field(
-        default=10_000_000, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
+    payload_limit_bytes: int = 10_000_000
+    bucket_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("bucket_endpoint_url", "BUCKET_ENDPOINT_URL")
     )
-    bucket_endpoint_url: str | None = field(default=None, metadata={"env": "BUCKET_ENDPOINT_URL"})
-    bucket_access_key_id: str | None = field(default=None, metadata={"env": "BUCKET_ACCESS_KEY_ID"})
-    bucket_secret_access_key: str | None = field(
-        default=None, metadata={"env": "BUCKET_SECRET_ACCESS_KEY"}
+    bucket_access_key_id: str | None = Field(
+        None, validation_alias=AliasChoices("bucket_access_key_id", "BUCKET_ACCESS_KEY_ID")
     )
-    bucket_name: str | None = field(default=None, metadata={"env": "BUCKET_NAME"})
-    bucket_region: str | None = field(default=None, metadata={"env": "BUCKET_REGION"})
-    url_expiry_s: int = field(default=3600, metadata={"env": "SDWORKER_URL_EXPIRY_S"})
-    upload_attempts: int = field(default=4, metadata={"env": "SDWORKER_UPLOAD_ATTEMPTS"})
-    upload_backoff_s: float = field(default=0.5, metadata={"env": "SDWORKER_UPLOAD_BACKOFF_S"})
+    bucket_secret_access_key: str | None = Field(
+        None, validation_alias=AliasChoices("bucket_secret_access_key", "BUCKET_SECRET_ACCESS_KEY")
+    )
+    bucket_name: str | None = Field(
+        None, validation_alias=AliasChoices("bucket_name", "BUCKET_NAME")
+    )
+    bucket_region: str | None = Field(
+        None, validation_alias=AliasChoices("bucket_region", "BUCKET_REGION")
+    )
+    url_expiry_s: int = 3600
+    upload_attempts: int = 4
+    upload_backoff_s: float = 0.5
     # dialects: how long a synchronous dialect call (A1111, DeepInfra) waits for its job
-    dialect_wait_s: float = field(default=600.0, metadata={"env": "SDWORKER_DIALECT_WAIT_S"})
+    dialect_wait_s: float = 600.0
     # LoRA: files kept in memory after use (all models), adapters kept on each loaded model
-    lora_cache_files: int = field(default=8, metadata={"env": "SDWORKER_LORA_CACHE_FILES"})
-    lora_resident: int = field(default=4, metadata={"env": "SDWORKER_LORA_RESIDENT"})
+    lora_cache_files: int = 8
+    lora_resident: int = 4
     # performance (sdworker.gpu.optimize, sdworker.runpod.batcher); "auto"/None means "on with CUDA"
-    batch_max: int = field(default=0, metadata={"env": "SDWORKER_BATCH_MAX"})
-    batch_window_ms: float = field(default=30.0, metadata={"env": "SDWORKER_BATCH_WINDOW_MS"})
-    preload: bool = field(default=True, metadata={"env": "SDWORKER_PRELOAD"})
-    attention: str = field(default="auto", metadata={"env": "SDWORKER_ATTENTION"})
-    channels_last: bool | None = field(default=None, metadata={"env": "SDWORKER_CHANNELS_LAST"})
-    fuse_qkv: bool | None = field(default=None, metadata={"env": "SDWORKER_FUSE_QKV"})
-    compile: bool = field(default=False, metadata={"env": "SDWORKER_COMPILE"})
-    compile_mode: str = field(
-        default="max-autotune-no-cudagraphs", metadata={"env": "SDWORKER_COMPILE_MODE"}
-    )
-    compile_backend: str = field(default="inductor", metadata={"env": "SDWORKER_COMPILE_BACKEND"})
-    compile_sizes: str | None = field(default=None, metadata={"env": "SDWORKER_COMPILE_SIZES"})
-    vae_slicing: bool | None = field(default=None, metadata={"env": "SDWORKER_VAE_SLICING"})
-    vae_tiling: bool = field(default=False, metadata={"env": "SDWORKER_VAE_TILING"})
-    cudnn_benchmark: bool | None = field(default=None, metadata={"env": "SDWORKER_CUDNN_BENCHMARK"})
-    warmup: bool | None = field(default=None, metadata={"env": "SDWORKER_WARMUP"})
+    batch_max: int = 0
+    batch_window_ms: float = 30.0
+    preload: bool = True
+    attention: str = "auto"
+    channels_last: bool | None = None
+    fuse_qkv: bool | None = None
+    compile: bool = False
+    compile_mode: str = "max-autotune-no-cudagraphs"
+    compile_backend: str = "inductor"
+    compile_sizes: str | None = None
+    vae_slicing: bool | None = None
+    vae_tiling: bool = False
+    cudnn_benchmark: bool | None = None
+    warmup: bool | None = None
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_config_problem(err) for err in exc.errors())) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments only: the environment is read by :meth:`from_env`, once, at start."""
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Environment values are text: flags take yes/no words (``auto`` for tri-state ones)
+        and an empty value means "not set" for optional ones."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        kind = str(cls.model_fields[info.field_name].annotation)
+        if kind.startswith("bool | None"):
+            return _tristate(value)
+        if kind.startswith("bool"):
+            return parse_bool(value)
+        if "None" in kind and not value.strip():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> Settings:
         """Values a worker could not use fail at start, not in every job."""
         problems = []
         if self.dtype not in DTYPES:
@@ -177,7 +232,8 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"SDWORKER_COMPILE_SIZES: {exc}")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ValueError("; ".join(problems))
+        return self
 
     def batch_images(self) -> int:
         """Images per batched pipeline call: ``SDWORKER_BATCH_MAX``; ``0`` (auto) is 1, batching
@@ -193,40 +249,45 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (``os.environ`` by default); ``overrides`` win."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            name = f.metadata["env"]
-            if name not in env:
-                continue
-            raw = env[name]
-            values[f.name] = _convert(raw, f.type, name)
-        values.update(overrides)
-        return cls(**values)
+        # the source gives values by field name (every alias lists the name first)
+        values = _MappingEnvSource(cls, os.environ if environ is None else environ)()
+        return cls(**{**values, **overrides})
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (settings are immutable)."""
-        return replace(self, **changes)
+        """A copy with some fields changed (settings are immutable), validated again."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, Any]]:
         """(variable, field, default) for every setting, for the README and ``--help``."""
-        return [(f.metadata["env"], f.name, f.default) for f in fields(cls)]
+        return [(env_name(name), name, f.default) for name, f in cls.model_fields.items()]
 
 
-def _convert(raw: str, annotation: Any, name: str) -> Any:
-    kind = str(annotation)
-    try:
-        if kind.startswith("bool | None"):
-            return _tristate(raw, name)
-        if kind.startswith("bool"):
-            return parse_bool(raw, name)
-        if kind.startswith("int"):
-            return int(raw)
-        if kind.startswith("float"):
-            return float(raw)
-        if kind.startswith("Path"):
-            return Path(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: expected {kind.split()[0]} (got {raw!r})") from exc
-    return raw or None if "None" in kind else raw
+def env_name(name: str) -> str:
+    """The environment variable of the setting ``name``."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return f"SDWORKER_{name.upper()}"
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests pass their own)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        mine = {k: v for k, v in self._environ.items() if k.startswith(_ENV_PREFIXES)}
+        return parse_env_vars(mine, self.case_sensitive, self.env_ignore_empty, None)
+
+
+def _config_problem(err: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE: what is wrong``."""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not err["loc"]:
+        return message
+    name = str(err["loc"][0])
+    variable = env_name(name) if name in Settings.model_fields else name
+    return f"{variable}: {message} (got {err.get('input')!r})"

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sdworker.core.errors import InvalidInput, SdworkerError
+from sdworker.core.infotext import infotext as write_infotext
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.formats.fields import FieldReader
 from sdworker.formats.modelref import a1111_title, resolve, strip_ref
-from sdworker.output.infotext import infotext as write_infotext
 
 Kind = Literal["txt2img", "img2img"]
 
@@ -359,7 +359,7 @@ def _img2img(r: FieldReader) -> dict[str, Any]:
 
 def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> str:
     """The generation parameters as A1111 writes them (infotexts), written by the same
-    :func:`sdworker.output.infotext.infotext` that fills the PNG ``parameters`` chunk."""
+    :func:`sdworker.core.infotext.infotext` that fills the PNG ``parameters`` chunk."""
     extra: dict[str, Any] = {}
     if req.kind == "img2img":
         extra["Denoising strength"] = req.denoising_strength

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdworker.core import schedulers
 from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
 from sdworker.core.loras import LoraLibrary, lora_set
 from sdworker.core.schema import Request
 from sdworker.gpu import prompts
-from sdworker.gpu.pipelines import LoadedModel, PipelineCache, derive
+from sdworker.gpu.derive import build_scheduler, derive
+from sdworker.gpu.pipelines import LoadedModel, PipelineCache
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +235,7 @@ class Generator:
     def _pipeline_for(self, base: Any, loaded: LoadedModel, request: Request, seed: int) -> Any:
         """A per-call pipeline sharing ``base``'s modules, with a fresh scheduler."""
         if request.scheduler is not None:
-            scheduler = schedulers.build(
-                request.scheduler, loaded.scheduler_config, noise_seed=seed
-            )
+            scheduler = build_scheduler(request.scheduler, loaded.scheduler_config, noise_seed=seed)
         else:
             scheduler = type(base.scheduler).from_config(loaded.scheduler_config)
         return derive(type(base), base, scheduler=scheduler)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from sdworker.core.settings import Settings
+from sdworker.gpu.derive import derive
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ def timestep_variants(pipe: Any) -> list[Any]:
     DDIM, UniPC and DPM++ 2M give integers, Euler, Heun, LMS and the Karras variants floats.
     Warming up both kinds keeps a job's choice of sampler from running it uncompiled."""
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
-
-    from sdworker.gpu.pipelines import derive  # pipelines imports this module
 
     own = pipe.scheduler
     probe = type(own).from_config(own.config)

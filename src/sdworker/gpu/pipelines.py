@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from sdworker.core.schema import Mode
 from sdworker.core.settings import Settings
 from sdworker.gpu import optimize
 from sdworker.gpu.adapters import ModelAdapters
+from sdworker.gpu.derive import derive
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,6 @@ _AUTO = {
     "img2img": AutoPipelineForImage2Image,
     "inpaint": AutoPipelineForInpainting,
 }
-
-
-def derive(cls: Any, base: Any, **components: Any) -> Any:
-    """A pipeline of class ``cls`` sharing ``base``'s modules (``from_pipe``), with
-    ``components`` (a scheduler, say) replaced and its progress bar off.
-
-    ``from_pipe`` casts the shared modules to its dtype argument, float32 when none is given:
-    passing the base's own keeps a half-precision model in half precision."""
-    pipe = cls.from_pipe(base, dtype=base.dtype, **components)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -153,9 +143,20 @@ class PipelineCache:
 
     Thread-safe: see the module docstring for what ``_lock`` and ``_load_lock`` guard."""
 
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        *,
+        load: Callable[[ModelInfo], LoadedModel] | None = None,
+        estimate: Callable[[ModelInfo], int] | None = None,
+    ) -> None:
+        """``load`` (default: from the baked folder onto the device) and ``estimate`` (bytes a
+        model will take; default: from its safetensors headers) can be given instead."""
         self.settings = settings
         self.registry = registry
+        self._load = load or self._load_from_disk
+        self._estimate = estimate or self._estimate_from_headers
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
@@ -181,6 +182,11 @@ class PipelineCache:
         """Names of the models now resident, least recently used first."""
         with self._lock:
             return list(self._models)
+
+    def resident(self, name: str) -> LoadedModel | None:
+        """The model ``name`` if it is loaded (its place in the LRU order unchanged)."""
+        with self._lock:
+            return self._models.get(name)
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model ``name``, loading it (and evicting others) when needed.
@@ -245,7 +251,7 @@ class PipelineCache:
             loaded.users += 1
         return loaded
 
-    def _estimate(self, info: ModelInfo) -> int:
+    def _estimate_from_headers(self, info: ModelInfo) -> int:
         """Bytes the model will take on the device: its parameter count (from the safetensors
         headers) at our dtype; files we cannot read count at their size on disk."""
         itemsize = torch.empty((), dtype=self.dtype).element_size()
@@ -311,7 +317,7 @@ class PipelineCache:
         except torch.cuda.OutOfMemoryError as exc:
             raise OutOfMemory(f"loading model {info.name!r} does not fit the device") from exc
 
-    def _load(self, info: ModelInfo) -> LoadedModel:
+    def _load_from_disk(self, info: ModelInfo) -> LoadedModel:
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"dtype": self.dtype, "local_files_only": True}
         kwargs.update(optimize.load_kwargs(self.device))

@@ -10,10 +10,10 @@ too big to go inline fails with that error instead of turning into URLs.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -24,7 +24,6 @@ from sdworker.core.settings import Settings
 from sdworker.output.imageio import EXTENSIONS, EncodedImage
 from sdworker.output.s3 import (
     BUCKET_ENV_NAMES,
-    BucketConfig,
     S3Uploader,
     resolve_bucket,
 )
@@ -64,6 +63,7 @@ def deliver(
     settings: Settings,
     limit_bytes: int | None = None,
     uploader: Uploader | None = None,
+    uploaders: Uploaders | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict[str, Any]]:
     """The job's output list (API.md section 1), one entry per image, in order.
@@ -74,16 +74,18 @@ def deliver(
     uploaded to the job's ``s3Config`` bucket or the configured one. ``upload: false`` means
     inline or nothing: a result over the limit raises :class:`PayloadTooLarge` even when a
     bucket is configured, because the caller cannot read a URL in place of the image.
-    ``uploader`` replaces the S3 uploader built from the configuration; ``sleep`` is the
-    wait between retries.
+    ``uploader`` replaces the S3 uploader built from the configuration; ``uploaders`` finds
+    it (a worker passes its own, which keeps the operator's client); ``sleep`` is the wait
+    between retries.
 
     Raises :class:`PayloadTooLarge` (too big, and no bucket or ``upload: false``), :class:`InvalidInput` (``upload:
     true`` without a bucket, a bad ``s3Config``), :class:`UploadFailed` (every retry failed)
     and :class:`ConfigError` (a half-done ``BUCKET_*`` configuration, boto3 missing).
     """
     limit = settings.payload_limit_bytes if limit_bytes is None else limit_bytes
+    find = uploaders or Uploaders(settings)
     if upload is True:
-        chosen = uploader or _uploader_for(s3_config, settings)
+        chosen = uploader or find(s3_config)
         if chosen is None:
             raise _no_bucket()
         return _upload_all(images, job_id, chosen, settings, sleep)
@@ -95,7 +97,7 @@ def deliver(
 
     if upload is False:
         raise PayloadTooLarge(_too_large_message(images, size, limit, inline_only=True))
-    chosen = uploader or _uploader_for(s3_config, settings)
+    chosen = uploader or find(s3_config)
     if chosen is None:
         raise PayloadTooLarge(_too_large_message(images, size, limit))
     log.info(
@@ -147,18 +149,27 @@ def _entry(encoded: EncodedImage, /, **where: str) -> dict[str, Any]:
     return entry
 
 
-def _uploader_for(s3_config: object, settings: Settings) -> Uploader | None:
-    bucket = resolve_bucket(s3_config, settings)
-    if bucket is None:
-        return None
-    # The operator's bucket is the same for every job: keep its client (boto3 clients are
-    # thread-safe and take ~70 ms to build). Per-job credentials are not kept around.
-    return _shared_uploader(bucket) if bucket.source == "environment" else S3Uploader(bucket)
+class Uploaders:
+    """The uploader for a job's bucket: the job's own ``s3Config`` (a client per job: its
+    credentials are not kept around), or the operator's ``BUCKET_*`` bucket, the same for
+    every job, whose client is made once and kept (boto3 clients are thread-safe and take
+    ~70 ms to build)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._operator: S3Uploader | None = None
+        self._lock = threading.Lock()
 
-@functools.lru_cache(maxsize=4)
-def _shared_uploader(bucket: BucketConfig) -> S3Uploader:
-    return S3Uploader(bucket)
+    def __call__(self, s3_config: object) -> Uploader | None:
+        bucket = resolve_bucket(s3_config, self._settings)
+        if bucket is None:
+            return None
+        if bucket.source != "environment":
+            return S3Uploader(bucket)
+        with self._lock:
+            if self._operator is None:
+                self._operator = S3Uploader(bucket)
+            return self._operator
 
 
 def _too_large_message(

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from sdworker.gpu.derive import build_scheduler
 from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
@@ -68,8 +69,9 @@ def test_sdxl_seed_promise_is_bit_for_bit(fworker: RunpodAdapter) -> None:
 def test_v_prediction_survives_a_per_request_scheduler(fworker: RunpodAdapter) -> None:
     request = fworker.service.prepare(job(model="tiny-v", scheduler="Euler a")["input"]).request
     loaded = fworker.service.generator.cache.get("tiny-v")
-    pipe = fworker.service.generator._pipeline_for(loaded.base, loaded, request, request.seed)
-    assert type(pipe.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
-    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert request.scheduler is not None
+    scheduler = build_scheduler(request.scheduler, loaded.scheduler_config)
+    assert type(scheduler).__name__ == "EulerAncestralDiscreteScheduler"
+    assert scheduler.config.prediction_type == "v_prediction"
     out = fworker.handle_sync(job(model="tiny-v", scheduler="Euler a"))
     assert isinstance(out, list), out

@@ -246,7 +246,7 @@ def test_real_catalog_accepts_every_listed_sampler(manifests: list[Manifest]) ->
 def test_infotext_is_the_png_one_in_a1111_format(
     catalog: SamplerCatalog, manifests: list[Manifest]
 ) -> None:
-    from sdworker.output.infotext import infotext
+    from sdworker.core.infotext import infotext
 
     body = {
         "prompt": "a cat",
@@ -282,7 +282,7 @@ def test_infotext_is_the_png_one_in_a1111_format(
 
 
 def test_infotext_quotes_as_a1111_does() -> None:
-    from sdworker.output.infotext import infotext
+    from sdworker.core.infotext import infotext
 
     text = infotext(
         prompt="p",
