@@ -113,6 +113,7 @@ class Service:
             default_model=self.registry.default_name,
             max_pixels=self.settings.max_pixels,
             loras=self.loras.names(),
+            max_prompt_chars=self.settings.max_prompt_chars,
         )
         self._check_lora_families(request)
         model = self.registry.get(request.model).manifest

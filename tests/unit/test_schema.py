@@ -169,3 +169,45 @@ def test_no_default_model_is_an_error_naming_model() -> None:
     with pytest.raises(InvalidInput) as info:
         parse({"prompt": "x"}, models={}, default_model=None)
     assert info.value.fields == ["model"]
+
+
+def problems_of(raw: Any, **kw: Any) -> dict[str, str]:
+    with pytest.raises(InvalidInput) as info:
+        parse(raw, **kw)
+    return {p.field: p.message for p in info.value.problems}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("guidance_scale", float("nan")),
+        ("guidance_scale", float("inf")),
+        ("strength", float("-inf")),
+    ],
+)
+def test_values_json_cannot_carry_are_refused_naming_the_field(field: str, value: float) -> None:
+    raw = {"prompt": "x", field: value}
+    if field == "strength":
+        raw["image"] = "aGVsbG8="
+    assert problems_of(raw)[field] == "must be a finite number"
+
+
+@pytest.mark.parametrize("field", ["prompt", "negative_prompt", "scheduler", "model"])
+def test_lone_surrogates_are_refused_naming_the_field(field: str) -> None:
+    raw = {"prompt": "x", field: "x\ud800"}
+    assert problems_of(raw)[field] == "must be valid Unicode text (it holds a lone surrogate)"
+    # and the error itself is text any JSON encoder can carry
+    str(InvalidInput([])).encode("utf-8")
+
+
+def test_a_long_prompt_is_refused_at_validation() -> None:
+    assert parse({"prompt": "x" * 100}, max_prompt_chars=100).input.prompt == "x" * 100
+    found = problems_of({"prompt": "x" * 101, "negative_prompt": "y" * 500}, max_prompt_chars=100)
+    assert found["prompt"].startswith("must be at most 100 characters")
+    assert "this one has 500" in found["negative_prompt"]
+
+
+def test_img2img_with_no_step_to_run_is_refused() -> None:
+    raw = {"prompt": "x", "image": "aGVsbG8=", "strength": 0.05, "num_inference_steps": 10}
+    assert "strength x num_inference_steps must be at least 1" in problems_of(raw)["strength"]
+    assert parse({**raw, "strength": 0.1}).input.strength == 0.1  # 1 step: runs

@@ -7,12 +7,14 @@ model, scheduler and LoRA names) run even when other fields failed, so one round
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,14 +44,30 @@ def _bool_or_string(value: Any) -> Any:
 
 
 def _number(value: Any) -> Any:
-    """Ints are numbers too (``guidance_scale: 7``); bools are not."""
+    """Ints are numbers too (``guidance_scale: 7``); bools are not; NaN and the infinities are
+    no value a job can use, nor one JSON can carry back in an error."""
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _text(value: Any) -> Any:
+    """Text must be valid Unicode: a lone surrogate (``"\\ud800"`` in JSON) cannot be encoded,
+    so no result or error carrying it could be posted back; it is refused here."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from exc
     return value
 
 
 LooseBool = Annotated[StrictBool, BeforeValidator(_bool_or_string)]
+#: a finite number: NaN and the infinities are no value a job can use (nor JSON carry)
 Number = Annotated[StrictFloat, BeforeValidator(_number)]
+Text = Annotated[StrictStr, AfterValidator(_text)]
 
 
 class LoraRef(BaseModel):
@@ -57,7 +75,7 @@ class LoraRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StrictStr = Field(min_length=1)
+    name: Text = Field(min_length=1)
     scale: Number = Field(default=1.0, ge=0.0, le=2.0)
 
 
@@ -76,11 +94,11 @@ class GenerateInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: StrictStr
-    negative_prompt: StrictStr = ""
-    model: StrictStr | None = None
-    image: StrictStr | None = None
-    mask_image: StrictStr | None = None
+    prompt: Text
+    negative_prompt: Text = ""
+    model: Text | None = None
+    image: Text | None = None
+    mask_image: Text | None = None
     strength: Number = Field(default=0.8, gt=0.0, le=1.0)
     width: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
     height: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
@@ -88,7 +106,7 @@ class GenerateInput(BaseModel):
     guidance_scale: Number = Field(default=7.5, ge=0.0, le=30.0)
     num_images: StrictInt = Field(default=1, ge=1, le=MAX_IMAGES)
     seed: StrictInt | None = Field(default=None, ge=0, lt=SEED_LIMIT)
-    scheduler: StrictStr | None = None
+    scheduler: Text | None = None
     safety_checker: LooseBool | None = None
     output_format: Literal["png", "jpeg", "webp"] = "png"
     lora: Annotated[list[LoraRef] | None, BeforeValidator(_lora_list)] = None
@@ -147,10 +165,13 @@ _MESSAGES: dict[str, str] = {
     "multiple_of": "must be a multiple of {multiple_of}",
     "literal_error": "must be one of {expected}",
     "string_too_short": "must not be empty",
+    "finite_number": "must be a finite number",
 }
 
 
 def _message(err: ErrorDetails) -> str:
+    if err["type"] == "value_error":  # our own validators' messages, as written
+        return str(err.get("ctx", {}).get("error", err["msg"]))
     template = _MESSAGES.get(err["type"])
     if template is None:
         return err["msg"].lower()
@@ -174,8 +195,13 @@ def parse_input(
     default_model: str | None,
     max_pixels: int,
     loras: Sequence[str] = (),
+    max_prompt_chars: int = 8192,
 ) -> Request:
-    """Validate a job ``input``; raise :class:`InvalidInput` listing every problem."""
+    """Validate a job ``input``; raise :class:`InvalidInput` listing every problem.
+
+    ``max_prompt_chars`` bounds the prompt and the negative prompt: weighted prompts are
+    encoded in 77-token chunks, and a prompt of tens of kilobytes would hold the GPU for
+    minutes."""
     if not isinstance(raw, dict):
         raise InvalidInput.one("input", "must be a JSON object", raw)
     data = dict(raw)
@@ -201,7 +227,11 @@ def parse_input(
             missing = err["type"] == "missing"
             problems.append(Problem(name, _message(err), err.get("input"), has_value=not missing))
 
-    problems.extend(_cross_field(data, models, default_model, max_pixels, loras))
+    # one problem per field: a field that failed its own rule is not judged again across fields
+    failed = {p.field for p in problems}
+    cross = _cross_field(data, models, default_model, max_pixels, loras)
+    cross += _prompt_lengths(data, max_prompt_chars)
+    problems.extend(p for p in cross if p.field not in failed)
     if problems or parsed is None:
         raise InvalidInput(problems)
 
@@ -249,6 +279,24 @@ def _cross_field(
         problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
     if "strength" in data and not has_image:
         problems.append(Problem("strength", "only applies with image", data["strength"]))
+    strength, steps = data.get("strength", 0.8), data.get("num_inference_steps", 25)
+    if (
+        has_image
+        and isinstance(strength, int | float)
+        and isinstance(steps, int)
+        and 0 < strength <= 1
+        and steps >= 1
+        and int(steps * strength) < 1
+    ):
+        # img2img runs the last strength x steps steps: none at all is no image
+        problems.append(
+            Problem(
+                "strength",
+                f"strength x num_inference_steps must be at least 1 (the steps img2img "
+                f"runs); {strength} x {steps} is none",
+                strength,
+            )
+        )
 
     width, height = data.get("width"), data.get("height")
     if facts is not None and not has_image:
@@ -281,6 +329,22 @@ def _cross_field(
         problems.append(Problem("scheduler", f"unknown scheduler; valid names: {valid}", scheduler))
 
     problems.extend(_lora_problems(data.get("lora"), loras))
+    return problems
+
+
+def _prompt_lengths(data: dict[str, Any], limit: int) -> list[Problem]:
+    problems = []
+    for field in ("prompt", "negative_prompt"):
+        text = data.get(field)
+        if isinstance(text, str) and len(text) > limit:
+            problems.append(
+                Problem(
+                    field,
+                    f"must be at most {limit} characters (SDWORKER_MAX_PROMPT_CHARS); "
+                    f"this one has {len(text)}",
+                    has_value=False,
+                )
+            )
     return problems
 
 

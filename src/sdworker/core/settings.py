@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     verify_sha256: bool = False
     # generation limits
     max_pixels: int = 1536 * 1536
+    max_prompt_chars: int = 8192
     safety_checker: bool | None = None
     progress_interval_s: float = 1.0
     # input images and outbound URLs (sdworker.core.netguard)
