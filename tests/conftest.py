@@ -11,6 +11,13 @@ import pytest
 from sdworker.core.settings import Settings
 
 
+def pytest_report_header() -> str:
+    examples = os.environ.get("SDWORKER_FUZZ_EXAMPLES", "120")
+    seed = os.environ.get("SDWORKER_FUZZ_SEED", "0")
+    how = "derandomized (fixed)" if seed == "0" else f"seed {seed}"
+    return f"fuzz suite: hypothesis {how}, {examples} examples per property"
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with ``tiny`` and ``tiny-safe`` (its checker flags every image)."""

@@ -152,8 +152,8 @@ class Failure:
             Problem(names.get(p.field, p.field), p.message, p.value, p.has_value)
             for p in self.problems
         )
-        message = str(InvalidInput(list(problems))) if self.code == "invalid_input" else None
-        return replace(self, problems=problems, message=message or self.message)
+        # a failure with problems is a bad input of some kind: its message is their list
+        return replace(self, problems=problems, message=str(InvalidInput(list(problems))))
 
     def to_output(self) -> dict[str, Any]:
         """What a handler returns for this failure (every value JSON can carry)."""

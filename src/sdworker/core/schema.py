@@ -184,7 +184,7 @@ def _field_name(loc: Sequence[int | str]) -> str:
         if isinstance(part, int):
             parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
         else:
-            parts.append(part)
+            parts.append(part if part else '""')  # an empty key is still a key the client sent
     return ".".join(parts)
 
 
