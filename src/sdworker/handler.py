@@ -371,7 +371,7 @@ def _fit(
 
 
 def start(settings: Settings | None = None) -> None:
-    """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
+    """Run the runpod worker loop with this worker (``sdworker worker`` and ``handler.py`` call this)."""
     import os
 
     # every weight is baked: nothing at run time may reach for the hub

@@ -109,7 +109,8 @@ class Settings:
     webhook_retries: int = field(default=2, metadata={"env": "SDWORKER_WEBHOOK_RETRIES"})
     webhook_interval_s: float = field(default=10.0, metadata={"env": "SDWORKER_WEBHOOK_INTERVAL_S"})
     workers: int = field(default=1, metadata={"env": "SDWORKER_WORKERS"})
-    handler_path: Path = field(default=Path("handler.py"), metadata={"env": "SDWORKER_HANDLER"})
+    #: a handler script for the local endpoint's workers; None runs the packaged one
+    handler_path: Path | None = field(default=None, metadata={"env": "SDWORKER_HANDLER"})
     worker_poll_s: float = field(default=10.0, metadata={"env": "SDWORKER_WORKER_POLL_S"})
     sweep_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_SWEEP_INTERVAL_S"})
     job_attempts: int = field(default=2, metadata={"env": "SDWORKER_JOB_ATTEMPTS"})
@@ -220,7 +221,7 @@ def _convert(raw: str, annotation: Any, name: str) -> Any:
         if kind.startswith("float"):
             return float(raw)
         if kind.startswith("Path"):
-            return Path(raw)
+            return Path(raw) if raw or "None" not in kind else None
     except ValueError as exc:
         raise ConfigError(f"{name}: expected {kind.split()[0]} (got {raw!r})") from exc
     return raw or None if "None" in kind else raw
