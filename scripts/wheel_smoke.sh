@@ -40,9 +40,14 @@ version=$(basename "$wheel" | cut -d- -f2)
 
 say "installing $(basename "$wheel") into a new virtual environment"
 "$python" -m venv "$work/venv"
-pip=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" "torch==2.13.0"
-"${pip[@]}" "$wheel"
+pip=("$work/venv/bin/python" -m pip install --disable-pip-version-check)
+{ "${pip[@]}" "torch==2.13.0" && "${pip[@]}" "$wheel"; } >"$work/pip.log" 2>&1 || {
+    tail -40 "$work/pip.log"
+    fail "pip install"
+}
+grep -i -E "^Collecting (torch([=<>!~ ]|$)|torchvision|nvidia-)" "$work/pip.log" |
+    grep -v "^Collecting torch==2.13.0$" &&
+    fail "the wheel's dependencies asked for another torch, torchvision or CUDA packages"
 "$work/venv/bin/python" -m pip check >/dev/null || fail "pip check: $("$work/venv/bin/python" -m pip check)"
 bin=$work/venv/bin
 
