@@ -37,6 +37,12 @@ wheel=$(echo "$work"/dist/sdworker-*-py3-none-any.whl)
 [ -f "$wheel" ] || fail "no wheel in $work/dist"
 [ -f "$(echo "$work"/dist/sdworker-*.tar.gz)" ] || fail "no sdist in $work/dist"
 version=$(basename "$wheel" | cut -d- -f2)
+"$python" - "$wheel" <<'EOF' || fail "the wheel lacks the builder's model configs"
+import sys, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+for family in ("sd1", "sd2", "sdxl"):
+    assert f"sdworker/builder/configs/{family}/model_index.json" in names, family
+EOF
 
 say "installing $(basename "$wheel") into a new virtual environment"
 "$python" -m venv "$work/venv"
