@@ -25,18 +25,18 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dependencies: torch from PyPI is the CUDA build; xformers comes with the "cuda" extra.
-# The package itself is installed later; a stub lets pip resolve its dependencies now
-# (the image needs no docs: an empty README satisfies pyproject's readme field).
-# DL3013: the versions are pinned in pyproject.toml, and open-clip-torch here.
+# Dependencies: torch from PyPI is the CUDA build; xformers comes with the "gpu" extra.
+# The package itself is installed later; a stub (pyproject.toml and the __init__.py that holds
+# the version) lets pip resolve its dependencies now (the image needs no docs: an empty README
+# satisfies pyproject's readme field).
+# DL3013: the versions are pinned in pyproject.toml.
 COPY pyproject.toml ./
+COPY src/sdworker/__init__.py src/sdworker/
 # hadolint ignore=DL3013
-RUN mkdir -p src/sdworker \
-    && touch README.md src/sdworker/__init__.py \
-    && pip install ".[cuda,s3]" \
-    && pip install --no-deps open-clip-torch==3.3.0 \
+RUN touch README.md \
+    && pip install ".[gpu,s3]" \
     && pip uninstall -y sdworker \
-    && rm -rf src
+    && rm -rf src build
 
 # The bake: only the builder's code comes before it.
 COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
@@ -49,10 +49,11 @@ ARG LORAS=
 ENV SDWORKER_MODELS_DIR=/models
 RUN python builder/bake.py
 
-# The worker's code.
+# The worker's code, installed as a package: the image runs its entry point, `sdworker worker`.
 COPY src/ src/
-RUN pip install --no-deps .
-COPY handler.py test_input.json ./
+RUN pip install --no-deps . \
+    && rm -rf build
+COPY test_input.json ./
 
 # At run time the worker never touches the network: everything it loads is baked.
 ENV HF_HUB_OFFLINE=1 \
@@ -60,4 +61,4 @@ ENV HF_HUB_OFFLINE=1 \
     HF_DATASETS_OFFLINE=1 \
     SDWORKER_DEFAULT_MODEL=${MODEL_NAME}
 
-CMD ["python", "-u", "/app/handler.py"]
+CMD ["sdworker", "worker"]

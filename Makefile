@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SDWORKER_MODELS_DIR ?= models
 
-.PHONY: run test lint setup clean
+.PHONY: run test lint setup wheel-smoke clean
 
 ## run: set up, bake the offline tiny model, generate test_input.json's images into outputs/
 run: $(STAMP)
@@ -14,6 +14,10 @@ run: $(STAMP)
 ## test: set up and run the whole test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## wheel-smoke: build the wheel, install it in a new venv, bake, generate and serve from an empty folder
+wheel-smoke: $(STAMP)
+	bash scripts/wheel_smoke.sh
 
 ## lint: ruff (lint and format), mypy, the import layers (import-linter), hadolint
 lint: $(STAMP)
@@ -25,7 +29,7 @@ lint: $(STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml scripts/setup.sh src/sdworker/__init__.py
 	bash scripts/setup.sh
 	@touch $@
 

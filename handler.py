@@ -1,10 +1,6 @@
-"""RunPod serverless entry point: ``python handler.py`` starts the worker loop.
+"""RunPod's conventional entry point: ``python handler.py`` is ``sdworker worker``."""
 
-On RunPod it takes jobs from the platform; run locally with a ``test_input.json`` beside it,
-the runpod SDK runs that job once and prints the result (``--rp_serve_api`` works too).
-"""
-
-from sdworker.runpod.adapter import start
+from sdworker.worker import main
 
 if __name__ == "__main__":
-    start()
+    main()

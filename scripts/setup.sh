@@ -2,8 +2,8 @@
 # Set up .venv for running and testing sdworker on this machine (CPU).
 #
 # torch is installed first and pinned, so that resolving the project never swaps it for another
-# build; the Docker image installs the CUDA build instead. open-clip-torch is installed without
-# its dependencies: the builder only reads the CLIP BPE vocabulary file it ships.
+# build; the Docker image installs the CUDA build instead. Extras: dev (lint tools), test (the
+# test suite, the wheel build), s3 (uploads; its tests run against a local fake S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +13,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "torch==2.13.0"
-"${pip[@]}" -e ".[dev,s3]"
-"${pip[@]}" --no-deps "open-clip-torch==3.3.0"
+"${pip[@]}" -e ".[dev,test,s3]"

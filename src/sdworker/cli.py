@@ -3,7 +3,9 @@
 sdworker bake tiny [--name NAME]
 sdworker bake MODEL_REF [--name NAME]
 sdworker generate INPUT.json [-o DIR]
-sdworker serve [--host 127.0.0.1] [--port 8000] [--workers N]
+sdworker serve [--host 127.0.0.1] [--port 8000] [--workers N] [--handler FILE]
+sdworker worker [--rp_serve_api]   the RunPod worker loop (what the Docker image runs)
+sdworker --version
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     command, rest = args[0], args[1:]
+    if command == "worker":  # sets up its own logging
+        from sdworker.worker import main as worker_main
+
+        # the runpod SDK reads its own flags (--rp_serve_api, --test_input...) from sys.argv
+        sys.argv = [f"{sys.argv[0]} worker", *rest]
+        worker_main()
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if command == "bake":

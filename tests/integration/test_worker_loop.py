@@ -1,4 +1,4 @@
-"""The real runpod worker loop (``python handler.py``) against a small loopback job server."""
+"""The real runpod worker loop (``sdworker worker``) against a small loopback job server."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class JobServer(ThreadingHTTPServer):
@@ -103,7 +101,7 @@ def test_worker_loop_runs_jobs_and_survives_a_failing_one(
     )
     # cwd without test_input.json, so the SDK takes jobs rather than running the local test
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "handler.py")],
+        [sys.executable, "-m", "sdworker", "worker"],  # the Docker image's `sdworker worker`
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

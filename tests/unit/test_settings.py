@@ -37,3 +37,10 @@ def test_unusable_settings_fail_at_start_naming_the_variable() -> None:
         Settings.from_env({"SDWORKER_URL_EXPIRY_S": "0"})
     with pytest.raises(ConfigError, match="SDWORKER_MAX_PIXELS"):
         Settings.from_env({"SDWORKER_MAX_PIXELS": "abc"})
+
+
+def test_handler_is_the_packaged_worker_unless_a_script_is_named() -> None:
+    assert Settings.from_env({}).handler_path is None
+    assert Settings.from_env({"SDWORKER_HANDLER": ""}).handler_path is None
+    named = Settings.from_env({"SDWORKER_HANDLER": "my_handler.py"})
+    assert named.handler_path == Path("my_handler.py")

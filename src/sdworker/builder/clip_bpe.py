@@ -1,9 +1,10 @@
-"""The real CLIP tokenizer files, built from the BPE table that ``open-clip-torch`` ships.
+"""The real CLIP tokenizer files, built from OpenAI's CLIP BPE table.
 
-No model download is needed: ``pip install --no-deps open-clip-torch`` puts
-``open_clip/bpe_simple_vocab_16e6.txt.gz`` on disk, and the standard CLIP recipe turns it into the
-``vocab.json`` and ``merges.txt`` that transformers' ``CLIPTokenizer`` reads. We locate the file
-without importing ``open_clip`` (importing it pulls in torchvision).
+No model download is needed: the ``openai-clip`` distribution (a dependency; it declares no torch
+or torchvision) puts ``clip/bpe_simple_vocab_16e6.txt.gz`` on disk, ``open-clip-torch`` ships the
+same file as ``open_clip/bpe_simple_vocab_16e6.txt.gz``, and the standard CLIP recipe turns it into
+the ``vocab.json`` and ``merges.txt`` that transformers' ``CLIPTokenizer`` reads. We locate the file
+without importing either package (importing them pulls in torchvision).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ BPE_ENV = "SDWORKER_CLIP_BPE"
 #: what the CLIP tokenizer's vocabulary holds: 256 bytes, the same with "</w>", the merges, 2 specials
 VOCAB_SIZE = 49408
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-INSTALL_HINT = "pip install --no-deps open-clip-torch"
+INSTALL_HINT = "pip install openai-clip==1.0.1"
+#: packages that ship the table, by import name, the dependency first
+PACKAGES = ("clip", "open_clip")
 
 
 def find_bpe(explicit: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
-    """Where the CLIP BPE table lies: ``explicit``, else ``$SDWORKER_CLIP_BPE``, else inside the
-    installed ``open_clip`` package (found without importing it)."""
+    """Where the CLIP BPE table lies: ``explicit``, else ``$SDWORKER_CLIP_BPE``, else inside an
+    installed ``clip`` or ``open_clip`` package (found without importing it)."""
     env = os.environ if environ is None else environ
     candidates: list[Path] = []
     if explicit is not None:
@@ -36,13 +39,14 @@ def find_bpe(explicit: Path | None = None, environ: Mapping[str, str] | None = N
     elif env.get(BPE_ENV):
         candidates.append(Path(env[BPE_ENV]))
     else:
-        spec = importlib.util.find_spec("open_clip")
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            candidates.append(Path(location) / BPE_FILE)
+        for package in PACKAGES:
+            spec = importlib.util.find_spec(package)
+            for location in (spec.submodule_search_locations or []) if spec else []:
+                candidates.append(Path(location) / BPE_FILE)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    tried = ", ".join(str(c) for c in candidates) or "no open_clip package installed"
+    tried = ", ".join(str(c) for c in candidates) or "neither clip nor open_clip is installed"
     raise BuildError(
         f"CLIP BPE table {BPE_FILE} not found (tried: {tried}); "
         f"install it with `{INSTALL_HINT}` or point {BPE_ENV} at the file"

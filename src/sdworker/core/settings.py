@@ -124,8 +124,9 @@ class Settings(BaseSettings):
     webhook_retries: int = 2
     webhook_interval_s: float = 10.0
     workers: int = 1
-    handler_path: Path = Field(
-        Path("handler.py"), validation_alias=AliasChoices("handler_path", "SDWORKER_HANDLER")
+    #: a handler script for the local endpoint's workers; None runs the packaged one
+    handler_path: Path | None = Field(
+        None, validation_alias=AliasChoices("handler_path", "SDWORKER_HANDLER")
     )
     worker_poll_s: float = 10.0
     sweep_interval_s: float = 1.0

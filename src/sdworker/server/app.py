@@ -65,8 +65,9 @@ def create_app(
     """Build the endpoint.
 
     ``workers`` worker processes (default ``settings.workers``; 0 for none, as unit tests
-    use) run ``handler_path`` (default ``settings.handler_path``) and reach the server at
-    ``worker_url`` (default ``public_url``, else ``http://127.0.0.1:8000``). An explicit
+    use) run ``handler_path`` (default ``settings.handler_path``; when neither is set, the
+    packaged worker ``python -m sdworker.worker``) and reach the server at ``worker_url``
+    (default ``public_url``, else ``http://127.0.0.1:8000``). An explicit
     ``public_url`` prefixes result-file URLs; without one they follow the address each client
     used. ``app.state.gateway`` (the queue) and ``app.state.settings`` are set for every router.
     """

@@ -47,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker processes (SDWORKER_WORKERS)"
     )
     parser.add_argument(
-        "--handler", type=Path, default=None, help="handler script (SDWORKER_HANDLER)"
+        "--handler",
+        type=Path,
+        default=None,
+        help="a custom handler script (SDWORKER_HANDLER; default: the packaged worker)",
     )
     parser.add_argument(
         "--endpoint-id", default=None, help="served endpoint id (SDWORKER_ENDPOINT_ID)"
@@ -112,10 +115,11 @@ def serve_command(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    if settings.workers > 0 and not settings.handler_path.is_file():
+    handler = settings.handler_path
+    if settings.workers > 0 and handler is not None and not handler.is_file():
         print(
-            f"sdworker serve: handler {settings.handler_path} not found"
-            " (use --handler PATH, or --workers 0 to serve the queue alone)",
+            f"sdworker serve: handler {handler} not found (give an existing script,"
+            " none to run the packaged worker, or --workers 0 to serve the queue alone)",
             file=sys.stderr,
         )
         return 2

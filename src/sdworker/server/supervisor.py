@@ -1,4 +1,5 @@
-"""Worker processes: N copies of ``python HANDLER`` running the ``runpod`` SDK's worker loop.
+"""Worker processes: N copies of ``python -m sdworker.worker`` (or ``python HANDLER``, a custom
+handler script) running the ``runpod`` SDK's worker loop.
 
 Each worker is pointed at this server through the variables the SDK reads on RunPod
 (``RUNPOD_WEBHOOK_GET_JOB`` and friends), so it takes jobs exactly as it would in production.
@@ -74,7 +75,7 @@ class WorkerSupervisor:
         self,
         queue: JobQueue,
         *,
-        handler_path: Path,
+        handler_path: Path | None,
         count: int,
         base_url: str,
         token: str,
@@ -83,7 +84,7 @@ class WorkerSupervisor:
         poll_s: float = 0.2,
     ) -> None:
         self.queue = queue
-        self.handler_path = handler_path.resolve()
+        self.handler_path = handler_path.resolve() if handler_path is not None else None
         self.base_url = base_url
         self.token = token
         self.python = python
@@ -150,6 +151,12 @@ class WorkerSupervisor:
         if self._log is not None:
             self._log.close()
 
+    def command(self) -> list[str]:
+        """A worker's command line: the handler script, else the packaged worker."""
+        if self.handler_path is None:
+            return [self.python, "-m", "sdworker.worker"]
+        return [self.python, str(self.handler_path)]
+
     def _spawn(self, slot: _Slot) -> None:
         if self._closed:
             return
@@ -157,7 +164,7 @@ class WorkerSupervisor:
         env = worker_env(self.base_url, self.token, slot.worker_id, self.queue.settings.endpoint_id)
         out: Any = self._log if self._log is not None else None
         slot.process = subprocess.Popen(
-            [self.python, str(self.handler_path)],
+            self.command(),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,

@@ -15,14 +15,18 @@ import httpx
 
 HANDLERS = Path(__file__).resolve().parents[2] / "fixtures" / "handlers"
 SRC = Path(__file__).resolve().parents[3] / "src"
+#: the handler name that starts the packaged worker (``python -m sdworker.worker``)
+PACKAGED = "packaged"
 
 
 class ServerProcess:
     """``python -m sdworker.server.cli`` in a subprocess; ``url`` is its ``/v2/local`` base."""
 
     def __init__(self, handler: str, workers: int, state_dir: Path, env: dict[str, str]) -> None:
-        # a fixture handler by name, or a path to any handler script
-        self.handler = Path(handler) if handler.endswith(".py") else HANDLERS / f"{handler}.py"
+        # a fixture handler by name, a path to any handler script, or "packaged": no --handler
+        self.handler: Path | None = None
+        if handler != PACKAGED:
+            self.handler = Path(handler) if handler.endswith(".py") else HANDLERS / f"{handler}.py"
         self.workers = workers
         self.state_dir = state_dir
         self.env = env
@@ -41,7 +45,7 @@ class ServerProcess:
             [
                 *(sys.executable, "-m", "sdworker.server.cli", "--port", "0"),
                 *("--log-level", "warning", "--workers", str(self.workers)),
-                *("--handler", str(self.handler)),
+                *(("--handler", str(self.handler)) if self.handler else ()),
             ],
             env=env,
             stdout=subprocess.PIPE,

@@ -1,4 +1,5 @@
-"""The project's own handler (tiny model) behind ``sdworker serve``: the production code path."""
+"""The project's own handler (tiny model) behind ``sdworker serve``: the production code path,
+as the packaged worker (the default) and as the root ``handler.py`` shim."""
 
 from __future__ import annotations
 
@@ -7,16 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from server_harness import ServerProcess
+import pytest
+from server_harness import PACKAGED, ServerProcess
 
 HANDLER = Path(__file__).resolve().parents[3] / "handler.py"
 
 
+@pytest.mark.parametrize("handler", [PACKAGED, str(HANDLER)], ids=["packaged", "handler.py"])
 def test_real_handler_generates_through_the_endpoint(
-    serve: Callable[..., ServerProcess], models_dir: Path
+    serve: Callable[..., ServerProcess], models_dir: Path, handler: str
 ) -> None:
     server = serve(
-        str(HANDLER),
+        handler,
         workers=1,
         SDWORKER_MODELS_DIR=str(models_dir),
         SDWORKER_DEFAULT_MODEL="tiny",

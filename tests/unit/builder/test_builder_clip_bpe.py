@@ -1,15 +1,19 @@
-"""The CLIP tokenizer files built from open_clip's BPE table."""
+"""The CLIP tokenizer files built from OpenAI's BPE table (shipped by a dependency)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 import pytest
+import tomllib
 from transformers import CLIPTokenizer
 
 from sdworker.builder import clip_bpe
 from sdworker.core.errors import BuildError
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_bytes_to_unicode_is_a_bijection() -> None:
@@ -45,5 +49,17 @@ def test_env_var_and_explicit_path(tmp_path: Path) -> None:
 
 
 def test_missing_table_says_how_to_install(tmp_path: Path) -> None:
-    with pytest.raises(BuildError, match="pip install --no-deps open-clip-torch"):
+    with pytest.raises(BuildError, match="pip install openai-clip"):
         clip_bpe.find_bpe(environ={clip_bpe.BPE_ENV: str(tmp_path / "nope.txt.gz")})
+
+
+def test_the_table_comes_with_a_dependency_that_brings_no_torch() -> None:
+    # `pip install sdworker` must find the table with no hand step, and the package that ships
+    # it must not pull torchvision (which pins its own, CUDA, torch) or any torch at all
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "openai-clip==1.0.1" in project["dependencies"]
+    assert clip_bpe.INSTALL_HINT.endswith("openai-clip==1.0.1")
+    requires = importlib.metadata.requires("openai-clip") or []
+    assert not [r for r in requires if r.split()[0].lower().startswith("torch")], requires
+    found = clip_bpe.find_bpe(environ={})
+    assert found.parent.name in clip_bpe.PACKAGES

@@ -66,27 +66,42 @@ def test_builder_script_bakes_model_id(tmp_path: Path) -> None:
 
 def test_pinned_packages_match_the_tested_ones() -> None:
     runs = " ".join(args for word, args in instructions() if word == "RUN")
+    # versions come from pyproject.toml; any pin the Dockerfile adds must be the tested one
     pins = dict(re.findall(r"([A-Za-z0-9_.-]+)==([0-9][\w.]*)", runs))
-    assert pins, "expected pinned pip installs"
     for name, version in pins.items():
         assert importlib.metadata.version(name) == version, name
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = re.findall(r"\.\[([a-z0-9_,]+)\]", runs)
+    assert extras == ["gpu,s3"]
     for extra in ",".join(extras).split(","):
         assert extra in project["optional-dependencies"], extra
 
 
-def test_runtime_is_offline_and_starts_the_handler() -> None:
+def test_runtime_is_offline_and_starts_the_packaged_worker() -> None:
     steps = instructions()
     env = " ".join(args for word, args in steps if word == "ENV")
     assert "HF_HUB_OFFLINE=1" in env
     assert "SDWORKER_MODELS_DIR=/models" in env
     cmd = json.loads(next(args for word, args in steps if word == "CMD"))
-    assert cmd[:2] == ["python", "-u"]
-    assert Path(cmd[2]).name == "handler.py"
-    assert (ROOT / "handler.py").is_file()
+    # the console script pip installs from pyproject's [project.scripts] (the worker loop
+    # test runs the same command)
+    assert cmd == ["sdworker", "worker"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["sdworker"] == "sdworker.cli:main"
+    runs = [args for word, args in steps if word == "RUN"]
+    assert any(args.startswith("pip install --no-deps . ") for args in runs)
+    # with no RunPod variables the SDK runs the test input beside it once
+    assert ("COPY", "test_input.json ./") in steps
     job = json.loads((ROOT / "test_input.json").read_text())
     assert job["input"]["prompt"]
+
+
+def test_dependency_layer_sees_the_version() -> None:
+    # pyproject reads the version from sdworker/__init__.py: the stub install needs that file
+    steps = instructions()
+    first_install = next(i for i, (w, a) in enumerate(steps) if w == "RUN" and "pip install" in a)
+    copied = [args for word, args in steps[:first_install] if word == "COPY"]
+    assert "src/sdworker/__init__.py src/sdworker/" in copied
 
 
 def test_weights_are_baked_before_the_worker_code_is_copied() -> None:
