@@ -112,7 +112,7 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "seed": -1}, "seed", "at least 0"),
     ({"prompt": "x", "seed": 2**32}, "seed", "less than"),
     ({"prompt": "x", "seed": "42"}, "seed", "integer"),
-    ({"prompt": "x", "scheduler": "Euler b"}, "scheduler", "valid names"),
+    ({"prompt": "x", "scheduler": "Euler b"}, "scheduler", "closest: 'Euler a'"),
     ({"prompt": "x", "scheduler": 3}, "scheduler", "must be a string"),
     ({"prompt": "x", "model": "nope"}, "model", "baked models: tiny, xl"),
     ({"prompt": "x", "output_format": "gif"}, "output_format", "must be one of"),
@@ -169,3 +169,14 @@ def test_no_default_model_is_an_error_naming_model() -> None:
     with pytest.raises(InvalidInput) as info:
         parse({"prompt": "x"}, models={}, default_model=None)
     assert info.value.fields == ["model"]
+
+
+def test_unknown_scheduler_suggests_the_closest_names_once() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse({"prompt": "x", "scheduler": "DPM++ 2M Karas"})
+    assert info.value.fields == ["scheduler"]
+    [problem] = info.value.problems
+    assert problem.message.startswith("unknown scheduler; closest: 'DPM++ 2M Karras'")
+    assert problem.message.endswith("(GET /sdapi/v1/samplers lists them all)")
+    # a few suggestions, not the ~80 valid names
+    assert problem.message.count("'") <= 6
