@@ -1,19 +1,51 @@
 """Salad Inference Endpoints / docker-diffusers-api: ``modelInputs`` + ``callInputs``.
 
-Pure translation. ``modelInputs`` are the diffusers pipeline's own arguments; ``callInputs``
-choose the model (``MODEL_ID``), the pipeline class (``PIPELINE``), the scheduler class
-(``SCHEDULER``) and the safety checker. The answer is docker-diffusers-api's
-``modelOutputs``: ``image_base64`` for one image, ``images_base64`` for several.
+``modelInputs`` are the diffusers pipeline's own arguments; ``callInputs`` choose the model
+(``MODEL_ID``), the pipeline class (``PIPELINE``), the scheduler class (``SCHEDULER``) and the
+safety checker. The answer is docker-diffusers-api's ``modelOutputs``: ``image_base64`` for
+one image, ``images_base64`` for several. Over HTTP a task is queued (202 with its
+``resultUrl``) and polled; inside a RunPod job the same body is an envelope.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sdworker.core.jobs import Failure
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, ValidationInfo, field_validator
+
+from sdworker.core.errors import InvalidInput, Problem, SdworkerError
+from sdworker.core.jobs import Failure, Status
 from sdworker.core.manifest import Manifest
-from sdworker.formats.fields import FieldReader
+from sdworker.formats import auth
+from sdworker.formats.base import (
+    Decoded,
+    FormatContext,
+    FormatRoute,
+    Models,
+    Refusal,
+    describe,
+    http_status,
+    refusal,
+)
+from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.modelref import resolve, strip_ref
+from sdworker.formats.validation import (
+    FormatBody,
+    LaxBool,
+    LaxFloat,
+    LaxInt,
+    Prompt,
+    Scheduler,
+    Text,
+    merge,
+    refuse,
+    validate,
+)
+
+PATH = "/api/beta/organizations/{organization}/inference-endpoints/{endpoint}"
 
 #: pipeline class → what it needs: (image, mask_image)
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -44,8 +76,6 @@ MODEL_INPUTS: dict[str, str] = {
     "mask_image": "mask_image",
     "strength": "strength",
 }
-#: accepted and without effect (docker-diffusers-api housekeeping)
-_INERT_CALL = {"MODEL_PRECISION", "MODEL_REVISION", "MODEL_URL", "CHECKPOINT_URL", "xformers_memory_efficient_attention", "streaming_response", "startRequestId"}  # fmt: skip
 
 NATIVE_TO_SALAD: dict[str, str] = {
     **{v: f"modelInputs.{k}" for k, v in MODEL_INPUTS.items() if k != "init_image"},
@@ -55,98 +85,145 @@ NATIVE_TO_SALAD: dict[str, str] = {
 }
 
 
-def parse(
-    body: Any,
-    *,
-    manifests: list[Manifest] | None,
-    default_model: str | None,
-    endpoint_name: str | None = None,
-) -> dict[str, Any]:
-    """``{"modelInputs", "callInputs"}`` → native input; :class:`InvalidInput` names the field.
+class ModelInputs(FormatBody):
+    """The pipeline's arguments; ranges are the native input's, checked by the job."""
 
-    The model is ``callInputs.MODEL_ID`` (a baked name or the hub id it was baked from), else
-    the endpoint name in the URL when it names a baked model, else the default.
-    """
-    root = FieldReader(body)
-    root.unknown({"modelInputs", "callInputs"})
-    if "modelInputs" not in root.body:
-        root.bad("modelInputs", "is required")
-    inputs = root.child("modelInputs")
-    calls = root.child("callInputs")
-    inputs.unknown(MODEL_INPUTS)
-    calls.unknown({"MODEL_ID", "PIPELINE", "SCHEDULER", "safety_checker", *_INERT_CALL})
-
-    native: dict[str, Any] = {}
-    prompt = inputs.string("prompt", required=True)
-    if prompt is not None:
-        native["prompt"] = prompt
-    for key, target in MODEL_INPUTS.items():
-        if key != "prompt" and key in inputs.body and inputs.body[key] is not None:
-            native[target] = inputs.body[key]
-
-    pipeline = calls.string("PIPELINE")
-    if pipeline is not None:
-        needs = PIPELINES.get(pipeline)
-        if needs is None:
-            calls.bad("PIPELINE", f"unknown (valid: {', '.join(PIPELINES)})", pipeline)
-        else:
-            _check_pipeline(inputs, pipeline, needs, native)
-    elif "mask_image" in native and "image" not in native:
-        inputs.bad("image", "is required with mask_image")
-    scheduler = calls.string("SCHEDULER")
-    if scheduler:
-        native["scheduler"] = scheduler
-    safety = calls.boolean("safety_checker")
-    model = _model(calls, manifests, default_model, endpoint_name)
-    if model is not None:
-        native["model"] = model
-    if safety is not None and (safety is False or _has_checker(manifests, model)):
-        # docker-diffusers-api keeps a checker the model ships; for a model without one the
-        # flag is a no-op there, so Salad's documented `"safety_checker": "true"` must not fail
-        native["safety_checker"] = safety
-    # the client reads base64 from modelOutputs, never a URL
-    native["upload"] = False
-    root.raise_if_bad()
-    return native
+    prompt: Prompt
+    negative_prompt: Text | None = None
+    num_inference_steps: LaxInt | None = None
+    guidance_scale: LaxFloat | None = None
+    width: LaxInt | None = None
+    height: LaxInt | None = None
+    seed: LaxInt | None = None
+    num_images_per_prompt: LaxInt | None = None
+    image: Text | None = None
+    init_image: Text | None = None
+    mask_image: Text | None = None
+    strength: LaxFloat | None = None
 
 
-def _has_checker(manifests: list[Manifest] | None, model: str | None) -> bool:
-    found = next((m for m in manifests or [] if m.name == model), None)
-    return found is None or found.has_safety_checker
+class CallInputs(FormatBody):
+    """How to run: model, pipeline class, scheduler, safety checker."""
+
+    MODEL_ID: Text | None = None
+    PIPELINE: Text | None = None
+    SCHEDULER: Scheduler | None = None
+    safety_checker: LaxBool | None = None
+    inert = frozenset(
+        {"MODEL_PRECISION", "MODEL_REVISION", "MODEL_URL", "CHECKPOINT_URL", "streaming_response",
+         "xformers_memory_efficient_attention", "startRequestId"}
+    )  # fmt: skip
+
+    @field_validator("PIPELINE")
+    @classmethod
+    def _pipeline(cls, value: str) -> str:
+        if value not in PIPELINES:
+            raise refuse("unknown_pipeline", f"unknown (valid: {', '.join(PIPELINES)})")
+        return value
+
+    @field_validator("MODEL_ID")
+    @classmethod
+    def _model(cls, value: str, info: ValidationInfo) -> str:
+        """The baked model's name (a baked name or the hub id it was baked from)."""
+        manifests: list[Manifest] | None = (info.context or {}).get("manifests")
+        if manifests is None:
+            return strip_ref(value)[0]
+        name = resolve(manifests, value)
+        if name is None:
+            names = ", ".join(m.name for m in manifests) or "none"
+            raise refuse("unknown_model", f"unknown model (available: {names})")
+        return name
 
 
-def _check_pipeline(
-    inputs: FieldReader, pipeline: str, needs: tuple[bool, bool], native: dict[str, Any]
-) -> None:
-    wants_image, wants_mask = needs
-    if wants_image and "image" not in native:
-        inputs.bad("image", f"is required by {pipeline}")
-    if wants_mask and "mask_image" not in native:
-        inputs.bad("mask_image", f"is required by {pipeline}")
-    if not wants_image and "image" in native:
-        inputs.bad("image", f"is not used by {pipeline} (use an Img2Img pipeline)", "<image>")
-    if not wants_mask and "mask_image" in native:
-        inputs.bad("mask_image", f"is not used by {pipeline} (use an Inpaint pipeline)", "<image>")
+class SaladBody(FormatBody):
+    """A docker-diffusers-api task."""
+
+    modelInputs: ModelInputs
+    callInputs: CallInputs = Field(default_factory=CallInputs)
 
 
-def _model(
-    calls: FieldReader,
-    manifests: list[Manifest] | None,
-    default_model: str | None,
-    endpoint_name: str | None,
-) -> str | None:
-    ref = calls.string("MODEL_ID")
-    if ref is None:
-        if manifests is not None and endpoint_name:
-            return resolve(manifests, endpoint_name) or default_model
-        return default_model
-    if manifests is None:
-        return strip_ref(ref)[0]
-    name = resolve(manifests, ref)
-    if name is None:
-        names = ", ".join(m.name for m in manifests) or "none"
-        calls.bad("MODEL_ID", f"unknown model (available: {names})", ref)
-    return name
+def _pipeline_problems(inputs: ModelInputs, pipeline: str | None) -> list[Problem]:
+    has_image = bool(inputs.image or inputs.init_image)
+    has_mask = inputs.mask_image is not None
+    if pipeline is None:
+        if has_mask and not has_image:
+            return [Problem("modelInputs.image", "is required with mask_image", has_value=False)]
+        return []
+    wants_image, wants_mask = PIPELINES[pipeline]
+    problems = []
+    if wants_image and not has_image:
+        problems.append(Problem("modelInputs.image", f"is required by {pipeline}", has_value=False))
+    if wants_mask and not has_mask:
+        problems.append(
+            Problem("modelInputs.mask_image", f"is required by {pipeline}", has_value=False)
+        )
+    if not wants_image and has_image:
+        hint = f"is not used by {pipeline} (use an Img2Img pipeline)"
+        problems.append(Problem("modelInputs.image", hint, "<image>"))
+    if not wants_mask and has_mask:
+        hint = f"is not used by {pipeline} (use an Inpaint pipeline)"
+        problems.append(Problem("modelInputs.mask_image", hint, "<image>"))
+    return problems
+
+
+class SaladFormat:
+    """docker-diffusers-api (Salad Inference Endpoints)."""
+
+    name = "salad"
+    names: Mapping[str, str] = NATIVE_TO_SALAD
+    media_type: str | None = "application/problem+json"
+
+    def decode(self, body: Any, models: Models, **where: str) -> Decoded[SaladBody]:
+        """``{"modelInputs", "callInputs"}`` → one native input.
+
+        The model is ``callInputs.MODEL_ID``, else the endpoint name in the URL (``where``'s
+        ``endpoint``) when it names a baked model, else the default."""
+        context = {"manifests": models.manifests}
+        parsed, problems = validate(SaladBody, body, context=context)
+        if parsed is not None:
+            problems = merge(
+                problems, _pipeline_problems(parsed.modelInputs, parsed.callInputs.PIPELINE)
+            )
+        if problems or parsed is None:
+            raise InvalidInput(problems)
+        return Decoded([self._native(parsed, models, where.get("endpoint"))], parsed)
+
+    def _native(self, parsed: SaladBody, models: Models, endpoint: str | None) -> dict[str, Any]:
+        given = parsed.modelInputs.model_dump(exclude_none=True)
+        native = {MODEL_INPUTS[key]: value for key, value in given.items()}
+        calls = parsed.callInputs
+        if calls.SCHEDULER:
+            native["scheduler"] = calls.SCHEDULER
+        model = calls.MODEL_ID
+        if model is None and models.manifests is not None and endpoint:
+            model = resolve(models.manifests, endpoint)
+        model = model or models.default_model
+        if model is not None:
+            native["model"] = model
+        safety = calls.safety_checker
+        found = models.manifest(model)
+        if safety is not None and (safety is False or found is None or found.has_safety_checker):
+            # docker-diffusers-api keeps a checker the model ships; for a model without one the
+            # flag is a no-op there, so Salad's documented `"safety_checker": "true"` must not fail
+            native["safety_checker"] = safety
+        # the client reads base64 from modelOutputs, never a URL
+        native["upload"] = False
+        return native
+
+    def encode(
+        self, decoded: Decoded[SaladBody], outputs: list[dict[str, Any]], execution_ms: int
+    ) -> dict[str, Any]:
+        """docker-diffusers-api's ``modelOutputs`` for a finished task."""
+        return model_outputs(outputs, execution_ms)
+
+    def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
+        """Salad's API errors are RFC 9457 problem details; bad fields go under ``errors``."""
+        status = http_status(failure, client=400)
+        return status, problem_details(status, describe(failure), failure.problems)
+
+    def router(self, ctx: FormatContext) -> APIRouter:
+        """``POST`` a task, ``GET`` its result; auth by the ``Salad-Api-Key`` header."""
+        return _router(self, ctx)
 
 
 def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> dict[str, Any]:
@@ -161,6 +238,77 @@ def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> di
     return result
 
 
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Content Too Large"}
+
+
+def problem_details(status: int, detail: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    """An RFC 9457 body; each bad field's messages under ``errors``, keyed by the field."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if problems:
+        errors: dict[str, list[str]] = {}
+        for p in problems:
+            errors.setdefault(p.field, []).append(str(p))
+        body["errors"] = errors
+    return body
+
+
 def error_output(failure: Failure) -> dict[str, Any]:
-    """docker-diffusers-api's ``$error`` object."""
-    return {"$error": {"code": failure.code, "name": failure.kind, "message": failure.message}}
+    """docker-diffusers-api's ``$error`` object, for a task that failed."""
+    message = describe(failure)
+    return {"$error": {"code": failure.code, "name": failure.kind, "message": message}}
+
+
+SALAD = SaladFormat()
+
+
+def _router(fmt: SaladFormat, ctx: FormatContext) -> APIRouter:
+    denied = problem_details(401, "missing or wrong Salad-Api-Key header")
+    check = auth.header_or_bearer(
+        ctx.settings, "Salad-Api-Key", Refusal(401, denied, media_type=fmt.media_type)
+    )
+    router = APIRouter(tags=["Salad"], route_class=FormatRoute, dependencies=[Depends(check)])
+
+    @router.post(PATH, status_code=202)
+    async def create_task(request: Request, organization: str, endpoint: str) -> JSONResponse:
+        """Queue a ``{"modelInputs", "callInputs"}`` task: 202 ``{"requestId", "resultUrl"}``."""
+        try:
+            body = await read_json(request, ctx.body_limit)
+            decoded = fmt.decode(body, ctx.models(), endpoint=endpoint)
+        except SdworkerError as exc:
+            raise refusal(fmt, Failure.of(exc)) from None
+        view = await ctx.gateway(request).submit(decoded.inputs[0])
+        base = str(request.url.replace(query="")).rstrip("/")
+        return JSONResponse(
+            {"requestId": view.id, "resultUrl": f"{base}/{view.id}"}, status_code=202
+        )
+
+    @router.get(PATH + "/{request_id}")
+    async def get_result(
+        request: Request, organization: str, endpoint: str, request_id: str
+    ) -> JSONResponse:
+        """``pending`` until done, then ``success`` with ``modelOutputs`` or ``failed``."""
+        view = await ctx.gateway(request).get(request_id)
+        if view is None:
+            gone = f"no request {request_id!r} (unknown or expired)"
+            raise Refusal(404, problem_details(404, gone), media_type=fmt.media_type)
+        body: dict[str, Any] = {"requestId": view.id}
+        if not view.status.is_terminal():
+            body["status"] = "pending"
+        elif view.status is Status.COMPLETED:
+            body["status"] = "success"
+            body["modelOutputs"] = model_outputs(outputs_of(view), view.execution_time_ms)
+        else:
+            failure = view.failure.renamed(fmt.names)
+            if view.status is not Status.FAILED:
+                failure = Failure(view.status.value.lower(), failure.message)
+            body["status"] = "failed"
+            body["error"] = describe(failure)
+            body["modelOutputs"] = error_output(failure)
+        return JSONResponse(body)
+
+    return router
