@@ -66,7 +66,9 @@ def basic_or_bearer(settings: Settings, denied: Refusal) -> Dependency:
 def header_or_bearer(settings: Settings, header: str, denied: Refusal) -> Dependency:
     """The key in the service's own ``header`` (Salad's ``Salad-Api-Key``, Stochastic's
     ``apiKey``), or as ``Authorization: Bearer KEY`` as every RunPod client sends it."""
-    scheme = APIKeyHeader(name=header, auto_error=False, description=f"{header}: <key>")
+    scheme = APIKeyHeader(
+        name=header, scheme_name=header, auto_error=False, description=f"{header}: <key>"
+    )
 
     async def check(
         key: str | None = Security(scheme),

@@ -174,6 +174,7 @@ def make_client(
     gateway: FakeGateway,
     api_key: str | None = None,
     catalog: SamplerCatalog | None = None,
+    body_limit: int | None = None,
 ) -> TestClient:
     from sdworker.formats.a1111 import A1111Format
     from sdworker.formats.base import FormatContext
@@ -182,6 +183,8 @@ def make_client(
     from sdworker.formats.stochastic import STOCHASTIC
 
     settings = Settings(models_dir=Path("/models"), api_key=api_key, dialect_wait_s=5.0)
+    if body_limit is not None:
+        settings = settings.with_(runsync_body_limit_bytes=body_limit)
     ctx = FormatContext(registry, settings, lambda request: gateway)
     cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
     app = FastAPI()
@@ -200,10 +203,11 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture
 def client_factory(registry: ModelRegistry) -> ClientFactory:
-    """``client_factory(gateway, api_key=None)``: a TestClient over the format routers."""
+    """``client_factory(gateway, api_key=None, catalog=None, body_limit=None)``: a TestClient
+    over the format routers."""
 
-    def build(gateway: FakeGateway, api_key: str | None = None) -> TestClient:
-        return make_client(registry, gateway, api_key)
+    def build(gateway: FakeGateway, api_key: str | None = None, **kw: Any) -> TestClient:
+        return make_client(registry, gateway, api_key, **kw)
 
     return build
 

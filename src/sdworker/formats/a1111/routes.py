@@ -60,42 +60,54 @@ def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
         dependencies=[Depends(check)],
     )
 
-    async def generate(request: Request, kind: str) -> JSONResponse:
-        try:
-            body = await read_json(request, ctx.body_limit)
-            decoded = fmt.decode(body, ctx.models(), kind=kind)
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc)) from None
-        gateway = ctx.gateway(request)
-        ids = [(await gateway.submit(job)).id for job in decoded.inputs]
-        flight.running[ids[0]] = _Running(ids, time.monotonic())
-        try:
-            finished = await wait_all(gateway, ids, ctx.wait_s)
-        finally:
-            entry = flight.running.pop(ids[0], None)
-        interrupted = entry is not None and entry.interrupted
-        outputs: list[dict[str, Any]] = []
-        for view in finished:
-            failure = failure_of(view, ctx.wait_s)
-            # stopped with /interrupt: as in A1111, the images finished before it are the answer
-            if failure is not None and not (interrupted and failure.code in _STOPPED):
-                # the request is answered now: nothing else of it may keep a worker busy
-                await cancel_unfinished(gateway, ids)
-                raise refusal(fmt, failure.renamed(fmt.names))
-            outputs += outputs_of(view)
-        if not outputs and interrupted:
-            raise refusal(fmt, Failure("cancelled", "interrupted before any image was finished"))
-        return JSONResponse(fmt.encode(decoded, outputs, 0))
-
     @router.post("/txt2img")
     async def txt2img(request: Request) -> JSONResponse:
         """A1111 ``txt2img``: ``{"images", "parameters", "info"}``."""
-        return await generate(request, "txt2img")
+        return await _generate(ctx, fmt, flight, request, "txt2img")
 
     @router.post("/img2img")
     async def img2img(request: Request) -> JSONResponse:
         """A1111 ``img2img`` (``mask`` → inpaint)."""
-        return await generate(request, "img2img")
+        return await _generate(ctx, fmt, flight, request, "img2img")
+
+    _add_settings(router, ctx, fmt)
+    _add_progress(router, ctx, flight)
+    return router
+
+
+async def _generate(
+    ctx: FormatContext, fmt: A1111Format, flight: _InFlight, request: Request, kind: str
+) -> JSONResponse:
+    """Submit the request's jobs, wait for all of them, answer in A1111's shape."""
+    try:
+        body = await read_json(request, ctx.body_limit)
+        decoded = fmt.decode(body, ctx.models(), kind=kind)
+    except SdworkerError as exc:
+        raise refusal(fmt, Failure.of(exc)) from None
+    gateway = ctx.gateway(request)
+    ids = [(await gateway.submit(job)).id for job in decoded.inputs]
+    flight.running[ids[0]] = _Running(ids, time.monotonic())
+    try:
+        finished = await wait_all(gateway, ids, ctx.wait_s)
+    finally:
+        entry = flight.running.pop(ids[0], None)
+    interrupted = entry is not None and entry.interrupted
+    outputs: list[dict[str, Any]] = []
+    for view in finished:
+        failure = failure_of(view, ctx.wait_s)
+        # stopped with /interrupt: as in A1111, the images finished before it are the answer
+        if failure is not None and not (interrupted and failure.code in _STOPPED):
+            # the request is answered now: nothing else of it may keep a worker busy
+            await cancel_unfinished(gateway, ids)
+            raise refusal(fmt, failure.renamed(fmt.names))
+        outputs += outputs_of(view)
+    if not outputs and interrupted:
+        raise refusal(fmt, Failure("cancelled", "interrupted before any image was finished"))
+    return JSONResponse(fmt.encode(decoded, outputs, 0))
+
+
+def _add_settings(router: APIRouter, ctx: FormatContext, fmt: A1111Format) -> None:
+    """The routes that list and set what requests use: models, samplers, options."""
 
     @router.get("/sd-models")
     async def sd_models() -> Any:
@@ -132,6 +144,10 @@ def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
         if model is not None:
             ctx.registry.set_default(model)
 
+
+def _add_progress(router: APIRouter, ctx: FormatContext, flight: _InFlight) -> None:
+    """``progress``, ``interrupt`` and ``skip``, on the oldest request in flight."""
+
     @router.get("/progress")
     async def progress(request: Request) -> Any:
         """The oldest running request's progress (all zero when idle)."""
@@ -149,8 +165,6 @@ def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
     async def skip(request: Request) -> None:
         """A1111 skips the current image of a batch; here a job is the smallest unit."""
         await interrupt(request)
-
-    return router
 
 
 async def _progress(gateway: JobGateway, flight: _InFlight) -> dict[str, Any]:
