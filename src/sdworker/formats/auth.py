@@ -21,7 +21,7 @@ from fastapi.security import (
 )
 
 from sdworker.core.settings import Settings
-from sdworker.formats.base import Refusal
+from sdworker.formats.web import Refusal
 
 Dependency = Callable[..., Awaitable[None]]
 

@@ -11,18 +11,15 @@ A format is one object that knows a service's request and answer shapes:
 * ``router(ctx)`` → its HTTP routes on the local endpoint.
 
 The HTTP routes and the RunPod envelopes (:mod:`sdworker.runpod.envelopes`) call the same
-object, so a format is written once.
+object, so a format is written once. This module imports no web framework: worker processes
+read formats without loading one (the routes' own pieces are in :mod:`.web`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
-
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
 from sdworker.core.errors import Problem
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
@@ -31,13 +28,15 @@ from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
 from sdworker.formats.modelref import find_manifest
 
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
+if TYPE_CHECKING:
+    from fastapi import APIRouter, Request
 
-GatewayGetter = Callable[[Request], JobGateway]
+R = TypeVar("R")
+
+GatewayGetter: TypeAlias = "Callable[[Request], JobGateway]"
 #: posts a JSON body to a URL later, retrying as the server's webhooks do
 WebhookSend = Callable[[str, dict[str, Any]], object]
-WebhookGetter = Callable[[Request], WebhookSend]
+WebhookGetter: TypeAlias = "Callable[[Request], WebhookSend]"
 
 
 @dataclass(frozen=True)
@@ -89,54 +88,6 @@ class Format(Protocol[R]):
     def router(self, ctx: FormatContext) -> APIRouter:
         """The format's routes on the local endpoint."""
         ...
-
-
-class Refusal(Exception):
-    """An answer a route gives early (bad auth, a bad body): raised, and turned into the
-    response by :class:`FormatRoute`, so dependencies can refuse in the format's own shape."""
-
-    def __init__(
-        self,
-        status: int,
-        body: Any,
-        *,
-        headers: Mapping[str, str] | None = None,
-        media_type: str | None = None,
-    ) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = dict(headers or {})
-        self.media_type = media_type
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(
-            self.body, status_code=self.status, headers=self.headers, media_type=self.media_type
-        )
-
-
-class FormatRoute(APIRoute):
-    """A route whose handler (and dependencies) may raise :class:`Refusal`.
-
-    An exception handler would have to be registered on the app; this keeps the formats'
-    answers with their routers, whichever app mounts them."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def refusing(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Refusal as refusal:
-                return refusal.response()
-
-        return refusing
-
-
-def refusal(fmt: Format[Any], failure: Failure) -> Refusal:
-    """``failure`` answered in ``fmt``'s shape, ready to raise."""
-    status, body = fmt.encode_error(failure)
-    return Refusal(status, body, media_type=fmt.media_type)
 
 
 #: failure codes that are no one's input, by the HTTP status they answer

@@ -25,14 +25,11 @@ from sdworker.formats import auth
 from sdworker.formats.base import (
     Decoded,
     FormatContext,
-    FormatRoute,
     Models,
-    Refusal,
     WebhookSend,
     describe,
     failure_of,
     http_status,
-    refusal,
 )
 from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
 from sdworker.formats.modelref import resolve
@@ -47,6 +44,7 @@ from sdworker.formats.validation import (
     refuse,
     validate,
 )
+from sdworker.formats.web import FormatRoute, Refusal, refusal
 
 PATH = "/v1/inference/{model:path}"
 MAX_IMAGES = 4

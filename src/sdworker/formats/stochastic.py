@@ -19,17 +19,7 @@ from sdworker.core.errors import InvalidInput, ModelNotFound, Problem, SdworkerE
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
 from sdworker.formats import auth
-from sdworker.formats.base import (
-    Decoded,
-    FormatContext,
-    FormatRoute,
-    Models,
-    Refusal,
-    describe,
-    failure_of,
-    http_status,
-    refusal,
-)
+from sdworker.formats.base import Decoded, FormatContext, Models, describe, failure_of, http_status
 from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.modelref import resolve
 from sdworker.formats.validation import (
@@ -42,6 +32,7 @@ from sdworker.formats.validation import (
     refuse,
     validate,
 )
+from sdworker.formats.web import FormatRoute, Refusal, refusal
 
 SUBMIT = "/v1/modelApi/submit/{model:path}"
 RESULT = "/v1/modelApi/inference/{job_id}"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from fastapi import APIRouter
+from typing import TYPE_CHECKING, Any
 
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
@@ -33,8 +31,10 @@ from sdworker.formats.a1111.request import (
     default_catalog,
     parse,
 )
-from sdworker.formats.a1111.routes import a1111_router
 from sdworker.formats.base import Decoded, FormatContext, Models, http_status
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 #: native field → the A1111 field a client wrote, for failures coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
@@ -93,6 +93,9 @@ class A1111Format:
 
     def router(self, ctx: FormatContext) -> APIRouter:
         """The ``/sdapi/v1`` routes, sharing this object's options."""
+        # imported here: worker processes read A1111 envelopes without the web framework
+        from sdworker.formats.a1111.routes import a1111_router
+
         return a1111_router(ctx, self)
 
     # -- what needs no generation -----------------------------------------------------------

@@ -18,8 +18,9 @@ from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, Status
 from sdworker.formats import auth
 from sdworker.formats.a1111.answer import sd_models as list_models
-from sdworker.formats.base import FormatContext, FormatRoute, Refusal, failure_of, refusal
+from sdworker.formats.base import FormatContext, failure_of
 from sdworker.formats.http import cancel_unfinished, outputs_of, read_json, wait_all
+from sdworker.formats.web import FormatRoute, Refusal, refusal
 
 if TYPE_CHECKING:
     from sdworker.formats.a1111 import A1111Format

@@ -10,27 +10,14 @@ one image, ``images_base64`` for several. Over HTTP a task is queued (202 with i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core.errors import InvalidInput, Problem, SdworkerError
-from sdworker.core.jobs import Failure, Status
+from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
-from sdworker.formats import auth
-from sdworker.formats.base import (
-    Decoded,
-    FormatContext,
-    FormatRoute,
-    Models,
-    Refusal,
-    describe,
-    http_status,
-    refusal,
-)
-from sdworker.formats.http import outputs_of, read_json
+from sdworker.formats.base import Decoded, FormatContext, Models, describe, http_status
 from sdworker.formats.modelref import resolve, strip_ref
 from sdworker.formats.validation import (
     FormatBody,
@@ -45,7 +32,8 @@ from sdworker.formats.validation import (
     validate,
 )
 
-PATH = "/api/beta/organizations/{organization}/inference-endpoints/{endpoint}"
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 #: pipeline class → what it needs: (image, mask_image)
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -223,7 +211,10 @@ class SaladFormat:
 
     def router(self, ctx: FormatContext) -> APIRouter:
         """``POST`` a task, ``GET`` its result; auth by the ``Salad-Api-Key`` header."""
-        return _router(self, ctx)
+        # imported here: worker processes read Salad envelopes without the web framework
+        from sdworker.formats.salad.routes import salad_router
+
+        return salad_router(self, ctx)
 
 
 def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> dict[str, Any]:
@@ -264,51 +255,3 @@ def error_output(failure: Failure) -> dict[str, Any]:
 
 
 SALAD = SaladFormat()
-
-
-def _router(fmt: SaladFormat, ctx: FormatContext) -> APIRouter:
-    denied = problem_details(401, "missing or wrong Salad-Api-Key header")
-    check = auth.header_or_bearer(
-        ctx.settings, "Salad-Api-Key", Refusal(401, denied, media_type=fmt.media_type)
-    )
-    router = APIRouter(tags=["Salad"], route_class=FormatRoute, dependencies=[Depends(check)])
-
-    @router.post(PATH, status_code=202)
-    async def create_task(request: Request, organization: str, endpoint: str) -> JSONResponse:
-        """Queue a ``{"modelInputs", "callInputs"}`` task: 202 ``{"requestId", "resultUrl"}``."""
-        try:
-            body = await read_json(request, ctx.body_limit)
-            decoded = fmt.decode(body, ctx.models(), endpoint=endpoint)
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc)) from None
-        view = await ctx.gateway(request).submit(decoded.inputs[0])
-        base = str(request.url.replace(query="")).rstrip("/")
-        return JSONResponse(
-            {"requestId": view.id, "resultUrl": f"{base}/{view.id}"}, status_code=202
-        )
-
-    @router.get(PATH + "/{request_id}")
-    async def get_result(
-        request: Request, organization: str, endpoint: str, request_id: str
-    ) -> JSONResponse:
-        """``pending`` until done, then ``success`` with ``modelOutputs`` or ``failed``."""
-        view = await ctx.gateway(request).get(request_id)
-        if view is None:
-            gone = f"no request {request_id!r} (unknown or expired)"
-            raise Refusal(404, problem_details(404, gone), media_type=fmt.media_type)
-        body: dict[str, Any] = {"requestId": view.id}
-        if not view.status.is_terminal():
-            body["status"] = "pending"
-        elif view.status is Status.COMPLETED:
-            body["status"] = "success"
-            body["modelOutputs"] = model_outputs(outputs_of(view), view.execution_time_ms)
-        else:
-            failure = view.failure.renamed(fmt.names)
-            if view.status is not Status.FAILED:
-                failure = Failure(view.status.value.lower(), failure.message)
-            body["status"] = "failed"
-            body["error"] = describe(failure)
-            body["modelOutputs"] = error_output(failure)
-        return JSONResponse(body)
-
-    return router
