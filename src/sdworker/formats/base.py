@@ -178,9 +178,11 @@ class FormatContext:
     webhooks: WebhookGetter = field(default=app_webhooks)
 
     def manifests(self) -> list[Manifest]:
+        """The baked models, read from the registry now."""
         return [info.manifest for info in self.registry.all()]
 
     def manifest(self, name: str | None) -> Manifest | None:
+        """The baked model called exactly ``name``, if there is one."""
         return find_manifest(self.manifests(), name)
 
     def models(self) -> Models:

@@ -61,6 +61,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def is_form(request: Request) -> bool:
+    """Whether the body is form fields (``curl -F``, or url-encoded) rather than JSON."""
     return request.headers.get("content-type", "").startswith(_FORM_TYPES)
 
 

@@ -32,6 +32,7 @@ class Refusal(Exception):
         self.media_type = media_type
 
     def response(self) -> JSONResponse:
+        """The answer, as the route gives it."""
         return JSONResponse(
             self.body, status_code=self.status, headers=self.headers, media_type=self.media_type
         )

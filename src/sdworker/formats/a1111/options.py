@@ -37,6 +37,7 @@ class Options:
 
     @property
     def model(self) -> str | None:
+        """The model ``sd_model_checkpoint`` switched to, if any."""
         chosen = self.values.get("sd_model_checkpoint")
         return chosen if isinstance(chosen, str) else None
 

@@ -78,6 +78,7 @@ class SamplerCatalog:
     normalise: Callable[[str, str | None], str]
 
     def knows_sampler(self, name: str) -> bool:
+        """Whether ``sampler_name`` may be ``name`` (with or without a schedule type in it)."""
         try:
             self.normalise(name, None)
         except (InvalidInput, ValueError, KeyError):
@@ -85,6 +86,7 @@ class SamplerCatalog:
         return True
 
     def knows_schedule(self, name: str) -> bool:
+        """Whether ``scheduler`` (the schedule type) may be ``name``, in any case."""
         return name.casefold() in {s.casefold() for s in self.schedulers}
 
 
@@ -213,10 +215,12 @@ class A1111Request:
 
     @property
     def total(self) -> int:
+        """Images in the whole request."""
         return self.batch_size * self.n_iter
 
     @property
     def all_seeds(self) -> list[int]:
+        """Every image's seed, in order, as A1111's ``all_seeds``."""
         return [self.seed + k for k in range(self.total)]
 
     def jobs(self) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ class _InFlight:
     running: dict[str, _Running] = field(default_factory=dict)
 
     def oldest(self) -> tuple[str, _Running] | None:
+        """The first request still running, with its token."""
         return next(iter(self.running.items()), None)
 
 
