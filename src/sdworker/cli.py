@@ -21,8 +21,8 @@ from typing import Any
 
 from sdworker import __version__
 from sdworker.core.errors import SdworkerError
+from sdworker.core.media import EXTENSIONS
 from sdworker.core.settings import Settings
-from sdworker.output.imageio import EXTENSIONS
 
 USAGE = __doc__ or ""
 

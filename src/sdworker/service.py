@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdworker.core.errors import Cancelled, InvalidInput, Problem, SdworkerError
-from sdworker.core.infotext import infotext
 from sdworker.core.jobs import Failure
 from sdworker.core.loras import LoraLibrary, family_name
+from sdworker.core.media import infotext
 from sdworker.core.models import ModelRegistry
 from sdworker.core.schema import ModelFacts, Request, parse_input
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings

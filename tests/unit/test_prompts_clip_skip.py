@@ -9,6 +9,7 @@ import pytest
 
 from sdworker.core.errors import InvalidInput
 from sdworker.formats import a1111
+from sdworker.formats.base import Models
 
 
 def parse(body: dict[str, Any], options: a1111.Options | None = None) -> a1111.A1111Request:
@@ -16,8 +17,7 @@ def parse(body: dict[str, Any], options: a1111.Options | None = None) -> a1111.A
         body,
         "txt2img",
         catalog=a1111.default_catalog(),
-        manifests=None,
-        default_model="tiny",
+        models=Models(None, "tiny"),
         options=options,
     )
 

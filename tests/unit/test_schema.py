@@ -112,7 +112,7 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "seed": -1}, "seed", "at least 0"),
     ({"prompt": "x", "seed": 2**32}, "seed", "less than"),
     ({"prompt": "x", "seed": "42"}, "seed", "integer"),
-    ({"prompt": "x", "scheduler": "Euler b"}, "scheduler", "valid names"),
+    ({"prompt": "x", "scheduler": "Euler b"}, "scheduler", "closest: 'Euler a'"),
     ({"prompt": "x", "scheduler": 3}, "scheduler", "must be a string"),
     ({"prompt": "x", "model": "nope"}, "model", "baked models: tiny, xl"),
     ({"prompt": "x", "output_format": "gif"}, "output_format", "must be one of"),
@@ -211,3 +211,14 @@ def test_img2img_with_no_step_to_run_is_refused() -> None:
     raw = {"prompt": "x", "image": "aGVsbG8=", "strength": 0.05, "num_inference_steps": 10}
     assert "strength x num_inference_steps must be at least 1" in problems_of(raw)["strength"]
     assert parse({**raw, "strength": 0.1}).input.strength == 0.1  # 1 step: runs
+
+
+def test_unknown_scheduler_suggests_the_closest_names_once() -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse({"prompt": "x", "scheduler": "DPM++ 2M Karas"})
+    assert info.value.fields == ["scheduler"]
+    [problem] = info.value.problems
+    assert problem.message.startswith("unknown scheduler; closest: 'DPM++ 2M Karras'")
+    assert problem.message.endswith("(GET /sdapi/v1/samplers lists them all)")
+    # a few suggestions, not the ~80 valid names
+    assert problem.message.count("'") <= 6

@@ -49,6 +49,16 @@ class Problem:
         return data
 
 
+class Shown(str):
+    """A value as messages already show it (a job's failure carries its problems' values so:
+    ``"20"`` for 20): writing it again must not quote it twice."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

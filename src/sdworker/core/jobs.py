@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
-from sdworker.core.errors import InvalidInput, Problem, SdworkerError
+from sdworker.core.errors import InvalidInput, Problem, SdworkerError, Shown
 
 
 class Status(str, Enum):
@@ -176,7 +176,7 @@ class Failure:
         if not isinstance(data, dict) or not isinstance(data.get("code"), str):
             return cls("job_failed", message)
         problems = tuple(
-            Problem(str(p.get("field", "input")), str(p.get("rule", "")), p.get("value"))
+            Problem(str(p.get("field", "input")), str(p.get("rule", "")), Shown(p["value"]))
             if "value" in p
             else Problem(str(p.get("field", "input")), str(p.get("rule", "")), has_value=False)
             for p in data.get("problems") or []

@@ -7,6 +7,7 @@ model, scheduler and LoRA names) run even when other fields failed, so one round
 
 from __future__ import annotations
 
+import difflib
 import math
 import secrets
 from collections.abc import Sequence
@@ -147,8 +148,9 @@ class Request:
         return [self.seed + i for i in range(self.input.num_images)]
 
 
-#: pydantic error type -> our rule, with the error's context values filled in
-_MESSAGES: dict[str, str] = {
+#: pydantic error type -> our rule, with the error's context values filled in (request formats
+#: reuse it for their own bodies)
+MESSAGES: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
     "string_type": "must be a string",
@@ -169,16 +171,18 @@ _MESSAGES: dict[str, str] = {
 }
 
 
-def _message(err: ErrorDetails) -> str:
+def rule_message(err: ErrorDetails) -> str:
+    """The rule a pydantic error broke, in the words of :data:`MESSAGES`."""
     if err["type"] == "value_error":  # our own validators' messages, as written
         return str(err.get("ctx", {}).get("error", err["msg"]))
-    template = _MESSAGES.get(err["type"])
+    template = MESSAGES.get(err["type"])
     if template is None:
         return err["msg"].lower()
     return template.format(**err.get("ctx", {}))
 
 
-def _field_name(loc: Sequence[int | str]) -> str:
+def field_name(loc: Sequence[int | str]) -> str:
+    """``("lora", 0, "name")`` → ``"lora[0].name"``."""
     parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
@@ -221,11 +225,13 @@ def parse_input(
         parsed = GenerateInput.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            name = _field_name(err["loc"]) or "input"
+            name = field_name(err["loc"]) or "input"
             if name == "num_images" and "num_images_per_prompt" in raw and "num_images" not in raw:
                 name = "num_images_per_prompt"
             missing = err["type"] == "missing"
-            problems.append(Problem(name, _message(err), err.get("input"), has_value=not missing))
+            problems.append(
+                Problem(name, rule_message(err), err.get("input"), has_value=not missing)
+            )
 
     # one problem per field: a field that failed its own rule is not judged again across fields
     failed = {p.field for p in problems}
@@ -279,24 +285,7 @@ def _cross_field(
         problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
     if "strength" in data and not has_image:
         problems.append(Problem("strength", "only applies with image", data["strength"]))
-    strength, steps = data.get("strength", 0.8), data.get("num_inference_steps", 25)
-    if (
-        has_image
-        and isinstance(strength, int | float)
-        and isinstance(steps, int)
-        and 0 < strength <= 1
-        and steps >= 1
-        and int(steps * strength) < 1
-    ):
-        # img2img runs the last strength x steps steps: none at all is no image
-        problems.append(
-            Problem(
-                "strength",
-                f"strength x num_inference_steps must be at least 1 (the steps img2img "
-                f"runs); {strength} x {steps} is none",
-                strength,
-            )
-        )
+    problems.extend(_img2img_steps(data, has_image))
 
     width, height = data.get("width"), data.get("height")
     if facts is not None and not has_image:
@@ -325,11 +314,33 @@ def _cross_field(
 
     scheduler = data.get("scheduler")
     if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
-        valid = ", ".join(schedulers.valid_names())
-        problems.append(Problem("scheduler", f"unknown scheduler; valid names: {valid}", scheduler))
+        message = unknown_name("scheduler", scheduler, schedulers.valid_names(), SAMPLERS_ROUTE)
+        problems.append(Problem("scheduler", message, scheduler))
 
     problems.extend(_lora_problems(data.get("lora"), loras))
     return problems
+
+
+def _img2img_steps(data: dict[str, Any], has_image: bool) -> list[Problem]:
+    """img2img runs the last strength x steps steps: none at all is no image."""
+    strength, steps = data.get("strength", 0.8), data.get("num_inference_steps", 25)
+    if not (
+        has_image
+        and isinstance(strength, int | float)
+        and isinstance(steps, int)
+        and 0 < strength <= 1
+        and steps >= 1
+        and int(steps * strength) < 1
+    ):
+        return []
+    return [
+        Problem(
+            "strength",
+            f"strength x num_inference_steps must be at least 1 (the steps img2img "
+            f"runs); {strength} x {steps} is none",
+            strength,
+        )
+    ]
 
 
 def _prompt_lengths(data: dict[str, Any], limit: int) -> list[Problem]:
@@ -346,6 +357,27 @@ def _prompt_lengths(data: dict[str, Any], limit: int) -> list[Problem]:
                 )
             )
     return problems
+
+
+#: where a client finds every scheduler name (the A1111 listing, served by the local endpoint)
+SAMPLERS_ROUTE = "GET /sdapi/v1/samplers"
+
+
+def closest(value: str, choices: Sequence[str], n: int = 3) -> list[str]:
+    """The ``n`` names of ``choices`` nearest to ``value`` (case-insensitive), best first."""
+    by_key: dict[str, str] = {}
+    for choice in choices:
+        by_key.setdefault(choice.casefold(), choice)
+    found = difflib.get_close_matches(value.casefold().strip(), list(by_key), n=n, cutoff=0.5)
+    return [by_key[key] for key in found]
+
+
+def unknown_name(what: str, value: str, choices: Sequence[str], listing: str) -> str:
+    """``unknown scheduler; closest: 'Euler a', 'Euler' (GET /sdapi/v1/samplers lists them
+    all)``: a few suggestions instead of every valid name (there are ~80 schedulers)."""
+    near = closest(value, choices)
+    hint = f"; closest: {', '.join(repr(n) for n in near)}" if near else ""
+    return f"unknown {what}{hint} ({listing} lists them all)"
 
 
 def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:

@@ -1,39 +1,44 @@
-"""Translations between other Stable Diffusion services' request formats and the native input.
+"""Other Stable Diffusion services' request formats, spoken over the native jobs.
 
-One module per dialect holds its pure translation (``a1111``, ``salad``, ``stochastic``,
-``deepinfra``); ``routes/`` holds their HTTP routes on the local endpoint; ``envelopes``
-lets the handler accept the A1111 and docker-diffusers-api bodies inside a job's ``input``.
-Importing this package pulls in no web framework and no model code.
+One object per format (:mod:`.a1111`, :mod:`.salad`, :mod:`.stochastic`, :mod:`.deepinfra`)
+decodes its requests into native inputs, encodes results and failures in its own shapes, and
+makes its routes; :mod:`.base` holds the contract. The local endpoint mounts the routes
+(:func:`routers`) and the RunPod handler reads the same formats inside a job's ``input``
+(:mod:`sdworker.runpod.envelopes`). This package imports ``sdworker.core`` only: the server
+hands it the queue and the webhook sender through :class:`~.base.FormatContext`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from sdworker.core.models import ModelRegistry
     from sdworker.core.settings import Settings
-    from sdworker.formats.routes.common import GatewayGetter
+    from sdworker.formats.base import GatewayGetter, WebhookGetter
 
 
 def routers(
     registry: ModelRegistry,
     settings: Settings,
     gateway: GatewayGetter | None = None,
+    webhooks: WebhookGetter | None = None,
 ) -> list[APIRouter]:
-    """Every dialect's routes, for ``create_app(settings, extra_routers=routers(...))``.
+    """Every format's routes, for ``create_app(settings, extra_routers=routers(...))``.
 
-    ``gateway`` finds the queue for a request; by default ``request.app.state.gateway``.
+    ``gateway`` finds the queue for a request (default ``request.app.state.gateway``) and
+    ``webhooks`` the sender of webhook answers (default ``request.app.state.send_webhook``).
     The routers share ``registry``: A1111's ``sd_model_checkpoint`` option switches its
-    default model for every dialect.
+    default model for every format.
     """
-    from sdworker.formats.routes.a1111 import a1111_router
-    from sdworker.formats.routes.common import DialectContext, app_gateway
-    from sdworker.formats.routes.deepinfra import deepinfra_router
-    from sdworker.formats.routes.salad import salad_router
-    from sdworker.formats.routes.stochastic import stochastic_router
+    from sdworker.formats.a1111 import A1111Format
+    from sdworker.formats.base import Format, FormatContext, app_gateway, app_webhooks
+    from sdworker.formats.deepinfra import DEEPINFRA
+    from sdworker.formats.salad import SALAD
+    from sdworker.formats.stochastic import STOCHASTIC
 
-    ctx = DialectContext(registry, settings, gateway or app_gateway)
-    return [a1111_router(ctx), salad_router(ctx), stochastic_router(ctx), deepinfra_router(ctx)]
+    ctx = FormatContext(registry, settings, gateway or app_gateway, webhooks or app_webhooks)
+    formats: list[Format[Any]] = [A1111Format(), SALAD, STOCHASTIC, DEEPINFRA]
+    return [fmt.router(ctx) for fmt in formats]

@@ -1,62 +1,125 @@
 """DeepInfra inference API: one synchronous call (or a webhook) with JSON or form fields.
 
-Pure translation. Form bodies (``curl -F``) carry every value as text, so each field is
-converted to its type here; an uploaded ``image`` file arrives already base64-encoded.
+Form bodies (``curl -F``) carry every value as text, so the fields are typed by the body
+model; an uploaded ``image`` file arrives base64-encoded. The ranges are DeepInfra's own
+(``num_images`` 1-4, ``num_inference_steps`` 1-512, ``guidance_scale`` 1-20).
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from sdworker.core.errors import Problem
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field, field_validator
+
+from sdworker.core.errors import InvalidInput, ModelNotFound, SdworkerError
+from sdworker.core.jobs import Failure, JobGateway, JobView
+from sdworker.core.media import CONTENT_TYPES
+from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE
-from sdworker.formats.fields import FieldReader
-from sdworker.output.imageio import CONTENT_TYPES
+from sdworker.formats import auth
+from sdworker.formats.base import (
+    Decoded,
+    FormatContext,
+    Models,
+    WebhookSend,
+    describe,
+    failure_of,
+    http_status,
+)
+from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
+from sdworker.formats.modelref import resolve
+from sdworker.formats.validation import (
+    FormatBody,
+    LaxBool,
+    LaxFloat,
+    LaxInt,
+    Prompt,
+    Scheduler,
+    Text,
+    refuse,
+    validate,
+)
+from sdworker.formats.web import FormatRoute, Refusal, refusal
 
-FIELDS = (
-    "prompt", "negative_prompt", "image", "mask_image", "num_images", "num_inference_steps",
-    "guidance_scale", "strength", "width", "height", "seed", "use_compel", "lora", "webhook",
-    "scheduler",
-)  # fmt: skip
+PATH = "/v1/inference/{model:path}"
 MAX_IMAGES = 4
+#: the native names DeepInfra spells its own way
+NATIVE_TO_DEEPINFRA: dict[str, str] = {"num_images_per_prompt": "num_images"}
 
 
-def parse(body: Any, *, model: str) -> tuple[dict[str, Any], str | None]:
-    """DeepInfra fields → (native input, webhook URL or None), checked in DeepInfra's ranges."""
-    r = FieldReader(body)
-    r.unknown(FIELDS)
-    native: dict[str, Any] = {"model": model, "upload": False}
-    prompt = r.string("prompt", required=True)
-    if prompt is not None:
-        native["prompt"] = prompt
-    for key in ("negative_prompt", "image", "mask_image", "scheduler"):
-        text = r.string(key)
-        if text:
-            native[key] = text
-    ints = {
-        "num_images": r.integer("num_images", lo=1, hi=MAX_IMAGES),
-        "num_inference_steps": r.integer("num_inference_steps", lo=1, hi=512),
-        "width": r.integer("width", lo=MIN_SIDE, hi=MAX_SIDE),
-        "height": r.integer("height", lo=MIN_SIDE, hi=MAX_SIDE),
-        "seed": r.integer("seed", lo=0, hi=2**32 - 1),
-    }
-    floats = {
-        "guidance_scale": r.number("guidance_scale", lo=1, hi=20),
-        "strength": r.number("strength", lo=0, hi=1),
-    }
-    native.update({k: v for k, v in {**ints, **floats}.items() if v is not None})
-    compel = r.boolean("use_compel")
-    if compel is not None:
-        native["use_compel"] = compel
-    lora = r.string("lora")
-    if lora:
-        native["lora"] = [{"name": lora, "scale": 1.0}]
-    webhook = r.string("webhook")
-    if webhook and not webhook.startswith(("http://", "https://")):
-        r.bad("webhook", "must be an http(s) URL", webhook)
-    r.raise_if_bad()
-    return native, webhook or None
+class DeepInfraBody(FormatBody):
+    """The documented input fields (plus ``mask_image`` and ``scheduler``)."""
+
+    prompt: Prompt
+    negative_prompt: Text | None = None
+    image: Text | None = None
+    mask_image: Text | None = None
+    num_images: LaxInt | None = Field(default=None, ge=1, le=MAX_IMAGES)
+    num_inference_steps: LaxInt | None = Field(default=None, ge=1, le=512)
+    guidance_scale: LaxFloat | None = Field(default=None, ge=1, le=20)
+    strength: LaxFloat | None = Field(default=None, ge=0, le=1)
+    width: LaxInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
+    height: LaxInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
+    seed: LaxInt | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    use_compel: LaxBool | None = None
+    lora: Text | None = None
+    webhook: Text | None = None
+    scheduler: Scheduler | None = None
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise refuse("url", "must be an http(s) URL")
+        return value
+
+
+class DeepInfraFormat:
+    """The DeepInfra inference API."""
+
+    name = "deepinfra"
+    names: Mapping[str, str] = NATIVE_TO_DEEPINFRA
+    media_type: str | None = None
+
+    def decode(self, body: Any, models: Models, **where: str) -> Decoded[DeepInfraBody]:
+        """DeepInfra fields → a native input for the model the URL names (``where``'s
+        ``model``); the request keeps its ``webhook``."""
+        model = where.get("model", "")
+        name = resolve(models.manifests or [], model) if models.manifests is not None else model
+        if name is None:
+            names = ", ".join(m.name for m in models.manifests or []) or "none"
+            raise ModelNotFound(f"unknown model {model!r}; available: {names}")
+        parsed, problems = validate(DeepInfraBody, body)
+        if problems or parsed is None:
+            raise InvalidInput(problems)
+        given = parsed.model_dump(exclude_none=True, exclude={"webhook", "lora"})
+        # empty texts are "not given" (a form sends every field it has, even blank)
+        native: dict[str, Any] = {"model": name, "upload": False}
+        native.update({k: v for k, v in given.items() if v != ""})
+        if parsed.lora:
+            native["lora"] = [{"name": parsed.lora, "scale": 1.0}]
+        return Decoded([native], parsed)
+
+    def encode(
+        self, decoded: Decoded[Any], outputs: list[dict[str, Any]], execution_ms: int
+    ) -> dict[str, Any]:
+        """DeepInfra's answer (its ``request_id`` is left to the route)."""
+        return response("", outputs, execution_ms)
+
+    def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
+        """FastAPI's validation shape (DeepInfra is a FastAPI service): one entry per bad
+        field; other failures as ``{"detail": {"error": message}}``."""
+        status = http_status(failure, client=422, not_found=404)
+        return status, error_body(describe(failure), failure)
+
+    def router(self, ctx: FormatContext) -> APIRouter:
+        """One inference per call; auth by ``Authorization: bearer <key>``."""
+        return _router(self, ctx)
 
 
 def response(
@@ -80,6 +143,7 @@ def response(
 
 
 def status_block(status: str, runtime_ms: int | None) -> dict[str, Any]:
+    """DeepInfra's ``inference_status``."""
     return {
         "status": status,
         "runtime_ms": int(runtime_ms or 0),
@@ -89,18 +153,93 @@ def status_block(status: str, runtime_ms: int | None) -> dict[str, Any]:
     }
 
 
-def error_body(message: str, problems: list[Problem] | None = None) -> dict[str, Any]:
-    """FastAPI's validation shape (DeepInfra is a FastAPI service): one entry per bad field."""
-    if problems:
+def error_body(message: str, failure: Failure | None = None) -> dict[str, Any]:
+    """``detail`` as a list of bad fields (``loc``, ``msg``, ``type``) or ``{"error": ...}``."""
+    if failure is not None and failure.problems:
         return {
             "detail": [
                 {"loc": ["body", *p.field.split(".")], "msg": str(p), "type": "value_error"}
-                for p in problems
+                for p in failure.problems
             ]
         }
     return {"detail": {"error": message}}
 
 
-def file_to_b64(data: bytes) -> str:
-    """An uploaded ``-F image=@file.png`` as the base64 text native input takes."""
-    return base64.b64encode(data).decode("ascii")
+DEEPINFRA = DeepInfraFormat()
+
+
+def _answer(view: JobView | None, wait_s: float) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) for a job as it stands after waiting."""
+    failure = failure_of(view, wait_s)
+    if failure is None and view is not None:
+        return 200, response(view.id, outputs_of(view), view.execution_time_ms)
+    assert failure is not None
+    return DEEPINFRA.encode_error(failure.renamed(DEEPINFRA.names))
+
+
+def _router(fmt: DeepInfraFormat, ctx: FormatContext) -> APIRouter:
+    """A ``webhook`` answer is POSTed by the server's webhook sender (``ctx.webhooks``). When
+    the app shuts down, requests still waiting for their job are cancelled."""
+    waiting: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    denied = Refusal(401, error_body("missing or wrong 'Authorization: bearer <key>' header"))
+    check = auth.bearer(ctx.settings, denied)
+    router = APIRouter(
+        tags=["DeepInfra"],
+        lifespan=lifespan,
+        route_class=FormatRoute,
+        dependencies=[Depends(check)],
+    )
+
+    @router.post(PATH)
+    async def inference(request: Request, model: str) -> JSONResponse:
+        """Run one inference; with ``webhook`` answer at once and POST the result there."""
+        try:
+            limit = ctx.body_limit
+            body = await (
+                read_form(request, limit) if is_form(request) else read_json(request, limit)
+            )
+            decoded = fmt.decode(body, ctx.models(), model=model)
+        except SdworkerError as exc:
+            raise refusal(fmt, Failure.of(exc)) from None
+        gateway = ctx.gateway(request)
+        view = await gateway.submit(decoded.inputs[0])
+        webhook = decoded.request.webhook
+        if webhook:
+            send = ctx.webhooks(request)
+            task = asyncio.create_task(_answer_at(webhook, gateway, view.id, ctx.wait_s, send))
+            waiting.add(task)
+            task.add_done_callback(waiting.discard)
+            return JSONResponse(
+                {"request_id": view.id, "inference_status": status_block("queued", 0)}
+            )
+        finished = await wait_finished(gateway, view.id, ctx.wait_s)
+        if finished is not None and not finished.status.is_terminal():
+            await gateway.cancel(view.id)
+        status, answer = _answer(finished, ctx.wait_s)
+        return JSONResponse(answer, status_code=status)
+
+    return router
+
+
+async def _answer_at(
+    url: str, gateway: JobGateway, job_id: str, wait_s: float, send: WebhookSend
+) -> None:
+    """Wait for the job, then hand DeepInfra's answer to ``send`` (which retries)."""
+    finished = await wait_finished(gateway, job_id, wait_s)
+    if finished is not None and not finished.status.is_terminal():
+        await gateway.cancel(job_id)
+    status, body = _answer(finished, wait_s)
+    if status != 200:
+        body.setdefault("request_id", job_id)
+        body["inference_status"] = status_block("failed", 0)
+    send(url, body)

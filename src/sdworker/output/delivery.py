@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from sdworker.core.errors import InvalidInput, PayloadTooLarge, UploadFailed, UploadRejected
+from sdworker.core.media import EXTENSIONS
 from sdworker.core.settings import Settings
-from sdworker.output.imageio import EXTENSIONS, EncodedImage
+from sdworker.output.imageio import EncodedImage
 from sdworker.output.s3 import (
     BUCKET_ENV_NAMES,
     S3Uploader,

@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from PIL import Image, PngImagePlugin
 
 from sdworker.core.errors import ImageFetchError, InvalidInput, Problem
+from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.netguard import FetchError, FetchPolicy, fetch
 from sdworker.core.settings import Settings
 
 FORMATS = ("png", "jpeg", "webp")
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
-#: file name extensions by format
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,", re.ASCII)
 
 

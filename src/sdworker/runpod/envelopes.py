@@ -1,14 +1,14 @@
-"""Dialect request bodies inside a RunPod job's ``input``, for clients moving to RunPod.
+"""Request formats inside a RunPod job's ``input``, for clients moving to RunPod.
 
 Two envelopes are recognised:
 
 * docker-diffusers-api / Salad: ``{"modelInputs": {...}, "callInputs": {...}}``;
 * the A1111 RunPod workers' form: ``{"api": {"method", "endpoint"}, "payload": {...}}``.
 
-:func:`unwrap` turns one into native input plus the wrappers that put the job's output (or
-error) back into that dialect's shape. The adapter uses it before validation: an envelope's native inputs run one after the other
-(an A1111 ``n_iter`` is one native input per iteration, as over HTTP), and their outputs, or
-the first failure, are encoded in the envelope's format.
+:func:`unwrap` reads one with the same format objects the HTTP routes use
+(:mod:`sdworker.formats`), so an A1111 ``n_iter`` is one native input per iteration here as
+there, with the same limits and options. The adapter runs an envelope's native inputs one
+after the other, and their outputs, or the first failure, are encoded in the envelope's format.
 
 Torch-free and HTTP-free: it runs inside the worker process.
 """
@@ -23,8 +23,16 @@ from typing import Any
 from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
-from sdworker.formats import a1111, salad
-from sdworker.formats.modelref import find_manifest
+from sdworker.formats.a1111 import (
+    A1111Format,
+    Options,
+    SamplerCatalog,
+    default_catalog,
+    sd_models,
+)
+from sdworker.formats.a1111 import error_body as a1111_error
+from sdworker.formats.base import Decoded, Models
+from sdworker.formats.salad import SALAD, error_output
 
 _SDAPI = "/sdapi/v1/"
 #: what generating one native input gives: its output list, or why there is none
@@ -89,8 +97,8 @@ def unwrap(
     *,
     manifests: list[Manifest] | None = None,
     default_model: str | None = None,
-    options: a1111.Options | None = None,
-    catalog: a1111.SamplerCatalog | None = None,
+    options: Options | None = None,
+    catalog: SamplerCatalog | None = None,
 ) -> Envelope | None:
     """Recognise an envelope and translate it; None for a native input.
 
@@ -99,121 +107,74 @@ def unwrap(
     """
     if not is_envelope(raw):
         return None
+    models = Models(manifests, default_model)
     if "modelInputs" in raw:
-        return _salad(raw, manifests, default_model)
-    return _a1111(raw, manifests, default_model, options, catalog)
+        return _salad(raw, models)
+    fmt = A1111Format(options, catalog=(lambda: catalog) if catalog else default_catalog)
+    return _a1111(raw, models, fmt, stateful=options is not None)
 
 
-def _salad(
-    raw: Mapping[str, Any], manifests: list[Manifest] | None, default_model: str | None
-) -> Envelope:
-    envelope = Envelope(
-        "salad",
-        names=salad.NATIVE_TO_SALAD,
-        _encode=salad.model_outputs,
-        _encode_error=salad.error_output,
-    )
+def _salad(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("salad", names=SALAD.names, _encode_error=error_output)
     try:
-        native = salad.parse(dict(raw), manifests=manifests, default_model=default_model)
-        envelope.inputs = [native]
+        decoded = SALAD.decode(dict(raw), models)
     except SdworkerError as exc:
         envelope.failure = Failure.of(exc)
+        return envelope
+    envelope.inputs = decoded.inputs
+    envelope._encode = lambda out, ms: SALAD.encode(decoded, out, ms)
     return envelope
 
 
-def _a1111(
-    raw: Mapping[str, Any],
-    manifests: list[Manifest] | None,
-    default_model: str | None,
-    options: a1111.Options | None,
-    catalog: a1111.SamplerCatalog | None,
-) -> Envelope:
+def _a1111(raw: Mapping[str, Any], models: Models, fmt: A1111Format, stateful: bool) -> Envelope:
     def fail(failure: Failure) -> dict[str, Any]:
         # the shape the A1111 RunPod workers give a failed API call
-        return {"output": a1111.error_body(failure)}
+        return {"output": a1111_error(failure)}
 
-    envelope = Envelope("a1111", names=a1111.NATIVE_TO_A1111, _encode_error=fail)
+    envelope = Envelope("a1111", names=fmt.names, _encode_error=fail)
     api = raw["api"]
     method = str(api.get("method", "POST")).upper()
     endpoint = str(api.get("endpoint", ""))
     route = endpoint[len(_SDAPI) :] if endpoint.startswith(_SDAPI) else endpoint.lstrip("/")
     payload = raw.get("payload") or {}
-    opts = options or a1111.Options()
     try:
         if route in ("txt2img", "img2img") and method == "POST":
-            cat = catalog or a1111.default_catalog()
-            model = _model_for(opts, default_model)
-            req = a1111.parse(
-                payload,
-                "txt2img" if route == "txt2img" else "img2img",
-                catalog=cat,
-                manifests=manifests,
-                default_model=model,
-                options=opts,
-            )
             # one native job per n_iter iteration, as the HTTP route submits them
-            envelope.inputs = req.jobs()
-            envelope._encode = lambda out, ms: _a1111_answer(req, payload, out, manifests)
-        elif route == "samplers" and method == "GET":
-            envelope.answer = a1111.samplers(catalog or a1111.default_catalog())
-        elif route == "schedulers" and method == "GET":
-            envelope.answer = a1111.schedulers(catalog or a1111.default_catalog())
-        elif route == "sd-models" and method == "GET":
-            envelope.answer = a1111.sd_models(manifests or [], "/models")
-        elif route == "options" and method == "GET":
-            current = _manifest(manifests, _model_for(opts, default_model))
-            envelope.answer = a1111.get_options(opts, current)
+            decoded: Decoded[Any] = fmt.decode(payload, models, kind=route)
+            envelope.inputs = decoded.inputs
+            envelope._encode = lambda out, ms: fmt.encode(decoded, out, ms)
         elif route == "options" and method == "POST":
-            if options is None or manifests is None:
+            if not stateful or models.manifests is None:
                 raise InvalidInput.one(
                     "api.endpoint",
                     "options cannot be changed on this worker; "
                     "send override_settings.sd_model_checkpoint with each request",
                     endpoint,
                 )
-            values, model = a1111.set_options(options, payload, manifests)
-            if model is not None:
-                values["sd_model_checkpoint"] = model
-            options.values = values
+            fmt.set_options(payload, models.manifests)
             envelope.answer = {}
         else:
-            raise InvalidInput.one(
-                "api.endpoint",
-                "not supported here (supported: POST txt2img, img2img, options; "
-                "GET samplers, schedulers, sd-models, options)",
-                f"{method} {endpoint}",
-            )
+            envelope.answer = _listing(fmt, models, method, route, endpoint)
     except SdworkerError as exc:
         envelope.failure = Failure.of(exc)
     return envelope
 
 
-def _model_for(options: a1111.Options, default_model: str | None) -> str | None:
-    chosen = options.values.get("sd_model_checkpoint")
-    return chosen if isinstance(chosen, str) else default_model
-
-
-def _manifest(manifests: list[Manifest] | None, name: str | None) -> Manifest | None:
-    """The model ``name``; with no name (no default configured), the first baked one."""
-    if name is None:
-        return manifests[0] if manifests else None
-    return find_manifest(manifests or [], name)
-
-
-def _a1111_answer(
-    req: a1111.A1111Request,
-    payload: Any,
-    output: list[dict[str, Any]],
-    manifests: list[Manifest] | None,
-) -> dict[str, Any]:
-    manifest = _manifest(manifests, req.model)
-    name = manifest.name if manifest else (req.model or "")
-    return a1111.response(
-        req,
-        payload if isinstance(payload, Mapping) else {},
-        output,
-        model_name=name,
-        model_hash=manifest.short_hash if manifest else "",
+def _listing(fmt: A1111Format, models: Models, method: str, route: str, endpoint: str) -> Any:
+    """The answers that read state and make nothing."""
+    if method == "GET" and route == "samplers":
+        return fmt.samplers()
+    if method == "GET" and route == "schedulers":
+        return fmt.schedulers()
+    if method == "GET" and route == "sd-models":
+        return sd_models(models.manifests or [], "/models")
+    if method == "GET" and route == "options":
+        return fmt.get_options(models)
+    raise InvalidInput.one(
+        "api.endpoint",
+        "not supported here (supported: POST txt2img, img2img, options; "
+        "GET samplers, schedulers, sd-models, options)",
+        f"{method} {endpoint}",
     )
 
 

@@ -79,6 +79,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue = JobQueue(settings, clock=clock, public_url=public_url)
         app.state.gateway = queue
+        # the request formats answer webhooks (DeepInfra's) through the queue's own sender
+        app.state.send_webhook = queue.webhooks.send
         await queue.start()
         supervisor = None
         if count > 0:

@@ -1,7 +1,7 @@
-"""Generation parameters as AUTOMATIC1111 writes them ("infotext"), torch-free.
+"""What a result image is called outside the process: content types and A1111's infotext.
 
-The same text goes into each PNG's ``parameters`` chunk and into the A1111 dialect's ``info``,
-so tools that read A1111 images read ours, and one image never has two infotexts.
+Torch-free and Pillow-free, so request formats (which may import only ``core``) describe
+images exactly as the encoder writes them: one content type table, one infotext writer.
 """
 
 from __future__ import annotations
@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+#: the output formats and their MIME types
+CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+#: file name extensions by format
+EXTENSIONS: dict[str, str] = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 #: A1111 writes no ``Schedule type`` for its default
 _DEFAULT_SCHEDULE = "automatic"
@@ -33,7 +38,9 @@ def infotext(
     CFG scale: 7, Seed: 1, Size: 512x512, Model hash: ..., Model: ..., Clip skip: 2``.
 
     The fields come in A1111's order; ``extra`` (e.g. ``Denoising strength``, ``Clip skip``)
-    follows ``Model`` in the order given, and a None value is left out.
+    follows ``Model`` in the order given, and a None value is left out. The same text goes into
+    each PNG's ``parameters`` chunk and into the A1111 format's ``info``, so one image never
+    has two infotexts.
     """
     fields: dict[str, Any] = {"Steps": steps, "Sampler": sampler}
     if schedule_type and schedule_type.casefold() != _DEFAULT_SCHEDULE:

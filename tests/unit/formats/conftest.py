@@ -1,4 +1,5 @@
-"""Fakes shared by the dialect unit tests: a sampler catalog, manifests, a model registry."""
+"""Fakes shared by the request-format unit tests: a sampler catalog, manifests, a model registry,
+an in-memory queue."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from sdworker.core.errors import InvalidInput
-from sdworker.core.jobs import JobView, Status
+from sdworker.core.jobs import Failure, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
@@ -121,7 +122,10 @@ class FakeGateway:
             view.status = Status.COMPLETED
             view.execution_time_ms = 42
         except InvalidInput as exc:
-            view.error = str(exc)
+            # as the runpod SDK stores a failed job: error moved out, the failure kept as data
+            output = Failure.of(exc).to_output()
+            view.error = output.pop("error")
+            view.output = output
             view.status = Status.FAILED
 
     async def submit(
@@ -170,24 +174,22 @@ def make_client(
     gateway: FakeGateway,
     api_key: str | None = None,
     catalog: SamplerCatalog | None = None,
+    body_limit: int | None = None,
 ) -> TestClient:
-    from sdworker.formats.routes.a1111 import a1111_router
-    from sdworker.formats.routes.common import DialectContext
-    from sdworker.formats.routes.deepinfra import deepinfra_router
-    from sdworker.formats.routes.salad import salad_router
-    from sdworker.formats.routes.stochastic import stochastic_router
+    from sdworker.formats.a1111 import A1111Format
+    from sdworker.formats.base import FormatContext
+    from sdworker.formats.deepinfra import DEEPINFRA
+    from sdworker.formats.salad import SALAD
+    from sdworker.formats.stochastic import STOCHASTIC
 
     settings = Settings(models_dir=Path("/models"), api_key=api_key, dialect_wait_s=5.0)
-    ctx = DialectContext(registry, settings, lambda request: gateway)
+    if body_limit is not None:
+        settings = settings.with_(runsync_body_limit_bytes=body_limit)
+    ctx = FormatContext(registry, settings, lambda request: gateway)
     cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
     app = FastAPI()
-    for router in (
-        a1111_router(ctx, lambda: cat),
-        salad_router(ctx),
-        stochastic_router(ctx),
-        deepinfra_router(ctx),
-    ):
-        app.include_router(router)
+    for fmt in (A1111Format(catalog=lambda: cat), SALAD, STOCHASTIC, DEEPINFRA):
+        app.include_router(fmt.router(ctx))
     return TestClient(app)
 
 
@@ -201,10 +203,11 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture
 def client_factory(registry: ModelRegistry) -> ClientFactory:
-    """``client_factory(gateway, api_key=None)``: a TestClient over the dialect routers."""
+    """``client_factory(gateway, api_key=None, catalog=None, body_limit=None)``: a TestClient
+    over the format routers."""
 
-    def build(gateway: FakeGateway, api_key: str | None = None) -> TestClient:
-        return make_client(registry, gateway, api_key)
+    def build(gateway: FakeGateway, api_key: str | None = None, **kw: Any) -> TestClient:
+        return make_client(registry, gateway, api_key, **kw)
 
     return build
 

@@ -8,10 +8,11 @@ import random
 import pytest
 
 from sdworker.core.errors import InvalidInput
+from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.formats import a1111
 from sdworker.formats.a1111 import SamplerCatalog
-from sdworker.formats.fields import renamed
+from sdworker.formats.base import Models
 
 SEED_DOC_PAYLOAD = {
     "prompt": "apple",
@@ -32,7 +33,7 @@ def parse(
     kind: a1111.Kind = "txt2img",
     **kw,
 ):  # type: ignore[no-untyped-def]
-    return a1111.parse(body, kind, catalog=catalog, manifests=manifests, default_model="tiny", **kw)
+    return a1111.parse(body, kind, catalog=catalog, models=Models(manifests, "tiny"), **kw)
 
 
 def test_documented_payload_becomes_one_native_job(
@@ -140,9 +141,9 @@ def test_unknown_schedule_type_names_scheduler(
     catalog: SamplerCatalog, manifests: list[Manifest]
 ) -> None:
     with pytest.raises(InvalidInput) as info:
-        parse({"prompt": "x", "sampler_name": "Euler", "scheduler": "Wobbly"}, catalog, manifests)
+        parse({"prompt": "x", "sampler_name": "Euler", "scheduler": "karas"}, catalog, manifests)
     assert info.value.fields == ["scheduler"]
-    assert "Karras" in str(info.value)
+    assert "closest: 'Karras'" in str(info.value) and "GET /sdapi/v1/schedulers" in str(info.value)
 
 
 def test_docs_defaults_are_accepted(catalog: SamplerCatalog, manifests: list[Manifest]) -> None:
@@ -197,9 +198,9 @@ def test_send_images_false_returns_no_images(
 
 
 def test_native_errors_are_renamed() -> None:
-    error = InvalidInput.one("num_inference_steps", "must be at most 500", 900)
+    failure = Failure.of(InvalidInput.one("num_inference_steps", "must be at most 500", 900))
     assert (
-        str(renamed(error, a1111.NATIVE_TO_A1111))
+        failure.renamed(a1111.NATIVE_TO_A1111).message
         == "invalid input: steps: must be at most 500 (got 900)"
     )
 
@@ -246,7 +247,7 @@ def test_real_catalog_accepts_every_listed_sampler(manifests: list[Manifest]) ->
 def test_infotext_is_the_png_one_in_a1111_format(
     catalog: SamplerCatalog, manifests: list[Manifest]
 ) -> None:
-    from sdworker.core.infotext import infotext
+    from sdworker.core.media import infotext
 
     body = {
         "prompt": "a cat",
@@ -282,7 +283,7 @@ def test_infotext_is_the_png_one_in_a1111_format(
 
 
 def test_infotext_quotes_as_a1111_does() -> None:
-    from sdworker.core.infotext import infotext
+    from sdworker.core.media import infotext
 
     text = infotext(
         prompt="p",

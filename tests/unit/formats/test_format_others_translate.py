@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from sdworker.core.errors import InvalidInput
-from sdworker.core.jobs import Status
+from sdworker.core.errors import InvalidInput, ModelNotFound
+from sdworker.core.jobs import Failure, Status
 from sdworker.core.manifest import Manifest
 from sdworker.formats import deepinfra, salad, stochastic
-from sdworker.formats.fields import renamed
+from sdworker.formats.base import Models
+from sdworker.formats.deepinfra import DEEPINFRA
+from sdworker.formats.salad import SALAD
+from sdworker.formats.stochastic import STOCHASTIC
+
+
+def salad_native(
+    body: Any, manifests: list[Manifest], default: str = "tiny", endpoint: str = ""
+) -> dict[str, Any]:
+    [native] = SALAD.decode(body, Models(manifests, default), endpoint=endpoint).inputs
+    return native
+
+
+def stochastic_native(body: Any, uploads: bool = False) -> dict[str, Any]:
+    [native] = STOCHASTIC.decode(body, Models(None, None, uploads), model="tiny").inputs
+    return native
+
 
 SALAD_DOC = {
     "modelInputs": {
@@ -29,7 +46,7 @@ SALAD_DOC = {
 
 
 def test_salad_documented_task(manifests: list[Manifest]) -> None:
-    native = salad.parse(SALAD_DOC, manifests=manifests, default_model="tiny")
+    native = salad_native(SALAD_DOC, manifests)
     assert native == {
         "prompt": "An oil painting of a salad",
         "num_inference_steps": 50,
@@ -46,7 +63,7 @@ def test_salad_safety_checker_kept_for_a_model_that_ships_one(manifests: list[Ma
     with_checker = [
         replace(m, has_safety_checker=True) if m.name == "tiny" else m for m in manifests
     ]
-    native = salad.parse(SALAD_DOC, manifests=with_checker, default_model="tiny")
+    native = salad_native(SALAD_DOC, with_checker)
     assert native["safety_checker"] is True
 
 
@@ -55,13 +72,10 @@ def test_salad_model_id_and_endpoint_name(manifests: list[Manifest]) -> None:
         "modelInputs": {"prompt": "p", "num_images_per_prompt": 2},
         "callInputs": {"MODEL_ID": "runwayml/stable-diffusion-v1-5"},
     }
-    native = salad.parse(body, manifests=manifests, default_model="tiny")
+    native = salad_native(body, manifests)
     assert native["model"] == "v1-5-pruned-emaonly" and native["num_images"] == 2
-    by_url = salad.parse(
-        {"modelInputs": {"prompt": "p"}},
-        manifests=manifests,
-        default_model="tiny",
-        endpoint_name="v1-5-pruned-emaonly",
+    by_url = salad_native(
+        {"modelInputs": {"prompt": "p"}}, manifests, endpoint="v1-5-pruned-emaonly"
     )
     assert by_url["model"] == "v1-5-pruned-emaonly"
 
@@ -77,31 +91,27 @@ def test_salad_pipeline_needs_images(manifests: list[Manifest]) -> None:
         },
     }
     with pytest.raises(InvalidInput) as info:
-        salad.parse(body, manifests=manifests, default_model="tiny")
+        salad_native(body, manifests)
     assert set(info.value.fields) == {
         "modelInputs.mask_image", "callInputs.MODEL_ID", "callInputs.SCHEDULER", "callInputs.safety_checker",
     }  # fmt: skip
-    native = salad.parse(
+    native = salad_native(
         {
             "modelInputs": {"prompt": "p", "image": "AAAA", "strength": 0.3},
             "callInputs": {"PIPELINE": "StableDiffusionImg2ImgPipeline"},
         },
-        manifests=manifests,
-        default_model="tiny",
+        manifests,
     )
     assert native["image"] == "AAAA" and native["strength"] == 0.3
 
 
 def test_salad_rejects_typos_and_missing_inputs(manifests: list[Manifest]) -> None:
     with pytest.raises(InvalidInput) as info:
-        salad.parse({"modelInput": {}}, manifests=manifests, default_model="tiny")
-    assert set(info.value.fields) == {"modelInput", "modelInputs", "modelInputs.prompt"}
+        salad_native({"modelInput": {}}, manifests)
+    assert set(info.value.fields) == {"modelInput", "modelInputs"}
+    assert "did you mean 'modelInputs'" in str(info.value)
     with pytest.raises(InvalidInput) as info:
-        salad.parse(
-            {"modelInputs": {"prompt": "p", "num_steps": 3}},
-            manifests=manifests,
-            default_model="tiny",
-        )
+        salad_native({"modelInputs": {"prompt": "p", "num_steps": 3}}, manifests)
     assert info.value.fields == ["modelInputs.num_steps"]
 
 
@@ -120,8 +130,9 @@ def test_salad_outputs_single_and_many() -> None:
         5,
     )
     assert many["images_base64"] == ["a", "b"] and many["nsfw_content_detected"] == [False, True]
-    error = renamed(InvalidInput.one("num_images", "must be at most 8", 9), salad.NATIVE_TO_SALAD)
-    assert error.fields == ["modelInputs.num_images_per_prompt"]
+    failure = Failure.of(InvalidInput.one("num_images", "must be at most 8", 9))
+    renamed = failure.renamed(salad.NATIVE_TO_SALAD)
+    assert [p.field for p in renamed.problems] == ["modelInputs.num_images_per_prompt"]
 
 
 STOCHASTIC_DOC = {
@@ -137,8 +148,8 @@ STOCHASTIC_DOC = {
 
 
 def test_stochastic_documented_body() -> None:
-    native = stochastic.parse(STOCHASTIC_DOC, model="tiny")
-    assert stochastic.parse(STOCHASTIC_DOC, model="tiny", upload=True)["upload"] is True
+    native = stochastic_native(STOCHASTIC_DOC)
+    assert stochastic_native(STOCHASTIC_DOC, uploads=True)["upload"] is True
     assert native == {
         "prompt": STOCHASTIC_DOC["prompt"],
         "model": "tiny",
@@ -151,9 +162,11 @@ def test_stochastic_documented_body() -> None:
 
 def test_stochastic_errors_and_shapes() -> None:
     with pytest.raises(InvalidInput) as info:
-        stochastic.parse({"prompt": ["a", "b"], "params": {"max_length": 3}}, model="tiny")
+        stochastic_native({"prompt": ["a", "b"], "params": {"max_length": 3}})
     assert info.value.fields == ["prompt", "params.max_length"]
-    assert stochastic.parse({"prompt": ["one"], "params": {}}, model="tiny")["prompt"] == "one"
+    assert stochastic_native({"prompt": ["one"], "params": {}})["prompt"] == "one"
+    with pytest.raises(ModelNotFound):
+        STOCHASTIC.decode({"prompt": "x", "params": {}}, Models([], None), model="nope")
     assert stochastic.submitted("j", "http://x/j", 3)["data"]["queuePosition"] == "3"
     pending = stochastic.result("j", Status.IN_QUEUE, None, 2)["data"]
     assert "generatedImages" not in pending and pending["queuePosition"] == "2"
@@ -170,8 +183,9 @@ def test_deepinfra_form_fields_are_typed() -> None:
         "use_compel": "true",
         "lora": "pixel",
     }
-    native, webhook = deepinfra.parse(form, model="tiny")
-    assert webhook is None
+    decoded = DEEPINFRA.decode(form, Models(None, None), model="tiny")
+    [native] = decoded.inputs
+    assert decoded.request.webhook is None
     assert native == {
         "model": "tiny",
         "upload": False,
@@ -186,12 +200,14 @@ def test_deepinfra_form_fields_are_typed() -> None:
 
 def test_deepinfra_ranges_and_errors() -> None:
     with pytest.raises(InvalidInput) as info:
-        deepinfra.parse(
+        DEEPINFRA.decode(
             {"prompt": "", "num_images": 5, "guidance_scale": "x", "webhook": "ftp://a", "nope": 1},
+            Models(None, None),
             model="tiny",
         )
     assert set(info.value.fields) == {"prompt", "num_images", "guidance_scale", "webhook", "nope"}
-    body = deepinfra.error_body(str(info.value), info.value.problems)
+    status, body = DEEPINFRA.encode_error(Failure.of(info.value))
+    assert status == 422
     assert {tuple(d["loc"]) for d in body["detail"]} >= {
         ("body", "num_images"),
         ("body", "webhook"),

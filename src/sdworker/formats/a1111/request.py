@@ -1,0 +1,346 @@
+"""An AUTOMATIC1111 txt2img/img2img body, checked and resolved into native jobs.
+
+One A1111 request becomes ``n_iter`` native jobs of ``batch_size`` images each; image *k* of
+the whole request uses ``seed + k`` exactly as A1111's ``all_seeds`` does, and as the native
+seed promise does within a job. The HTTP route and the RunPod envelope both read requests
+here, so they agree on limits, options and the jobs they make.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from sdworker.core import schedulers
+from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.schema import SEED_LIMIT, unknown_name
+from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from sdworker.formats.a1111.options import CLIP_SKIP, SAMPLE_FORMATS, Options, Settings
+from sdworker.formats.base import Models
+from sdworker.formats.validation import (
+    FormatBody,
+    LaxBool,
+    LaxFloat,
+    LaxInt,
+    Prompt,
+    Text,
+    merge,
+    refuse,
+    validate,
+)
+
+Kind = Literal["txt2img", "img2img"]
+
+MAX_BATCH = 8
+MAX_IMAGES = 64
+DEFAULT_SAMPLER = "Euler"
+
+#: accepted and without effect here, whatever their value (saving, bookkeeping, tuning knobs
+#: of samplers we do not expose); A1111 clients copied from ``/docs`` send them all
+INERT = frozenset({
+    "subseed", "seed_resize_from_h", "seed_resize_from_w", "do_not_save_samples",
+    "do_not_save_grid", "eta", "s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise",
+    "override_settings_restore_afterwards", "comments", "force_task_id", "infotext",
+    "save_images", "script_args", "disable_extra_networks", "firstpass_image",
+    "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
+    "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler",
+    "hr_prompt", "hr_negative_prompt", "hr_additional_modules", "refiner_switch_at",
+    "user", "mask_blur", "mask_blur_x", "mask_blur_y", "inpainting_fill", "inpaint_full_res",
+    "inpaint_full_res_padding", "resize_mode", "image_cfg_scale", "initial_noise_multiplier",
+    "mask_round", "include_init_images", "latent_mask", "sampler_noise_scheduler_override",
+})  # fmt: skip
+#: accepted only at the value that means "off": anything else asks for a feature this worker
+#: does not have, and silently ignoring it would hand back a different picture than asked
+OFF_ONLY: dict[str, tuple[Any, ...]] = {
+    "enable_hr": (False,),
+    "restore_faces": (False,),
+    "tiling": (False,),
+    "subseed_strength": (0, 0.0),
+    "styles": ([],),
+    "script_name": ("",),
+    "alwayson_scripts": ({},),
+    "refiner_checkpoint": ("",),
+    "inpainting_mask_invert": (0, False),
+}
+
+
+@dataclass(frozen=True)
+class SamplerCatalog:
+    """What A1111 calls samplers and schedule types, and how a pair becomes a native name."""
+
+    samplers: list[str]
+    schedulers: list[str]
+    #: (sampler_name, scheduler or None) → native ``scheduler``; raises on an unknown pair
+    normalise: Callable[[str, str | None], str]
+
+    def knows_sampler(self, name: str) -> bool:
+        """Whether ``sampler_name`` may be ``name`` (with or without a schedule type in it)."""
+        try:
+            self.normalise(name, None)
+        except (InvalidInput, ValueError, KeyError):
+            return False
+        return True
+
+    def knows_schedule(self, name: str) -> bool:
+        """Whether ``scheduler`` (the schedule type) may be ``name``, in any case."""
+        return name.casefold() in {s.casefold() for s in self.schedulers}
+
+
+def default_catalog() -> SamplerCatalog:
+    """The catalog of :mod:`sdworker.core.schedulers`."""
+
+    def normalise(sampler: str, scheduler: str | None) -> str:
+        name = schedulers.normalise(sampler, scheduler)
+        if name is None or schedulers.resolve(name) is None:
+            raise InvalidInput.one("sampler_name", "unknown sampler", sampler)
+        return name
+
+    return SamplerCatalog(
+        samplers=list(schedulers.A1111_SAMPLERS),
+        schedulers=list(schedulers.A1111_SCHEDULERS),
+        normalise=normalise,
+    )
+
+
+class Txt2ImgBody(FormatBody):
+    """``StableDiffusionProcessingTxt2Img`` as this server takes it (A1111's API defaults)."""
+
+    inert = INERT | {"denoising_strength"}
+
+    prompt: Prompt
+    negative_prompt: Text = ""
+    seed: LaxInt = Field(default=-1, ge=-1, lt=SEED_LIMIT)
+    sampler_name: Text | None = None
+    sampler_index: Text | None = None
+    scheduler: Text | None = None
+    steps: LaxInt = Field(default=50, ge=1, le=500)
+    cfg_scale: LaxFloat = Field(default=7.0, ge=0, le=30)
+    width: LaxInt = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    height: LaxInt = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    batch_size: LaxInt = Field(default=1, ge=1, le=MAX_BATCH)
+    n_iter: LaxInt = Field(default=1, ge=1, le=MAX_IMAGES)
+    send_images: LaxBool = True
+    override_settings: Settings = Field(default_factory=Settings)
+    enable_hr: Any = None
+    restore_faces: Any = None
+    tiling: Any = None
+    subseed_strength: Any = None
+    styles: Any = None
+    script_name: Any = None
+    alwayson_scripts: Any = None
+    refiner_checkpoint: Any = None
+    inpainting_mask_invert: Any = None
+
+    @field_validator(*OFF_ONLY)
+    @classmethod
+    def _off_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name and value not in OFF_ONLY[info.field_name]:
+            raise refuse("unsupported", "is not supported by this server (only the default is)")
+        return value
+
+    @field_validator("sampler_name", "sampler_index")
+    @classmethod
+    def _sampler(cls, value: str, info: ValidationInfo) -> str | None:
+        if not value.strip():
+            return None  # A1111 falls back to its default sampler
+        catalog: SamplerCatalog = (info.context or {})["catalog"]
+        if not catalog.knows_sampler(value):
+            listing = "GET /sdapi/v1/samplers"
+            raise refuse(
+                "unknown_sampler", unknown_name("sampler", value, catalog.samplers, listing)
+            )
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _schedule_type(cls, value: str, info: ValidationInfo) -> str | None:
+        if not value.strip():
+            return None
+        catalog: SamplerCatalog = (info.context or {})["catalog"]
+        if not catalog.knows_schedule(value):
+            listing = "GET /sdapi/v1/schedulers"
+            message = unknown_name("schedule type", value, catalog.schedulers, listing)
+            raise refuse("unknown_schedule_type", message)
+        return value
+
+
+class Img2ImgBody(Txt2ImgBody):
+    """``StableDiffusionProcessingImg2Img``: an input image, an optional mask."""
+
+    inert = INERT
+
+    init_images: list[Text] = Field(min_length=1)
+    mask: Text | None = None
+    denoising_strength: LaxFloat = Field(default=0.75, gt=0, le=1)
+
+    @field_validator("init_images", mode="before")
+    @classmethod
+    def _images(cls, value: Any) -> Any:
+        if not isinstance(value, list) or not value:
+            raise refuse("images", "must be a list with at least one base64 image")
+        return value
+
+
+@dataclass
+class A1111Request:
+    """One txt2img/img2img request, checked and resolved, ready to become native jobs."""
+
+    kind: Kind
+    prompt: str
+    negative_prompt: str
+    seed: int
+    sampler_name: str
+    scheduler: str | None
+    native_scheduler: str
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    batch_size: int
+    n_iter: int
+    model: str | None
+    output_format: str
+    send_images: bool
+    denoising_strength: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the body as the client sent it, echoed as the answer's ``parameters``
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: the model as the answer names it, when the models are known
+    model_name: str = ""
+    model_hash: str = ""
+
+    @property
+    def total(self) -> int:
+        """Images in the whole request."""
+        return self.batch_size * self.n_iter
+
+    @property
+    def all_seeds(self) -> list[int]:
+        """Every image's seed, in order, as A1111's ``all_seeds``."""
+        return [self.seed + k for k in range(self.total)]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """The native inputs, one per ``n_iter`` iteration."""
+        jobs = []
+        for it in range(self.n_iter):
+            job: dict[str, Any] = {
+                "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt,
+                "width": self.width,
+                "height": self.height,
+                "num_inference_steps": self.steps,
+                "guidance_scale": self.cfg_scale,
+                "num_images": self.batch_size,
+                "seed": self.seed + it * self.batch_size,
+                "scheduler": self.native_scheduler,
+                "output_format": self.output_format,
+                # A1111 clients can only read base64 images
+                "upload": False,
+            }
+            if self.model is not None:
+                job["model"] = self.model
+            job.update(self.extra)
+            jobs.append(job)
+        return jobs
+
+
+def _totals(body: Txt2ImgBody) -> list[Problem]:
+    """The rules that span fields: the image count, and every image's seed."""
+    problems = []
+    total = body.batch_size * body.n_iter
+    if total > MAX_IMAGES:
+        rule = f"batch_size * n_iter must be at most {MAX_IMAGES}"
+        problems.append(Problem("n_iter", rule, body.n_iter))
+    if body.seed >= 0 and body.seed + total > SEED_LIMIT:
+        rule = f"seed + batch_size * n_iter must stay below {SEED_LIMIT}"
+        problems.append(Problem("seed", rule, body.seed))
+    return problems
+
+
+def parse(
+    body: Any,
+    kind: Kind,
+    *,
+    catalog: SamplerCatalog,
+    models: Models,
+    options: Options | None = None,
+    rng: random.Random | None = None,
+) -> A1111Request:
+    """Check an A1111 body and resolve it; raise :class:`InvalidInput` naming A1111 fields,
+    every one at once. ``models.manifests`` None means the models are not known here (inside a
+    worker): model names pass through for the job's own validation."""
+    model_cls = Img2ImgBody if kind == "img2img" else Txt2ImgBody
+    context = {"catalog": catalog, "manifests": models.manifests}
+    parsed, problems = validate(model_cls, body, context=context)
+    native_scheduler = ""
+    if parsed is not None:
+        problems = merge(problems, _totals(parsed))
+        sampler = parsed.sampler_name or parsed.sampler_index or DEFAULT_SAMPLER
+        try:
+            native_scheduler = catalog.normalise(sampler, parsed.scheduler)
+        except (InvalidInput, ValueError, KeyError):
+            rule = unknown_name("sampler", sampler, catalog.samplers, "GET /sdapi/v1/samplers")
+            problems = merge(problems, [Problem("sampler_name", rule, sampler)])
+    if problems or parsed is None:
+        raise InvalidInput(problems)
+    req = _resolve(parsed, kind, native_scheduler, models, options or Options(), rng, body)
+    manifest = models.manifest(req.model)
+    req.model_name = manifest.name if manifest else (req.model or "")
+    req.model_hash = manifest.short_hash if manifest else ""
+    return req
+
+
+def _resolve(
+    body: Txt2ImgBody,
+    kind: Kind,
+    native_scheduler: str,
+    models: Models,
+    options: Options,
+    rng: random.Random | None,
+    raw: Any,
+) -> A1111Request:
+    overrides = body.override_settings
+    opts = options.values
+    model = overrides.sd_model_checkpoint or options.model or models.default_model
+    samples_format = overrides.samples_format or str(opts.get("samples_format") or "png")
+    extra: dict[str, Any] = {}
+    strength: float | None = None
+    if isinstance(body, Img2ImgBody):
+        strength = body.denoising_strength
+        extra.update({"image": body.init_images[0], "strength": strength})
+        if body.mask:
+            extra["mask_image"] = body.mask
+    clip_skip = overrides.CLIP_stop_at_last_layers
+    if clip_skip is None and isinstance(opts.get(CLIP_SKIP), int):
+        clip_skip = opts[CLIP_SKIP]  # set with POST /sdapi/v1/options
+    if clip_skip is not None and clip_skip > 1:
+        extra["clip_skip"] = clip_skip
+    seed = body.seed
+    total = body.batch_size * body.n_iter
+    if seed < 0:
+        seed = (rng or random.SystemRandom()).randrange(SEED_LIMIT - total)
+    return A1111Request(
+        kind=kind,
+        prompt=body.prompt,
+        negative_prompt=body.negative_prompt,
+        seed=seed,
+        sampler_name=body.sampler_name or body.sampler_index or DEFAULT_SAMPLER,
+        scheduler=body.scheduler,
+        native_scheduler=native_scheduler,
+        steps=body.steps,
+        cfg_scale=body.cfg_scale,
+        width=body.width,
+        height=body.height,
+        batch_size=body.batch_size,
+        n_iter=body.n_iter,
+        model=model,
+        output_format=SAMPLE_FORMATS.get(samples_format, "png"),
+        send_images=body.send_images,
+        denoising_strength=strength,
+        extra=extra,
+        parameters=dict(raw),
+    )

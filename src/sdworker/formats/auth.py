@@ -1,0 +1,92 @@
+"""API-key auth for the format routes, as FastAPI security dependencies.
+
+Each format takes the key the way its service's clients send it, and each scheme is
+declared in the OpenAPI document. With no key configured every route is open (the server
+then binds to loopback only). A denied request gets the format's own 401 body, raised as a
+:class:`~sdworker.formats.base.Refusal`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from fastapi import Security
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
+
+from sdworker.core.settings import Settings
+from sdworker.formats.web import Refusal
+
+Dependency = Callable[..., Awaitable[None]]
+
+
+def key_matches(provided: str | None, expected: str) -> bool:
+    """Constant-time comparison; ``provided`` may carry a ``Bearer`` prefix (any case)."""
+    if not provided:
+        return False
+    token = provided.strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    return hmac.compare_digest(token.encode(), expected.encode())
+
+
+def _accepts(settings: Settings, *candidates: str | None) -> bool:
+    expected = settings.api_key
+    return not expected or any(key_matches(c, expected) for c in candidates)
+
+
+_BASIC = HTTPBasic(auto_error=False, description="A1111 --api-auth: any user, the key as password")
+_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+
+
+def basic_or_bearer(settings: Settings, denied: Refusal) -> Dependency:
+    """A1111's ``--api-auth``: HTTP Basic with the key as password (any user name), or
+    ``Authorization: Bearer KEY``."""
+
+    async def check(
+        basic: HTTPBasicCredentials | None = Security(_BASIC),
+        bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
+    ) -> None:
+        if not _accepts(
+            settings,
+            basic.password if basic else None,
+            bearer.credentials if bearer else None,
+        ):
+            raise denied
+
+    return check
+
+
+def header_or_bearer(settings: Settings, header: str, denied: Refusal) -> Dependency:
+    """The key in the service's own ``header`` (Salad's ``Salad-Api-Key``, Stochastic's
+    ``apiKey``), or as ``Authorization: Bearer KEY`` as every RunPod client sends it."""
+    scheme = APIKeyHeader(
+        name=header, scheme_name=header, auto_error=False, description=f"{header}: <key>"
+    )
+
+    async def check(
+        key: str | None = Security(scheme),
+        bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
+    ) -> None:
+        if not _accepts(settings, key, bearer.credentials if bearer else None):
+            raise denied
+
+    return check
+
+
+def bearer(settings: Settings, denied: Refusal) -> Dependency:
+    """``Authorization: bearer KEY`` (DeepInfra)."""
+
+    async def check(
+        credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),
+    ) -> None:
+        if not _accepts(settings, credentials.credentials if credentials else None):
+            raise denied
+
+    return check

@@ -1,0 +1,186 @@
+"""What every request format shares: the :class:`Format` contract, the :class:`FormatContext`
+its routes read, and how a :class:`~sdworker.core.jobs.Failure` becomes an HTTP status.
+
+A format is one object that knows a service's request and answer shapes:
+
+* ``decode(body, models, **where)`` → :class:`Decoded` (the native inputs, and the format's
+  own reading of the request, which encoding needs) or a raised
+  :class:`~sdworker.core.errors.SdworkerError` whose problems carry the format's field names;
+* ``encode(decoded, outputs, execution_ms)`` → the format's answer for finished jobs;
+* ``encode_error(failure)`` → ``(HTTP status, the format's error body)``;
+* ``router(ctx)`` → its HTTP routes on the local endpoint.
+
+The HTTP routes and the RunPod envelopes (:mod:`sdworker.runpod.envelopes`) call the same
+object, so a format is written once. This module imports no web framework: worker processes
+read formats without loading one (the routes' own pieces are in :mod:`.web`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
+
+from sdworker.core.jobs import Failure, JobGateway, JobView, Status
+from sdworker.core.manifest import Manifest
+from sdworker.core.models import ModelRegistry
+from sdworker.core.settings import Settings
+from sdworker.formats.modelref import find_manifest
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, Request
+
+R = TypeVar("R")
+
+GatewayGetter: TypeAlias = "Callable[[Request], JobGateway]"
+#: posts a JSON body to a URL later, retrying as the server's webhooks do
+WebhookSend = Callable[[str, dict[str, Any]], object]
+WebhookGetter: TypeAlias = "Callable[[Request], WebhookSend]"
+
+
+@dataclass(frozen=True)
+class Models:
+    """What decoding knows of the deployment: the baked models and whether results upload.
+
+    ``manifests`` None means the models are not known here: model names pass through to
+    the job's own validation."""
+
+    manifests: list[Manifest] | None = None
+    default_model: str | None = None
+    uploads: bool = False
+
+    def manifest(self, name: str | None) -> Manifest | None:
+        """The baked model called exactly ``name``, if it is known here."""
+        return find_manifest(self.manifests or [], name)
+
+
+@dataclass
+class Decoded(Generic[R]):
+    """A request the format read: the native inputs to run in turn, and its own reading."""
+
+    inputs: list[dict[str, Any]]
+    request: R
+
+
+class Format(Protocol[R]):
+    """One request format (see the module docstring)."""
+
+    #: a short name: ``a1111``, ``salad``, ``stochastic``, ``deepinfra``
+    name: str
+    #: native field → the format's spelling, for failures of the native jobs
+    names: Mapping[str, str]
+    #: the content type of its error bodies (None: JSON)
+    media_type: str | None
+
+    def decode(self, body: Any, models: Models, **where: str) -> Decoded[R]:
+        """The native inputs of ``body``; raises with problems in the format's names."""
+        ...
+
+    def encode(self, decoded: Decoded[R], outputs: list[dict[str, Any]], execution_ms: int) -> Any:
+        """The format's answer, from the outputs of every native input in order."""
+        ...
+
+    def encode_error(self, failure: Failure) -> tuple[int, Any]:
+        """The HTTP status and the format's body for a request that failed."""
+        ...
+
+    def router(self, ctx: FormatContext) -> APIRouter:
+        """The format's routes on the local endpoint."""
+        ...
+
+
+#: failure codes that are no one's input, by the HTTP status they answer
+_STATUSES: dict[str, int] = {
+    "payload_too_large": 413,
+    "cancelled": 409,
+    "timed_out": 504,
+    "unfinished": 504,
+}
+
+
+def http_status(failure: Failure, *, client: int, not_found: int | None = None) -> int:
+    """The status for ``failure`` in a format that answers bad input with ``client`` (400 or
+    422) and an unknown model with ``not_found`` (default ``client``); never 5xx for a
+    client fault."""
+    if failure.code in _STATUSES:
+        return _STATUSES[failure.code]
+    if failure.code == "model_not_found":
+        return not_found or client
+    return client if failure.client_fault else 500
+
+
+def failure_of(view: JobView | None, wait_s: float) -> Failure | None:
+    """Why a job waited on has no result (None when it completed), as data."""
+    if view is None:
+        return Failure("job_expired", "the job expired before its result was read")
+    if view.status is Status.COMPLETED:
+        return None
+    if not view.status.is_terminal():
+        return Failure("unfinished", f"generation did not finish within {wait_s:g} s")
+    if view.status is Status.FAILED:
+        return view.failure
+    if view.status is Status.TIMED_OUT:
+        return Failure("timed_out", view.error or f"job {view.id} timed out before it finished")
+    return Failure("cancelled", view.error or f"job {view.id} was cancelled before it finished")
+
+
+def describe(failure: Failure) -> str:
+    """The failure's readable text; with problems, written from them (so renamed fields show
+    for every code that carries problems, not only ``invalid_input``)."""
+    if failure.problems:
+        return "invalid input: " + "; ".join(str(p) for p in failure.problems)
+    return failure.message
+
+
+def app_gateway(request: Request) -> JobGateway:
+    """The queue the server put on ``app.state.gateway``."""
+    gateway: JobGateway = request.app.state.gateway
+    return gateway
+
+
+def app_webhooks(request: Request) -> WebhookSend:
+    """The webhook sender the server put on ``app.state.send_webhook``."""
+    send: WebhookSend = request.app.state.send_webhook
+    return send
+
+
+@dataclass
+class FormatContext:
+    """What a format's routes read from the local endpoint; one per app.
+
+    ``gateway`` and ``webhooks`` find the queue and the webhook sender for a request; the
+    server provides both (on ``app.state`` by default), so formats never import it."""
+
+    registry: ModelRegistry
+    settings: Settings
+    gateway: GatewayGetter = app_gateway
+    webhooks: WebhookGetter = field(default=app_webhooks)
+
+    def manifests(self) -> list[Manifest]:
+        """The baked models, read from the registry now."""
+        return [info.manifest for info in self.registry.all()]
+
+    def manifest(self, name: str | None) -> Manifest | None:
+        """The baked model called exactly ``name``, if there is one."""
+        return find_manifest(self.manifests(), name)
+
+    def models(self) -> Models:
+        """The deployment as decoding sees it."""
+        return Models(self.manifests(), self.registry.default_name, self.has_bucket)
+
+    @property
+    def has_bucket(self) -> bool:
+        """Whether workers upload results to S3 (every ``BUCKET_*`` credential is set; a
+        half-done configuration stops the worker at start, not here)."""
+        s = self.settings
+        return bool(s.bucket_endpoint_url and s.bucket_access_key_id and s.bucket_secret_access_key)
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body a format route reads (as ``/runsync``'s)."""
+        return self.settings.runsync_body_limit_bytes
+
+    @property
+    def wait_s(self) -> float:
+        """How long a synchronous call (A1111, DeepInfra) waits for its jobs."""
+        return self.settings.dialect_wait_s

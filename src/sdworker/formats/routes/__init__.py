@@ -1,1 +1,0 @@
-"""The dialects' HTTP routes (FastAPI); the translations they call live one level up."""

@@ -1,0 +1,257 @@
+"""Salad Inference Endpoints / docker-diffusers-api: ``modelInputs`` + ``callInputs``.
+
+``modelInputs`` are the diffusers pipeline's own arguments; ``callInputs`` choose the model
+(``MODEL_ID``), the pipeline class (``PIPELINE``), the scheduler class (``SCHEDULER``) and the
+safety checker. The answer is docker-diffusers-api's ``modelOutputs``: ``image_base64`` for
+one image, ``images_base64`` for several. Over HTTP a task is queued (202 with its
+``resultUrl``) and polled; inside a RunPod job the same body is an envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.jobs import Failure
+from sdworker.core.manifest import Manifest
+from sdworker.formats.base import Decoded, FormatContext, Models, describe, http_status
+from sdworker.formats.modelref import resolve, strip_ref
+from sdworker.formats.validation import (
+    FormatBody,
+    LaxBool,
+    LaxFloat,
+    LaxInt,
+    Prompt,
+    Scheduler,
+    Text,
+    merge,
+    refuse,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+#: pipeline class → what it needs: (image, mask_image)
+PIPELINES: dict[str, tuple[bool, bool]] = {
+    "StableDiffusionPipeline": (False, False),
+    "StableDiffusionImg2ImgPipeline": (True, False),
+    "StableDiffusionInpaintPipeline": (True, True),
+    "StableDiffusionInpaintPipelineLegacy": (True, True),
+    "StableDiffusionXLPipeline": (False, False),
+    "StableDiffusionXLImg2ImgPipeline": (True, False),
+    "StableDiffusionXLInpaintPipeline": (True, True),
+    "AutoPipelineForText2Image": (False, False),
+    "AutoPipelineForImage2Image": (True, False),
+    "AutoPipelineForInpainting": (True, True),
+}
+
+#: modelInputs key → native key (the diffusers argument names are the native ones, mostly)
+MODEL_INPUTS: dict[str, str] = {
+    "prompt": "prompt",
+    "negative_prompt": "negative_prompt",
+    "num_inference_steps": "num_inference_steps",
+    "guidance_scale": "guidance_scale",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "num_images_per_prompt": "num_images",
+    "image": "image",
+    "init_image": "image",
+    "mask_image": "mask_image",
+    "strength": "strength",
+}
+
+NATIVE_TO_SALAD: dict[str, str] = {
+    **{v: f"modelInputs.{k}" for k, v in MODEL_INPUTS.items() if k != "init_image"},
+    "model": "callInputs.MODEL_ID",
+    "scheduler": "callInputs.SCHEDULER",
+    "safety_checker": "callInputs.safety_checker",
+}
+
+
+class ModelInputs(FormatBody):
+    """The pipeline's arguments; ranges are the native input's, checked by the job."""
+
+    prompt: Prompt
+    negative_prompt: Text | None = None
+    num_inference_steps: LaxInt | None = None
+    guidance_scale: LaxFloat | None = None
+    width: LaxInt | None = None
+    height: LaxInt | None = None
+    seed: LaxInt | None = None
+    num_images_per_prompt: LaxInt | None = None
+    image: Text | None = None
+    init_image: Text | None = None
+    mask_image: Text | None = None
+    strength: LaxFloat | None = None
+
+
+class CallInputs(FormatBody):
+    """How to run: model, pipeline class, scheduler, safety checker."""
+
+    MODEL_ID: Text | None = None
+    PIPELINE: Text | None = None
+    SCHEDULER: Scheduler | None = None
+    safety_checker: LaxBool | None = None
+    inert = frozenset(
+        {"MODEL_PRECISION", "MODEL_REVISION", "MODEL_URL", "CHECKPOINT_URL", "streaming_response",
+         "xformers_memory_efficient_attention", "startRequestId"}
+    )  # fmt: skip
+
+    @field_validator("PIPELINE")
+    @classmethod
+    def _pipeline(cls, value: str) -> str:
+        if value not in PIPELINES:
+            raise refuse("unknown_pipeline", f"unknown (valid: {', '.join(PIPELINES)})")
+        return value
+
+    @field_validator("MODEL_ID")
+    @classmethod
+    def _model(cls, value: str, info: ValidationInfo) -> str:
+        """The baked model's name (a baked name or the hub id it was baked from)."""
+        manifests: list[Manifest] | None = (info.context or {}).get("manifests")
+        if manifests is None:
+            return strip_ref(value)[0]
+        name = resolve(manifests, value)
+        if name is None:
+            names = ", ".join(m.name for m in manifests) or "none"
+            raise refuse("unknown_model", f"unknown model (available: {names})")
+        return name
+
+
+class SaladBody(FormatBody):
+    """A docker-diffusers-api task."""
+
+    modelInputs: ModelInputs
+    callInputs: CallInputs = Field(default_factory=CallInputs)
+
+
+def _pipeline_problems(inputs: ModelInputs, pipeline: str | None) -> list[Problem]:
+    has_image = bool(inputs.image or inputs.init_image)
+    has_mask = inputs.mask_image is not None
+    if pipeline is None:
+        if has_mask and not has_image:
+            return [Problem("modelInputs.image", "is required with mask_image", has_value=False)]
+        return []
+    wants_image, wants_mask = PIPELINES[pipeline]
+    problems = []
+    if wants_image and not has_image:
+        problems.append(Problem("modelInputs.image", f"is required by {pipeline}", has_value=False))
+    if wants_mask and not has_mask:
+        problems.append(
+            Problem("modelInputs.mask_image", f"is required by {pipeline}", has_value=False)
+        )
+    if not wants_image and has_image:
+        hint = f"is not used by {pipeline} (use an Img2Img pipeline)"
+        problems.append(Problem("modelInputs.image", hint, "<image>"))
+    if not wants_mask and has_mask:
+        hint = f"is not used by {pipeline} (use an Inpaint pipeline)"
+        problems.append(Problem("modelInputs.mask_image", hint, "<image>"))
+    return problems
+
+
+class SaladFormat:
+    """docker-diffusers-api (Salad Inference Endpoints)."""
+
+    name = "salad"
+    names: Mapping[str, str] = NATIVE_TO_SALAD
+    media_type: str | None = "application/problem+json"
+
+    def decode(self, body: Any, models: Models, **where: str) -> Decoded[SaladBody]:
+        """``{"modelInputs", "callInputs"}`` → one native input.
+
+        The model is ``callInputs.MODEL_ID``, else the endpoint name in the URL (``where``'s
+        ``endpoint``) when it names a baked model, else the default."""
+        context = {"manifests": models.manifests}
+        parsed, problems = validate(SaladBody, body, context=context)
+        if parsed is not None:
+            problems = merge(
+                problems, _pipeline_problems(parsed.modelInputs, parsed.callInputs.PIPELINE)
+            )
+        if problems or parsed is None:
+            raise InvalidInput(problems)
+        return Decoded([self._native(parsed, models, where.get("endpoint"))], parsed)
+
+    def _native(self, parsed: SaladBody, models: Models, endpoint: str | None) -> dict[str, Any]:
+        given = parsed.modelInputs.model_dump(exclude_none=True)
+        native = {MODEL_INPUTS[key]: value for key, value in given.items()}
+        calls = parsed.callInputs
+        if calls.SCHEDULER:
+            native["scheduler"] = calls.SCHEDULER
+        model = calls.MODEL_ID
+        if model is None and models.manifests is not None and endpoint:
+            model = resolve(models.manifests, endpoint)
+        model = model or models.default_model
+        if model is not None:
+            native["model"] = model
+        safety = calls.safety_checker
+        found = models.manifest(model)
+        if safety is not None and (safety is False or found is None or found.has_safety_checker):
+            # docker-diffusers-api keeps a checker the model ships; for a model without one the
+            # flag is a no-op there, so Salad's documented `"safety_checker": "true"` must not fail
+            native["safety_checker"] = safety
+        # the client reads base64 from modelOutputs, never a URL
+        native["upload"] = False
+        return native
+
+    def encode(
+        self, decoded: Decoded[SaladBody], outputs: list[dict[str, Any]], execution_ms: int
+    ) -> dict[str, Any]:
+        """docker-diffusers-api's ``modelOutputs`` for a finished task."""
+        return model_outputs(outputs, execution_ms)
+
+    def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
+        """Salad's API errors are RFC 9457 problem details; bad fields go under ``errors``."""
+        status = http_status(failure, client=400)
+        return status, problem_details(status, describe(failure), failure.problems)
+
+    def router(self, ctx: FormatContext) -> APIRouter:
+        """``POST`` a task, ``GET`` its result; auth by the ``Salad-Api-Key`` header."""
+        # imported here: worker processes read Salad envelopes without the web framework
+        from sdworker.formats.salad.routes import salad_router
+
+        return salad_router(self, ctx)
+
+
+def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> dict[str, Any]:
+    """docker-diffusers-api's answer for a finished job."""
+    images = [o.get("image") or o.get("url") for o in outputs]
+    result: dict[str, Any] = (
+        {"image_base64": images[0]} if len(images) == 1 else {"images_base64": images}
+    )
+    flags = [o.get("nsfw_content_detected") for o in outputs]
+    result["nsfw_content_detected"] = flags if any(f is not None for f in flags) else None
+    result["$timings"] = {"init": 0, "inference": int(execution_ms or 0)}
+    return result
+
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Content Too Large"}
+
+
+def problem_details(status: int, detail: str, problems: tuple[Problem, ...] = ()) -> dict[str, Any]:
+    """An RFC 9457 body; each bad field's messages under ``errors``, keyed by the field."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if problems:
+        errors: dict[str, list[str]] = {}
+        for p in problems:
+            errors.setdefault(p.field, []).append(str(p))
+        body["errors"] = errors
+    return body
+
+
+def error_output(failure: Failure) -> dict[str, Any]:
+    """docker-diffusers-api's ``$error`` object, for a task that failed."""
+    message = describe(failure)
+    return {"$error": {"code": failure.code, "name": failure.kind, "message": message}}
+
+
+SALAD = SaladFormat()
