@@ -64,15 +64,16 @@ def start_ours(workers: int, state: Path) -> tuple[subprocess.Popen[str], str]:
     )
     assert proc.stdout is not None
     match = re.search(r"on (http://[\d.:]+)/v2/", proc.stdout.readline())
-    if not match:
-        raise SystemExit("sdworker serve did not start")
-    url = f"{match.group(1)}/v2/local"
     deadline = time.monotonic() + 60
-    while idle_workers(url) < workers:
+    while match and idle_workers(f"{match.group(1)}/v2/local") < workers:
         if time.monotonic() > deadline:
-            raise SystemExit("workers did not come up")
+            match = None
         time.sleep(0.1)
-    return proc, url
+    if not match:
+        proc.terminate()  # its supervisor stops the workers it started
+        proc.wait(15)
+        raise SystemExit("sdworker serve or its workers did not come up")
+    return proc, f"{match.group(1)}/v2/local"
 
 
 def idle_workers(url: str) -> int:

@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--prefetch", default="2,auto,0", help="values to compare (auto: sized)")
     parser.add_argument("--shapes", default="64x1,256x10", help="SIDExSTEPS,...")
+    parser.add_argument("--bare-jobs", type=int, default=5, help="bare diffusers jobs per shape")
     parser.add_argument("--model-dir", type=Path, help="a models folder with tiny (default: bake)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -228,7 +229,7 @@ def main() -> None:
 
         models = work / "models"
         bake_tiny(models, "tiny")
-    bare = bare_per_job(models, shapes, args.jobs)
+    bare = bare_per_job(models, shapes, args.bare_jobs)
     plan: dict[int, list[Shape]] = {}
     for shape in shapes:
         for value in prefetch_values(args.prefetch, shape, bare, args.jobs):
