@@ -55,6 +55,7 @@ class RunpodAdapter:
         self.batcher = Batcher(self._execute, max_images=self.batch_limit, window_s=window)
         # the device runs one thing at a time, whoever calls (the batcher, handle_sync)
         self._device = threading.Lock()
+        self._preparing = threading.Lock()
         # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
         self.a1111_options = Options()
 
@@ -140,6 +141,12 @@ class RunpodAdapter:
         )
 
     def _prepare(self, job: dict[str, Any], native: Any) -> Prepared:
+        # one preparation at a time: prefetched jobs arrive together, and several threads
+        # importing the GPU side (torch) at once beside the preload can hang the worker
+        with self._preparing:
+            return self._prepare_now(job, native)
+
+    def _prepare_now(self, job: dict[str, Any], native: Any) -> Prepared:
         return self.service.prepare(
             native, job_id=str(job.get("id", "local")), s3_config=job.get("s3Config")
         )
