@@ -1,6 +1,9 @@
 """Benchmark: the same no-op handler behind ``sdworker serve`` and behind the runpod SDK's
 ``--rp_serve_api`` test server. Prints /runsync p50/p99 and jobs/s for both, side by side,
-our /run + /status round trip, and the ratios.
+our /run + /status round trip, and the ratios; and splits our /runsync round trip into the
+endpoint's own part (submit to take, result to reply) and the worker's part (take to result:
+the SDK's run loop picks up a fetched job on its next 0.1 s tick; the handler is a no-op), from
+the ``delayTime`` and ``executionTime`` of each reply.
 
     PYTHONPATH=src python bench/endpoint.py [--requests 200] [--clients 8] [--workers 1]
 """
@@ -61,15 +64,25 @@ def start_ours(workers: int, state: Path) -> tuple[subprocess.Popen[str], str]:
     )
     assert proc.stdout is not None
     match = re.search(r"on (http://[\d.:]+)/v2/", proc.stdout.readline())
-    if not match:
-        raise SystemExit("sdworker serve did not start")
-    url = f"{match.group(1)}/v2/local"
     deadline = time.monotonic() + 60
-    while httpx.get(f"{url}/health").json()["workers"]["idle"] < workers:
+    while match and idle_workers(f"{match.group(1)}/v2/local") < workers:
         if time.monotonic() > deadline:
-            raise SystemExit("workers did not come up")
+            match = None
         time.sleep(0.1)
-    return proc, url
+    if not match:
+        proc.terminate()  # its supervisor stops the workers it started
+        proc.wait(15)
+        raise SystemExit("sdworker serve or its workers did not come up")
+    return proc, f"{match.group(1)}/v2/local"
+
+
+def idle_workers(url: str) -> int:
+    """Idle workers by /health; 0 while the server is not listening yet (it prints its URL
+    when the socket is bound, a moment before it accepts)."""
+    try:
+        return int(httpx.get(f"{url}/health").json()["workers"]["idle"])
+    except httpx.HTTPError:
+        return 0
 
 
 def start_sdk() -> tuple[subprocess.Popen[str], str]:
@@ -95,15 +108,39 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
-async def runsync_latency(url: str, n: int) -> list[float]:
+async def runsync_latency(
+    url: str, n: int, parts: list[tuple[float, float]] | None = None
+) -> list[float]:
+    """Round trips of ``n`` sequential /runsync calls; ``parts`` collects each reply's
+    (delayTime, executionTime) in seconds where the server reports them."""
     out = []
     async with httpx.AsyncClient(timeout=60) as http:
         for i in range(n):
             t0 = time.perf_counter()
             r = await http.post(f"{url}/runsync", json={"input": {"i": i}})
-            assert r.json()["status"] == "COMPLETED", r.text
             out.append(time.perf_counter() - t0)
+            body = r.json()
+            assert body["status"] == "COMPLETED", r.text
+            if parts is not None and "executionTime" in body:
+                parts.append((body.get("delayTime", 0) / 1000, body["executionTime"] / 1000))
     return out
+
+
+def split_report(lat: list[float], parts: list[tuple[float, float]]) -> None:
+    """Which part of our /runsync round trip is the endpoint's and which the worker loop's."""
+    worker = [execution for _, execution in parts]
+    ours = [total - execution for total, (_, execution) in zip(lat, parts, strict=True)]
+    delay = [d for d, _ in parts]
+    print("sdworker /runsync split (p50 / p99 ms):")
+    print(
+        f"  endpoint (HTTP in, queue, take; result in, reply)  {pct(ours, 0.5):7.2f}"
+        f" / {pct(ours, 0.99):7.2f}  (of which submit -> taken {pct(delay, 0.5):.2f} ms)"
+    )
+    print(
+        f"  worker loop (taken -> result posted)               {pct(worker, 0.5):7.2f}"
+        f" / {pct(worker, 0.99):7.2f}  (the SDK's run loop looks for fetched jobs every"
+        " 100 ms; the no-op handler takes ~0)"
+    )
 
 
 async def runsync_throughput(url: str, n: int, clients: int) -> float:
@@ -141,13 +178,18 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, dict[str, float]] = {}
+    parts: list[tuple[float, float]] = []
+    ours_lat: list[float] = []
     with tempfile.TemporaryDirectory() as state:
         ours, ours_url = start_ours(args.workers, Path(state))
         sdk, sdk_url = start_sdk()
         try:
             for name, url in (("sdworker", ours_url), ("runpod --rp_serve_api", sdk_url)):
                 asyncio.run(runsync_latency(url, 10))  # warm up
-                lat = asyncio.run(runsync_latency(url, args.requests))
+                mine = parts if url == ours_url else None
+                lat = asyncio.run(runsync_latency(url, args.requests, mine))
+                if mine is not None:
+                    ours_lat = lat
                 tput = asyncio.run(runsync_throughput(url, args.requests, args.clients))
                 results[name] = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "jobs/s": tput}
             rs = asyncio.run(run_status_latency(ours_url, args.requests, args.poll_ms / 1000))
@@ -167,6 +209,7 @@ def main() -> None:
         f"ratio sdworker/sdk: p50 x{ours_r['p50'] / sdk_r['p50']:.2f},"
         f" p99 x{ours_r['p99'] / sdk_r['p99']:.2f}, jobs/s x{ours_r['jobs/s'] / sdk_r['jobs/s']:.2f}"
     )
+    split_report(ours_lat, parts)
     print(
         f"sdworker /run + /status (poll every {args.poll_ms:g} ms): p50 {pct(rs, 0.5):.2f} ms,"
         f" p99 {pct(rs, 0.99):.2f} ms, mean {statistics.mean(rs) * 1000:.2f} ms"

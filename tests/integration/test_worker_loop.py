@@ -39,14 +39,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlparse(self.path).path
-        if path.startswith("/job-take/"):
+        if path.startswith(("/job-take/", "/job-take-batch/")):
+            # with prefetch the worker asks for several jobs at once (job-take-batch: a list)
+            batch = path.startswith("/job-take-batch/")
             with self.server.lock:
                 job = self.server.jobs.pop(0) if self.server.jobs else None
             if job is None:
                 time.sleep(0.05)
                 self._reply(204)
             else:
-                self._reply(200, job)
+                self._reply(200, [job] if batch else job)
         else:  # the stop channel: nothing to stop
             time.sleep(0.2)
             self._reply(204)

@@ -159,6 +159,7 @@ class Settings(BaseSettings):
     # performance (sdworker.gpu.optimize, sdworker.runpod.batcher); "auto"/None means "on with CUDA"
     batch_max: int = 0
     batch_window_ms: float = 30.0
+    prefetch: int = Field(2, ge=0)
     preload: bool = True
     attention: str = "auto"
     channels_last: bool | None = None

@@ -6,7 +6,12 @@ envelopes of other services inside a job's ``input``, and turning a
 :class:`~sdworker.core.jobs.Failure` into the job's output (``refresh_worker`` included).
 Validation and generation are the :class:`~sdworker.service.Service`'s; every job goes
 through one :class:`~sdworker.runpod.batcher.Batcher`, so the device runs one job (or one
-batch, with batching on) at a time, in arrival order.
+batch, with batching on) at a time, in arrival order, behind one lock.
+
+The worker takes ``SDWORKER_PREFETCH`` more jobs than the device runs (see :meth:`concurrency`):
+they wait in the batcher, so the next job starts the moment one ends instead of after the SDK's
+next fetch. A waiting job is IN_PROGRESS on the platform (its execution timeout runs, as RunPod
+counts it from the take), and a cancelled one leaves the line without ever starting.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +30,7 @@ from sdworker.core.settings import Settings
 from sdworker.formats.a1111 import Options
 from sdworker.runpod.batcher import Batcher, Entry
 from sdworker.runpod.envelopes import Envelope, unwrap
+from sdworker.runpod.timing import FORMAT, DeviceRun
 from sdworker.service import Outcome, Prepared, ProgressSink, Service
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,9 @@ class RunpodAdapter:
         self.batch_limit = settings.batch_images()
         window = settings.batch_window_ms / 1000 if self.batch_limit > 1 else 0.0
         self.batcher = Batcher(self._execute, max_images=self.batch_limit, window_s=window)
+        # the device runs one thing at a time, whoever calls (the batcher, handle_sync)
+        self._device = threading.Lock()
+        self._preparing = threading.Lock()
         # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
         self.a1111_options = Options()
 
@@ -60,13 +70,14 @@ class RunpodAdapter:
         progress = runpod_progress(job) if isinstance(job, dict) else None
 
         async def run(native: Any) -> Outcome:
+            ticket = self.batcher.ticket()  # its place in line is its arrival, not its prepare
             try:
                 prepared = await asyncio.to_thread(self._prepare, job, native)
             except Exception as exc:
                 return Failure.of(exc)
             key = prepared.batch_key if self.batch_limit > 1 else None
             outcome: Outcome = await self.batcher.submit(
-                _Queued(prepared, progress), key, prepared.size
+                _Queued(prepared, progress), key, prepared.size, ticket=ticket
             )
             return outcome
 
@@ -88,15 +99,19 @@ class RunpodAdapter:
             except Exception as exc:
                 return Failure.of(exc)
             stop = [cancelled] if cancelled is not None else None
-            return self.service.execute([prepared], progress=[on_progress], cancelled=stop)[0]
+            with self._device:
+                return self.service.execute([prepared], progress=[on_progress], cancelled=stop)[0]
 
         return asyncio.run(self._answer(job, run))
 
     def concurrency(self, current: int) -> int:
-        """The runpod ``concurrency_modifier``: with batching, two batches' worth of jobs, so
-        the next batch is already waiting when one finishes (the SDK's loop pauses a second
-        whenever a worker is at its limit)."""
-        return 1 if self.batch_limit <= 1 else 2 * self.batch_limit
+        """The runpod ``concurrency_modifier``: the jobs the device runs at once (one, or a
+        batch's worth) and ``SDWORKER_PREFETCH`` times as many waiting behind them.
+
+        The SDK's fetch loop sleeps a second whenever the worker holds this many jobs, so
+        the jobs waiting are what keeps the device busy until the next fetch. Constant: the
+        SDK drains every job before it applies a new value."""
+        return self.batch_limit * (1 + self.settings.prefetch)
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -126,18 +141,32 @@ class RunpodAdapter:
         )
 
     def _prepare(self, job: dict[str, Any], native: Any) -> Prepared:
+        # one preparation at a time: prefetched jobs arrive together, and several threads
+        # importing the GPU side (torch) at once beside the preload can hang the worker
+        with self._preparing:
+            return self._prepare_now(job, native)
+
+    def _prepare_now(self, job: dict[str, Any], native: Any) -> Prepared:
         return self.service.prepare(
             native, job_id=str(job.get("id", "local")), s3_config=job.get("s3Config")
         )
 
     def _execute(self, batch: list[Entry]) -> list[Outcome]:
-        """The batcher's runner: one group through the service, in the batcher's thread."""
+        """The batcher's runner: one group through the service, in the batcher's thread,
+        logged as one device run (its jobs, start, end, and how long the oldest waited)."""
         queued: list[_Queued] = [e.payload for e in batch]
-        return self.service.execute(
-            [q.prepared for q in queued],
-            progress=[q.progress for q in queued],
-            cancelled=[e.cancelled.is_set for e in batch],
-        )
+        with self._device:
+            waited = time.monotonic() - min(e.arrived for e in batch)
+            wall, started = time.time(), time.perf_counter()
+            outcomes = self.service.execute(
+                [q.prepared for q in queued],
+                progress=[q.progress for q in queued],
+                cancelled=[e.cancelled.is_set for e in batch],
+            )
+            ended = wall + time.perf_counter() - started
+        ids = tuple(q.prepared.job_id for q in queued)
+        log.info(FORMAT, *DeviceRun(ids, wall, ended, waited * 1000).args())
+        return outcomes
 
 
 def _failed(outcome: Outcome, job: Any) -> Any:

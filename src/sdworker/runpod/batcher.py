@@ -4,7 +4,9 @@ Each waiting entry has a key (None: it runs alone) and a size (its images). The 
 entry opens a window of ``window_s``: entries with its key that arrive in it, or that queued up
 while the previous batch ran, join it, up to ``max_images``. One batch runs at a time, in a
 thread, oldest entry first: so the device never runs two batches at once, and with
-``max_images`` 1 every entry runs alone, in arrival order.
+``max_images`` 1 every entry runs alone, in arrival order. Arrival is a :meth:`Batcher.ticket`
+taken when the job reached the worker, so a job whose preparation (decoding, downloading) ends
+late keeps its place among those waiting; it does not hold up the ones ready before it.
 
 A cancelled entry leaves at once; the others run on. :class:`Batcher` knows nothing of what it
 runs: ``execute`` gets the entries of a batch and answers each.
@@ -13,7 +15,9 @@ runs: ``execute`` gets the entries of a batch and answers each.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -32,6 +36,7 @@ class Entry:
     key: Hashable | None
     size: int
     arrived: float
+    ticket: int = 0
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -61,10 +66,18 @@ class Batcher:
         self._arrived = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tickets = itertools.count()
 
-    async def submit(self, payload: Any, key: Hashable | None, size: int) -> Any:
-        """Queue ``payload`` and wait for its own result; cancelling the caller leaves the
-        batch (the entry's ``cancelled`` event tells a batch already running)."""
+    def ticket(self) -> int:
+        """A place in line, taken when a job arrives (before it is prepared)."""
+        return next(self._tickets)
+
+    async def submit(
+        self, payload: Any, key: Hashable | None, size: int, *, ticket: int | None = None
+    ) -> Any:
+        """Queue ``payload`` (at its ``ticket``'s place; a new one by default) and wait for its
+        own result; cancelling the caller leaves the batch (the entry's ``cancelled`` event
+        tells a batch already running)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # the worker loop runs one event loop for its life; tests and scripts may run more
@@ -74,8 +87,9 @@ class Batcher:
                 asyncio.Event(),
                 None,
             )
-        entry = Entry(payload, key, size, self._clock())
-        self._pending.append(entry)
+        place = self.ticket() if ticket is None else ticket
+        entry = Entry(payload, key, size, self._clock(), place)
+        bisect.insort(self._pending, entry, key=lambda e: e.ticket)
         self._arrived.set()
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
