@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,12 +22,14 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 
 from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from sdworker.core.spellings import Respelled, rename_field, respell, spellings
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
@@ -95,10 +97,36 @@ class GenerateInput(BaseModel):
     use_compel: LooseBool = False
     upload: LooseBool | None = None
     clip_skip: StrictInt | None = Field(default=None, ge=1, le=12)
+    #: the scale of a LoRA given by name (RunPod SD v1's ``lora`` + ``lora_scale``)
+    lora_scale: Number | None = Field(default=None, ge=0.0, le=2.0)
+    #: SDXL refiner (worker-sdxl): its steps, and the fraction of the schedule the base runs
+    refiner_inference_steps: StrictInt | None = Field(default=None, ge=1, le=500)
+    high_noise_frac: Number | None = Field(default=None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_loras(cls, data: Any) -> Any:
+        """``lora_scale`` scales each LoRA that gives no scale of its own."""
+        scale = data.get("lora_scale") if isinstance(data, dict) else None
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 <= scale <= 2:
+            return data
+        items = _lora_list(data.get("lora"))
+        if isinstance(items, list):
+            items = [
+                {**item, "scale": item.get("scale", scale)} if isinstance(item, dict) else item
+                for item in items
+            ]
+            data = {**data, "lora": items}
+        return data
+
+    @property
+    def refined(self) -> bool:
+        """Whether the SDXL refiner runs after the base."""
+        return self.refiner_inference_steps is not None or self.high_noise_frac is not None
 
 
-#: fields of the input, for messages and for dialects
-INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, "num_images_per_prompt")
+#: fields of the input (native names and the other spellings), for messages and for dialects
+INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, *spellings())
 
 
 @dataclass(frozen=True)
@@ -109,6 +137,7 @@ class ModelFacts:
     native_width: int
     native_height: int
     family: str = "sd1"
+    has_refiner: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,12 @@ class Request:
     seed: int
     scheduler: schedulers.SchedulerSpec | None
     family: str
+    #: native field -> how the client spelled it, for fields not spelled natively
+    spelled: dict[str, str] = field(default_factory=dict)
+
+    def field_name(self, native: str) -> str:
+        """The field ``native`` as the client spelled it (errors name it so)."""
+        return self.spelled.get(native, native)
 
     @property
     def seeds(self) -> list[int]:
@@ -178,30 +213,22 @@ def parse_input(
     """Validate a job ``input``; raise :class:`InvalidInput` listing every problem."""
     if not isinstance(raw, dict):
         raise InvalidInput.one("input", "must be a JSON object", raw)
-    data = dict(raw)
-    problems: list[Problem] = []
-
-    if "num_images_per_prompt" in data:
-        alias = data.pop("num_images_per_prompt")
-        if "num_images" in data:
-            problems.append(
-                Problem("num_images_per_prompt", "give num_images or its alias, not both", alias)
-            )
-        else:
-            data["num_images"] = alias
+    respelled = respell(raw)
+    data = respelled.data
+    problems: list[Problem] = list(respelled.problems)
 
     parsed: GenerateInput | None = None
     try:
         parsed = GenerateInput.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            name = _field_name(err["loc"]) or "input"
-            if name == "num_images" and "num_images_per_prompt" in raw and "num_images" not in raw:
-                name = "num_images_per_prompt"
+            name = rename_field(_field_name(err["loc"]), respelled.spelled) or "input"
             missing = err["type"] == "missing"
             problems.append(Problem(name, _message(err), err.get("input"), has_value=not missing))
 
-    problems.extend(_cross_field(data, models, default_model, max_pixels, loras))
+    crossed = _cross_field(data, models, default_model, max_pixels, loras)
+    problems.extend(replace(p, field=rename_field(p.field, respelled.spelled)) for p in crossed)
+    problems.extend(_compat_problems(respelled, models, default_model))
     if problems or parsed is None:
         raise InvalidInput(problems)
 
@@ -215,7 +242,9 @@ def parse_input(
         height = height or facts.native_height
     seed = parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_LIMIT - MAX_IMAGES)
     spec = schedulers.resolve(parsed.scheduler) if parsed.scheduler else None
-    return Request(parsed, model_name, mode, width, height, seed, spec, facts.family)
+    return Request(
+        parsed, model_name, mode, width, height, seed, spec, facts.family, respelled.spelled
+    )
 
 
 def _cross_field(
@@ -247,8 +276,6 @@ def _cross_field(
     has_image = isinstance(image, str) and bool(image.strip())
     if data.get("mask_image") is not None and not has_image:
         problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
-    if "strength" in data and not has_image:
-        problems.append(Problem("strength", "only applies with image", data["strength"]))
 
     width, height = data.get("width"), data.get("height")
     if facts is not None and not has_image:
@@ -301,4 +328,56 @@ def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
             # scales of a repeated name would add up past the 0-2 rule
             problems.append(Problem(f"lora[{i}].name", "is listed twice (give one scale)", name))
         seen.add(name)
+    return problems
+
+
+#: the fields that ask for the SDXL refiner
+REFINER_FIELDS = ("refiner_inference_steps", "high_noise_frac")
+
+
+def _compat_problems(
+    respelled: Respelled, models: dict[str, ModelFacts], default_model: str | None
+) -> list[Problem]:
+    """Rules of the fields other workers send: ``strength`` (with an image or the refiner),
+    ``lora_scale`` (with ``lora``) and the refiner fields (a model baked with a refiner)."""
+    data, name = respelled.data, respelled.name
+    problems: list[Problem] = []
+    image = data.get("image")
+    has_image = isinstance(image, str) and bool(image.strip())
+    asked = [f for f in REFINER_FIELDS if data.get(f) is not None]
+    if "strength" in data and not has_image and not asked:
+        if name("strength") == "prompt_strength":
+            # the SD v1 endpoint took (and ignored) prompt_strength without init_image
+            del data["strength"]
+        else:
+            problems.append(
+                Problem(
+                    name("strength"), "only applies with image or the refiner", data["strength"]
+                )
+            )
+    if data.get("lora_scale") is not None and data.get("lora") is None:
+        problems.append(
+            Problem("lora_scale", "needs lora (the LoRA it scales)", data["lora_scale"])
+        )
+    if not asked:
+        return problems
+    model = data.get("model")
+    model_name = model if isinstance(model, str) else default_model
+    facts = models.get(model_name) if model_name is not None else None
+    if facts is not None and not facts.has_refiner:
+        problems.append(
+            Problem(
+                asked[0],
+                f"model {model_name!r} has no refiner (bake it with --refiner)",
+                data[asked[0]],
+            )
+        )
+    if data.get("mask_image") is not None:
+        problems.append(
+            Problem(
+                asked[0],
+                f"the refiner does not inpaint (leave out {name('mask_image')})",
+                data[asked[0]],
+            )
+        )
     return problems
