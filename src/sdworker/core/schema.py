@@ -27,9 +27,10 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from sdworker.core import schedulers
+from sdworker.core.compat import compat_problems
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
-from sdworker.core.spellings import Respelled, rename_field, respell, spellings
+from sdworker.core.spellings import rename_field, respell, spellings
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
@@ -228,7 +229,7 @@ def parse_input(
 
     crossed = _cross_field(data, models, default_model, max_pixels, loras)
     problems.extend(replace(p, field=rename_field(p.field, respelled.spelled)) for p in crossed)
-    problems.extend(_compat_problems(respelled, models, default_model))
+    problems.extend(compat_problems(respelled, _has_refiner(raw, models, default_model)))
     if problems or parsed is None:
         raise InvalidInput(problems)
 
@@ -331,53 +332,12 @@ def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
     return problems
 
 
-#: the fields that ask for the SDXL refiner
-REFINER_FIELDS = ("refiner_inference_steps", "high_noise_frac")
-
-
-def _compat_problems(
-    respelled: Respelled, models: dict[str, ModelFacts], default_model: str | None
-) -> list[Problem]:
-    """Rules of the fields other workers send: ``strength`` (with an image or the refiner),
-    ``lora_scale`` (with ``lora``) and the refiner fields (a model baked with a refiner)."""
-    data, name = respelled.data, respelled.name
-    problems: list[Problem] = []
-    image = data.get("image")
-    has_image = isinstance(image, str) and bool(image.strip())
-    asked = [f for f in REFINER_FIELDS if data.get(f) is not None]
-    if "strength" in data and not has_image and not asked:
-        if name("strength") == "prompt_strength":
-            # the SD v1 endpoint took (and ignored) prompt_strength without init_image
-            del data["strength"]
-        else:
-            problems.append(
-                Problem(
-                    name("strength"), "only applies with image or the refiner", data["strength"]
-                )
-            )
-    if data.get("lora_scale") is not None and data.get("lora") is None:
-        problems.append(
-            Problem("lora_scale", "needs lora (the LoRA it scales)", data["lora_scale"])
-        )
-    if not asked:
-        return problems
-    model = data.get("model")
-    model_name = model if isinstance(model, str) else default_model
-    facts = models.get(model_name) if model_name is not None else None
-    if facts is not None and not facts.has_refiner:
-        problems.append(
-            Problem(
-                asked[0],
-                f"model {model_name!r} has no refiner (bake it with --refiner)",
-                data[asked[0]],
-            )
-        )
-    if data.get("mask_image") is not None:
-        problems.append(
-            Problem(
-                asked[0],
-                f"the refiner does not inpaint (leave out {name('mask_image')})",
-                data[asked[0]],
-            )
-        )
-    return problems
+def _has_refiner(
+    raw: dict[str, Any], models: dict[str, ModelFacts], default_model: str | None
+) -> tuple[str, bool] | None:
+    """The model the input names (or the default) and whether it has a refiner; None when
+    the model is unknown (reported on its own)."""
+    model = raw.get("model")
+    name = model if isinstance(model, str) else default_model
+    facts = models.get(name) if name is not None else None
+    return None if facts is None else (facts.name, facts.has_refiner)

@@ -23,14 +23,14 @@ from typing import Any
 import diffusers
 import torch
 
+from sdworker.core.compat import REFINER_STRENGTH
 from sdworker.core.errors import Cancelled, ModelDamaged
 from sdworker.core.schema import Request
 from sdworker.gpu.derive import build_scheduler, derive
+from sdworker.gpu.pipelines import tensor_bytes
 
 #: the folder of a baked model that holds its refiner
 REFINER_DIR = "refiner"
-#: worker-sdxl's refiner strength when the input gives none
-DEFAULT_REFINER_STRENGTH = 0.3
 
 
 @dataclass
@@ -86,8 +86,7 @@ def load_refiner(base: Any, model_dir: Path, device: torch.device) -> Refiner:
         force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", False)),
     )
     pipe.set_progress_bar_config(disable=True)
-    nbytes = sum(t.numel() * t.element_size() for t in unet.parameters())
-    return Refiner(pipe, dict(scheduler.config), nbytes)
+    return Refiner(pipe, dict(scheduler.config), tensor_bytes(unet))
 
 
 def base_kwargs(request: Request, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +129,7 @@ def refine(
         kwargs["denoising_start"] = req.high_noise_frac
     else:
         given = "strength" in req.model_fields_set and request.mode == "txt2img"
-        kwargs["strength"] = req.strength if given else DEFAULT_REFINER_STRENGTH
+        kwargs["strength"] = req.strength if given else REFINER_STRENGTH
 
     def stop_between_steps(
         pipe: Any, step: int, timestep: Any, values: dict[str, Any]
