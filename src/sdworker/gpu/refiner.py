@@ -23,6 +23,10 @@ from typing import Any
 import diffusers
 import torch
 
+# imported with the module, not looked up on first use: diffusers' lazy attribute lookup is
+# not safe while another thread (the preload) imports through it
+from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+
 from sdworker.core.compat import REFINER_STRENGTH
 from sdworker.core.errors import Cancelled, ModelDamaged
 from sdworker.core.schema import Request
@@ -67,14 +71,18 @@ def load_refiner(base: Any, model_dir: Path, device: torch.device) -> Refiner:
     try:
         index = json.loads((folder / "model_index.json").read_text())
         config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-        unet: Any = diffusers.UNet2DConditionModel.from_pretrained(
+        unet: Any = UNet2DConditionModel.from_pretrained(
             str(folder / "unet"), torch_dtype=base.dtype, local_files_only=True
         )
     except (OSError, ValueError) as exc:
         raise ModelDamaged(f"the refiner at {folder} cannot be loaded: {exc}") from exc
     unet.to(device)
-    scheduler = getattr(diffusers, str(config["_class_name"])).from_config(config)
-    pipe: Any = diffusers.StableDiffusionXLImg2ImgPipeline(
+    name = str(config["_class_name"])
+    cls = (
+        type(base.scheduler) if type(base.scheduler).__name__ == name else getattr(diffusers, name)
+    )
+    scheduler = cls.from_config(config)
+    pipe: Any = StableDiffusionXLImg2ImgPipeline(
         vae=base.vae,
         text_encoder=None,
         text_encoder_2=base.text_encoder_2,
