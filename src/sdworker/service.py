@@ -100,7 +100,11 @@ class Service:
     def model_facts(self) -> dict[str, ModelFacts]:
         return {
             m.name: ModelFacts(
-                m.name, m.manifest.native_width, m.manifest.native_height, m.manifest.family
+                m.name,
+                m.manifest.native_width,
+                m.manifest.native_height,
+                m.manifest.family,
+                m.manifest.has_refiner,
             )
             for m in self.registry.all()
         }
@@ -119,7 +123,9 @@ class Service:
         model = self.registry.get(request.model).manifest
         if request.input.safety_checker and not model.has_safety_checker:
             raise InvalidInput.one(
-                "safety_checker", f"model {request.model!r} ships no safety checker", True
+                request.field_name("safety_checker"),
+                f"model {request.model!r} ships no safety checker",
+                True,
             )
         check_delivery(request.input.upload, s3_config, self.settings)
         request, inputs = self._decode_images(request)
@@ -149,7 +155,8 @@ class Service:
         if request.mode == "txt2img":
             return request, Inputs()
         assert request.input.image is not None
-        image = decode_image(request.input.image, "image", self.images).convert("RGB")
+        image = decode_image(request.input.image, request.field_name("image"), self.images)
+        image = image.convert("RGB")
         width, height = request.width, request.height
         if width is None or height is None:
             width, height = fit(image.size, self.settings.max_pixels, width, height)
@@ -157,7 +164,8 @@ class Service:
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         mask = None
         if request.input.mask_image is not None:
-            mask = decode_image(request.input.mask_image, "mask_image", self.images).convert("L")
+            name = request.field_name("mask_image")
+            mask = decode_image(request.input.mask_image, name, self.images).convert("L")
             if mask.size != (width, height):
                 mask = mask.resize((width, height), Image.Resampling.NEAREST)
         return replace(request, width=width, height=height), Inputs(image, mask)
@@ -316,6 +324,10 @@ def _infotext_extra(request: Request) -> dict[str, Any]:
         extra["Denoising strength"] = request.input.strength
     if request.input.clip_skip is not None and request.input.clip_skip > 1:
         extra["Clip skip"] = request.input.clip_skip
+    if request.input.refined:
+        extra["Refiner"] = f"{request.model} refiner"
+        if request.input.high_noise_frac is not None:
+            extra["Refiner switch at"] = request.input.high_noise_frac
     return extra
 
 

@@ -67,6 +67,16 @@ field_values: dict[str, Any] = {
     "use_compel": st.one_of(st.booleans(), json_values),
     "upload": st.one_of(st.booleans(), json_values),
     "clip_skip": st.one_of(st.integers(-1, 20), json_values),
+    # the RunPod SD workers' spellings and fields
+    "lora_scale": st.one_of(st.floats(-1, 3), json_values),
+    "refiner_inference_steps": st.one_of(st.integers(-1, 60), json_values),
+    "high_noise_frac": st.one_of(st.floats(-0.5, 1.5), json_values),
+    "num_outputs": st.one_of(st.integers(-1, 10), json_values),
+    "init_image": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
+    "image_url": st.one_of(st.sampled_from([SMALL_PNG, "data:,x"]), json_values),
+    "mask": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
+    "prompt_strength": st.one_of(st.floats(-1, 2), json_values),
+    "nsfw": st.one_of(st.booleans(), json_values),
 }
 assert set(field_values) == set(INPUT_FIELDS), set(INPUT_FIELDS) ^ set(field_values)
 

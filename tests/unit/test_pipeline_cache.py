@@ -214,3 +214,28 @@ def test_the_load_after_a_failure_can_go_ahead(cache: PipelineCache, loads: Fake
     thread, got = run_in_thread(lambda: cache.get("y"))
     thread.join(WAIT)
     assert not thread.is_alive() and got == [cache.resident("y")]
+
+
+class _Part:
+    """A part loaded beside a model (a refiner stand-in) and what it weighs."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+
+
+def test_an_attached_part_loads_once_and_counts_in_the_model_bytes(cache: PipelineCache) -> None:
+    made: list[_Part] = []
+
+    def load() -> _Part:
+        made.append(_Part(100 * MB))
+        return made[-1]
+
+    with cache.using("c") as loaded:
+        part = cache.attach(loaded, "refiner", 100 * MB, load)
+        assert cache.attach(loaded, "refiner", 100 * MB, load) is part
+        assert len(made) == 1 and loaded.nbytes == 200 * MB
+        # room was made for it: the least recently used model went first
+        assert cache.loaded() == ["b", "c"]
+    # the model now weighs base + part, so the next model evicts by that weight
+    cache.get("d")
+    assert cache.loaded() == ["c", "d"]

@@ -5,9 +5,9 @@
     sdworker bake tiny [--name NAME]         the tiny SD 1.x test model; without --name it bakes
                                              "tiny" and "tiny-safe" (with a safety checker that
                                              flags every image)
-    sdworker bake tiny-sdxl [--name NAME]    the tiny SDXL test model
+    sdworker bake tiny-sdxl [--name NAME]    the tiny SDXL test model, with a tiny refiner
     sdworker bake random-sd15 | random-sdxl  full-size architectures with random weights
-    sdworker bake MODEL_REF [--name NAME] [--lora FILE ...]
+    sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--refiner REF]
                                              a hub id, a local diffusers folder, or a single
                                              .safetensors/.ckpt checkpoint
 """
@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a LoRA .safetensors file to bake alongside (repeatable)",
     )
+    parser.add_argument(
+        "--refiner",
+        metavar="REF",
+        help="an SDXL refiner (hub id or diffusers folder) baked into the model's refiner/ "
+        "folder; it shares the base's VAE and second text encoder",
+    )
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument(
         "--variant",
@@ -102,6 +108,15 @@ def bake_command(argv: list[str], settings: Settings | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:
+    baked = _bake_models(args, models_dir)
+    if args.refiner:
+        from sdworker.builder.refiner import bake_refiner_ref
+
+        bake_refiner_ref(models_dir, baked[0].name, args.refiner, variant=args.variant or "auto")
+    return baked
+
+
+def _bake_models(args: argparse.Namespace, models_dir: Path) -> list[Path]:
     from sdworker.builder import tiny
 
     ref: str = args.ref

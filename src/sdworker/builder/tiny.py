@@ -298,14 +298,24 @@ def build_tiny_sdxl_pipeline(seed: int, *, tokenizer_dirs: tuple[Path, Path]) ->
 
 
 def bake_tiny_sdxl(
-    models_dir: Path, name: str = "tiny-sdxl", *, seed: int = 0, bpe_path: Path | None = None
+    models_dir: Path,
+    name: str = "tiny-sdxl",
+    *,
+    seed: int = 0,
+    bpe_path: Path | None = None,
+    refiner: bool = True,
 ) -> Path:
-    """Bake the tiny SDXL model into ``models_dir/name`` and write its manifest."""
+    """Bake the tiny SDXL model into ``models_dir/name`` and write its manifest; with
+    ``refiner`` (the default) a tiny refiner is baked with it, in its ``refiner/`` folder."""
     with atomic_model_dir(Path(models_dir), name) as tmp, scratch_dir() as scratch:
         tok1 = write_tokenizer(scratch / "tokenizer", bpe_path)
         tok2 = write_tokenizer(scratch / "tokenizer_2", bpe_path, pad_token="!")
         pipe = build_tiny_sdxl_pipeline(seed, tokenizer_dirs=(tok1, tok2))
         _save(pipe, tmp, {"tokenizer": tok1, "tokenizer_2": tok2})
+        if refiner:
+            from sdworker.builder.refiner import save_tiny_refiner
+
+            save_tiny_refiner(pipe, seed, tmp)
         manifest = Manifest(
             name=name,
             family="sdxl",
@@ -314,6 +324,7 @@ def bake_tiny_sdxl(
             default_scheduler=type(pipe.scheduler).__name__,
             has_safety_checker=False,
             source=f"tiny-sdxl:seed={seed}",
+            refiner=f"tiny-sdxl-refiner:seed={seed}" if refiner else "",
         )
         write_manifest(tmp, manifest, weights="unet/diffusion_pytorch_model.safetensors")
     return Path(models_dir) / name

@@ -5,6 +5,8 @@ Layout of ``SDWORKER_MODELS_DIR``::
     models/
       tiny/                  a diffusers folder (model_index.json, unet/, vae/, ...)
         sdworker.json        this manifest
+        refiner/             an SDXL model's refiner, when baked with one (model_index.json,
+                             unet/, scheduler/: it shares the base's VAE and text_encoder_2)
       loras/NAME.safetensors baked LoRA files (with NAME.json beside each)
 """
 
@@ -50,6 +52,14 @@ class Manifest:
     sha256: str = ""
     files: dict[str, FileEntry] = field(default_factory=dict)
     format: int = MANIFEST_FORMAT
+    #: where the SDXL refiner baked with this model came from ("" when it has none); its UNet,
+    #: scheduler and index live in the model's ``refiner/`` folder, its VAE and second text
+    #: encoder are the base's own
+    refiner: str = ""
+
+    @property
+    def has_refiner(self) -> bool:
+        return bool(self.refiner)
 
     @property
     def short_hash(self) -> str:

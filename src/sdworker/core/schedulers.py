@@ -1,4 +1,5 @@
-"""Scheduler names: diffusers class names and AUTOMATIC1111 sampler names, resolved to a spec.
+"""Scheduler names: diffusers class names, AUTOMATIC1111 sampler names and the names RunPod's
+SD workers take, resolved to a spec.
 
 A :class:`SchedulerSpec` is a diffusers class name plus config overrides; ``build_scheduler`` turns it
 into a fresh scheduler from a model's own scheduler config, so a request never changes the
@@ -80,6 +81,33 @@ _SIGMA_CLASSES = {
 
 A1111_SCHEDULERS: list[str] = list(_A1111_SCHEDULE_TYPES)
 
+#: the scheduler names of RunPod's "Stable Diffusion v1" endpoint and of worker-sdxl -> the
+#: diffusers class each stands for (ONE table; the README lists it). ``IPNDM``: diffusers'
+#: IPNDMScheduler counts time from 1 to 0 (a continuous schedule), while SD UNets are trained
+#: on discrete steps 0-999, so it cannot drive them; it maps to PNDMScheduler, whose PLMS is
+#: the same linear multistep family and runs every SD model.
+RUNPOD_SCHEDULERS: dict[str, str] = {
+    # RunPod SD v1 endpoint
+    "DDIM": "DDIMScheduler",
+    "DDPM": "DDPMScheduler",
+    "DPM-M": "DPMSolverMultistepScheduler",
+    "DPM-S": "DPMSolverSinglestepScheduler",
+    "EULER-A": "EulerAncestralDiscreteScheduler",
+    "EULER-D": "EulerDiscreteScheduler",
+    "HEUN": "HeunDiscreteScheduler",
+    "IPNDM": "PNDMScheduler",
+    "KDPM2-A": "KDPM2AncestralDiscreteScheduler",
+    "KDPM2-D": "KDPM2DiscreteScheduler",
+    "PNDM": "PNDMScheduler",
+    "K-LMS": "LMSDiscreteScheduler",
+    "KLMS": "LMSDiscreteScheduler",
+    # worker-sdxl
+    "K_EULER": "EulerDiscreteScheduler",
+    "K_EULER_ANCESTRAL": "EulerAncestralDiscreteScheduler",
+    "DPMSolverMultistep": "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestep": "DPMSolverSinglestepScheduler",
+}
+
 
 @dataclass(frozen=True)
 class SchedulerSpec:
@@ -105,6 +133,10 @@ def _build_table() -> dict[str, SchedulerSpec]:
                     table[name] = SchedulerSpec(cls, {**overrides, **extra}, name)
     for cls in DIFFUSERS_SCHEDULERS:
         table[cls] = SchedulerSpec(cls, {}, cls)
+    for name, cls in RUNPOD_SCHEDULERS.items():
+        # DDIM, DDPM and HEUN are A1111 names too, for the same class: keep A1111's spelling
+        if name.casefold() not in {known.casefold() for known in table}:
+            table[name] = SchedulerSpec(cls, {}, name)
     return table
 
 
@@ -121,7 +153,8 @@ def valid_names() -> list[str]:
 
 
 def resolve(name: str) -> SchedulerSpec | None:
-    """The spec for a diffusers class name or A1111 sampler name, or None when unknown."""
+    """The spec for a diffusers class name, A1111 sampler name or RunPod worker scheduler name,
+    or None when unknown."""
     return _BY_KEY.get(" ".join(name.split()).casefold())
 
 

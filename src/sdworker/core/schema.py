@@ -7,11 +7,10 @@ model, scheduler and LoRA names) run even when other fields failed, so one round
 
 from __future__ import annotations
 
-import difflib
 import math
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,12 +24,15 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from sdworker.core import schedulers
+from sdworker.core.compat import compat_problems
 from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.rules import SAMPLERS_ROUTE, field_name, rule_message, unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from sdworker.core.spellings import rename_field, respell, spellings
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
@@ -114,10 +116,36 @@ class GenerateInput(BaseModel):
     use_compel: LooseBool = False
     upload: LooseBool | None = None
     clip_skip: StrictInt | None = Field(default=None, ge=1, le=12)
+    #: the scale of a LoRA given by name (RunPod SD v1's ``lora`` + ``lora_scale``)
+    lora_scale: Number | None = Field(default=None, ge=0.0, le=2.0)
+    #: SDXL refiner (worker-sdxl): its steps, and the fraction of the schedule the base runs
+    refiner_inference_steps: StrictInt | None = Field(default=None, ge=1, le=500)
+    high_noise_frac: Number | None = Field(default=None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scale_loras(cls, data: Any) -> Any:
+        """``lora_scale`` scales each LoRA that gives no scale of its own."""
+        scale = data.get("lora_scale") if isinstance(data, dict) else None
+        if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 <= scale <= 2:
+            return data
+        items = _lora_list(data.get("lora"))
+        if isinstance(items, list):
+            items = [
+                {**item, "scale": item.get("scale", scale)} if isinstance(item, dict) else item
+                for item in items
+            ]
+            data = {**data, "lora": items}
+        return data
+
+    @property
+    def refined(self) -> bool:
+        """Whether the SDXL refiner runs after the base."""
+        return self.refiner_inference_steps is not None or self.high_noise_frac is not None
 
 
-#: fields of the input, for messages and for dialects
-INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, "num_images_per_prompt")
+#: fields of the input (native names and the other spellings), for messages and for dialects
+INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, *spellings())
 
 
 @dataclass(frozen=True)
@@ -128,6 +156,7 @@ class ModelFacts:
     native_width: int
     native_height: int
     family: str = "sd1"
+    has_refiner: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +171,12 @@ class Request:
     seed: int
     scheduler: schedulers.SchedulerSpec | None
     family: str
+    #: native field -> how the client spelled it, for fields not spelled natively
+    spelled: dict[str, str] = field(default_factory=dict)
+
+    def field_name(self, native: str) -> str:
+        """The field ``native`` as the client spelled it (errors name it so)."""
+        return self.spelled.get(native, native)
 
     @property
     def seeds(self) -> list[int]:
@@ -149,49 +184,6 @@ class Request:
 
 
 #: pydantic error type -> our rule, with the error's context values filled in (request formats
-#: reuse it for their own bodies)
-MESSAGES: dict[str, str] = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "string_type": "must be a string",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "model_type": "must be an object",
-    "dict_type": "must be an object",
-    "greater_than_equal": "must be at least {ge}",
-    "greater_than": "must be greater than {gt}",
-    "less_than_equal": "must be at most {le}",
-    "less_than": "must be less than {lt}",
-    "multiple_of": "must be a multiple of {multiple_of}",
-    "literal_error": "must be one of {expected}",
-    "string_too_short": "must not be empty",
-    "finite_number": "must be a finite number",
-}
-
-
-def rule_message(err: ErrorDetails) -> str:
-    """The rule a pydantic error broke, in the words of :data:`MESSAGES`."""
-    if err["type"] == "value_error":  # our own validators' messages, as written
-        return str(err.get("ctx", {}).get("error", err["msg"]))
-    template = MESSAGES.get(err["type"])
-    if template is None:
-        return err["msg"].lower()
-    return template.format(**err.get("ctx", {}))
-
-
-def field_name(loc: Sequence[int | str]) -> str:
-    """``("lora", 0, "name")`` → ``"lora[0].name"``."""
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, int):
-            parts[-1] = f"{parts[-1]}[{part}]" if parts else f"[{part}]"
-        else:
-            parts.append(part if part else '""')  # an empty key is still a key the client sent
-    return ".".join(parts)
-
-
 def parse_input(
     raw: Any,
     *,
@@ -208,26 +200,16 @@ def parse_input(
     minutes."""
     if not isinstance(raw, dict):
         raise InvalidInput.one("input", "must be a JSON object", raw)
-    data = dict(raw)
-    problems: list[Problem] = []
-
-    if "num_images_per_prompt" in data:
-        alias = data.pop("num_images_per_prompt")
-        if "num_images" in data:
-            problems.append(
-                Problem("num_images_per_prompt", "give num_images or its alias, not both", alias)
-            )
-        else:
-            data["num_images"] = alias
+    respelled = respell(raw)
+    data = respelled.data
+    problems: list[Problem] = list(respelled.problems)
 
     parsed: GenerateInput | None = None
     try:
         parsed = GenerateInput.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            name = field_name(err["loc"]) or "input"
-            if name == "num_images" and "num_images_per_prompt" in raw and "num_images" not in raw:
-                name = "num_images_per_prompt"
+            name = rename_field(field_name(err["loc"]), respelled.spelled) or "input"
             missing = err["type"] == "missing"
             problems.append(
                 Problem(name, rule_message(err), err.get("input"), has_value=not missing)
@@ -235,9 +217,11 @@ def parse_input(
 
     # one problem per field: a field that failed its own rule is not judged again across fields
     failed = {p.field for p in problems}
-    cross = _cross_field(data, models, default_model, max_pixels, loras)
-    cross += _prompt_lengths(data, max_prompt_chars)
-    problems.extend(p for p in cross if p.field not in failed)
+    crossed = _cross_field(data, models, default_model, max_pixels, loras)
+    crossed += _prompt_lengths(data, max_prompt_chars)
+    renamed = [replace(p, field=rename_field(p.field, respelled.spelled)) for p in crossed]
+    renamed += compat_problems(respelled, _has_refiner(raw, models, default_model))
+    problems.extend(p for p in renamed if p.field not in failed)
     if problems or parsed is None:
         raise InvalidInput(problems)
 
@@ -251,7 +235,9 @@ def parse_input(
         height = height or facts.native_height
     seed = parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_LIMIT - MAX_IMAGES)
     spec = schedulers.resolve(parsed.scheduler) if parsed.scheduler else None
-    return Request(parsed, model_name, mode, width, height, seed, spec, facts.family)
+    return Request(
+        parsed, model_name, mode, width, height, seed, spec, facts.family, respelled.spelled
+    )
 
 
 def _cross_field(
@@ -283,8 +269,6 @@ def _cross_field(
     has_image = isinstance(image, str) and bool(image.strip())
     if data.get("mask_image") is not None and not has_image:
         problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
-    if "strength" in data and not has_image:
-        problems.append(Problem("strength", "only applies with image", data["strength"]))
     problems.extend(_img2img_steps(data, has_image))
 
     width, height = data.get("width"), data.get("height")
@@ -345,39 +329,18 @@ def _img2img_steps(data: dict[str, Any], has_image: bool) -> list[Problem]:
 
 def _prompt_lengths(data: dict[str, Any], limit: int) -> list[Problem]:
     problems = []
-    for field in ("prompt", "negative_prompt"):
-        text = data.get(field)
+    for name in ("prompt", "negative_prompt"):
+        text = data.get(name)
         if isinstance(text, str) and len(text) > limit:
             problems.append(
                 Problem(
-                    field,
+                    name,
                     f"must be at most {limit} characters (SDWORKER_MAX_PROMPT_CHARS); "
                     f"this one has {len(text)}",
                     has_value=False,
                 )
             )
     return problems
-
-
-#: where a client finds every scheduler name (the A1111 listing, served by the local endpoint)
-SAMPLERS_ROUTE = "GET /sdapi/v1/samplers"
-
-
-def closest(value: str, choices: Sequence[str], n: int = 3) -> list[str]:
-    """The ``n`` names of ``choices`` nearest to ``value`` (case-insensitive), best first."""
-    by_key: dict[str, str] = {}
-    for choice in choices:
-        by_key.setdefault(choice.casefold(), choice)
-    found = difflib.get_close_matches(value.casefold().strip(), list(by_key), n=n, cutoff=0.5)
-    return [by_key[key] for key in found]
-
-
-def unknown_name(what: str, value: str, choices: Sequence[str], listing: str) -> str:
-    """``unknown scheduler; closest: 'Euler a', 'Euler' (GET /sdapi/v1/samplers lists them
-    all)``: a few suggestions instead of every valid name (there are ~80 schedulers)."""
-    near = closest(value, choices)
-    hint = f"; closest: {', '.join(repr(n) for n in near)}" if near else ""
-    return f"unknown {what}{hint} ({listing} lists them all)"
 
 
 def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
@@ -398,3 +361,14 @@ def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
             problems.append(Problem(f"lora[{i}].name", "is listed twice (give one scale)", name))
         seen.add(name)
     return problems
+
+
+def _has_refiner(
+    raw: dict[str, Any], models: dict[str, ModelFacts], default_model: str | None
+) -> tuple[str, bool] | None:
+    """The model the input names (or the default) and whether it has a refiner; None when
+    the model is unknown (reported on its own)."""
+    model = raw.get("model")
+    name = model if isinstance(model, str) else default_model
+    facts = models.get(name) if name is not None else None
+    return None if facts is None else (facts.name, facts.has_refiner)

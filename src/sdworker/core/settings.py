@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     job_attempts: int = 2
     # delivery
     payload_limit_bytes: int = 10_000_000
+    #: a native job's answer: ours (RunPod's SD v1 endpoint's), or worker-sdxl's
+    output_shape: Literal["native", "worker-sdxl"] = "native"
     bucket_endpoint_url: str | None = Field(
         None, validation_alias=AliasChoices("bucket_endpoint_url", "BUCKET_ENDPOINT_URL")
     )

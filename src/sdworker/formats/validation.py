@@ -35,7 +35,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from sdworker.core import schedulers
 from sdworker.core.errors import Problem
-from sdworker.core.schema import MESSAGES, SAMPLERS_ROUTE, field_name, unknown_name
+from sdworker.core.rules import MESSAGES, SAMPLERS_ROUTE, field_name, unknown_name
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -7,7 +7,12 @@ from typing import Any
 
 import diffusers
 
-from sdworker.core.schedulers import SchedulerSpec
+from sdworker.core.schedulers import DIFFUSERS_SCHEDULERS, SchedulerSpec
+
+#: every scheduler class a request may name, looked up once when this module is imported:
+#: diffusers resolves its attributes lazily, and that lookup is not safe while another thread
+#: (the preload) imports through it
+_CLASSES: dict[str, Any] = {name: getattr(diffusers, name) for name in DIFFUSERS_SCHEDULERS}
 
 
 def derive(cls: Any, base: Any, **components: Any) -> Any:
@@ -25,7 +30,7 @@ def build_scheduler(
     spec: SchedulerSpec, base_config: dict[str, Any], *, noise_seed: int | None = None
 ) -> Any:
     """A fresh scheduler of ``spec``'s class from a model's scheduler config."""
-    cls = getattr(diffusers, spec.class_name)
+    cls = _CLASSES.get(spec.class_name) or getattr(diffusers, spec.class_name)
     overrides = dict(spec.overrides)
     if spec.uses_seeded_noise_sampler and noise_seed is not None:
         overrides["noise_sampler_seed"] = noise_seed

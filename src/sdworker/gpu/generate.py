@@ -31,6 +31,7 @@ from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemo
 from sdworker.core.loras import LoraLibrary, lora_set
 from sdworker.core.schema import Request
 from sdworker.gpu import prompts
+from sdworker.gpu import refiner as refiners
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.pipelines import LoadedModel, PipelineCache
 
@@ -96,12 +97,12 @@ def batch_key(request: Request) -> Hashable | None:
 
     Prompts, negative prompts, seeds and output options may differ. Whether a negative prompt
     is given may not (SDXL zeroes the unconditional embedding only when none is). Images,
-    LoRAs, compel, skipped CLIP layers (encoded per request) and seeded-noise-sampler
-    schedulers (one seed per scheduler) run alone.
+    LoRAs, compel, skipped CLIP layers (encoded per request), the refiner (two stages per
+    image) and seeded-noise-sampler schedulers (one seed per scheduler) run alone.
     """
     req = request.input
     spec = request.scheduler
-    if request.mode != "txt2img" or req.lora or req.use_compel:
+    if request.mode != "txt2img" or req.lora or req.use_compel or req.refined:
         return None
     if req.clip_skip is not None and req.clip_skip > 1:
         return None
@@ -196,6 +197,7 @@ class Generator:
         calls = _plan(jobs)
         progress = _Progress(jobs, calls, effective_steps(first))
         images: list[list[Generated]] = [[] for _ in jobs]
+        refiner = self._refiner(loaded) if first.input.refined else None
         # LoRA adapters live on the shared modules: the gate keeps requests wanting another
         # LoRA set (a plain request wants none) out until this one is done
         with loaded.adapters.applied(
@@ -212,8 +214,19 @@ class Generator:
                     continue
                 pipe = self._pipeline_for(base, loaded, first, live[0][1])
                 kwargs = self._call_kwargs(jobs, live, text)
+                if refiner is not None:  # a refined job runs alone, an image per call
+                    kwargs = refiners.base_kwargs(first, kwargs)
                 with torch.inference_mode():
                     out = pipe(**kwargs, callback_on_step_end=progress.step_end(live)).images
+                    if refiner is not None:
+                        out = refiners.refine(
+                            refiner,
+                            first,
+                            out,
+                            generator=kwargs["generator"],
+                            seed=live[0][1],
+                            cancelled=jobs[0].cancelled,
+                        )
                 for (j, seed), image in zip(live, out, strict=True):
                     images[j].append(Generated(image, seed, None))
                 if len(jobs) > 1:
@@ -231,6 +244,18 @@ class Generator:
         if run_safety(request.input.safety_checker, loaded, self.safety_default):
             return self._check(loaded, images)
         return images
+
+    def _refiner(self, loaded: LoadedModel) -> refiners.Refiner:
+        """The model's refiner, loaded on first use and counted in the model's memory."""
+        path = loaded.info.path
+        itemsize = torch.empty((), dtype=self.cache.dtype).element_size()
+        refiner: refiners.Refiner = self.cache.attach(
+            loaded,
+            "refiner",
+            refiners.refiner_parameters(path) * itemsize,
+            lambda: refiners.load_refiner(loaded.base, path, self.cache.device),
+        )
+        return refiner
 
     def _pipeline_for(self, base: Any, loaded: LoadedModel, request: Request, seed: int) -> Any:
         """A per-call pipeline sharing ``base``'s modules, with a fresh scheduler."""

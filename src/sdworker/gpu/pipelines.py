@@ -100,6 +100,8 @@ class LoadedModel:
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     #: LoRA adapters on this model's modules, and the gate that keeps LoRA sets apart
     adapters: ModelAdapters = field(default_factory=ModelAdapters)
+    #: parts loaded on first use beside the base (the SDXL refiner), counted in ``nbytes``
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base(self) -> Any:
@@ -280,6 +282,24 @@ class PipelineCache:
             del self._models[victim]
             evicted = True
             log.info("evicting model %s to stay within %d bytes", victim, self.budget_bytes)
+
+    def attach(self, loaded: LoadedModel, part: str, estimate: int, load: Callable[[], Any]) -> Any:
+        """``loaded``'s extra ``part`` (its refiner), loaded on first use like a model: one
+        load at a time, room made for ``estimate`` bytes first, and what it adds to the device
+        (its ``nbytes``) counted in the model's bytes, so the budget sees it."""
+        if part in loaded.extras:
+            return loaded.extras[part]
+        with self._load_lock:
+            if part not in loaded.extras:
+                with self._lock:
+                    evicted = self._make_room(estimate, keep=loaded.info.name)
+                if evicted:
+                    self._release()
+                value = load()
+                with self._lock:
+                    loaded.extras[part] = value
+                    loaded.nbytes += int(getattr(value, "nbytes", 0))
+        return loaded.extras[part]
 
     def evict_others(self, keep: str) -> None:
         """Drop every loaded model not in use but ``keep`` and give their memory back."""

@@ -30,6 +30,7 @@ from sdworker.core.settings import Settings
 from sdworker.formats.a1111 import Options
 from sdworker.runpod.batcher import Batcher, Entry
 from sdworker.runpod.envelopes import Envelope, unwrap
+from sdworker.runpod.shapes import shape_output
 from sdworker.runpod.timing import FORMAT, DeviceRun
 from sdworker.service import Outcome, Prepared, ProgressSink, Service
 
@@ -126,7 +127,9 @@ class RunpodAdapter:
             return _failed(Failure.of(exc), job)
         if envelope is None:
             outcome = await run(job["input"])
-            return _failed(outcome, job) if isinstance(outcome, Failure) else outcome
+            if isinstance(outcome, Failure):
+                return _failed(outcome, job)
+            return shape_output(outcome, self.settings.output_shape)
         return await envelope.run(run)
 
     def _envelope(self, raw: Any) -> Envelope | None:

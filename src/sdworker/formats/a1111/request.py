@@ -17,7 +17,8 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput, Problem
-from sdworker.core.schema import SEED_LIMIT, unknown_name
+from sdworker.core.rules import unknown_name
+from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.formats.a1111.options import CLIP_SKIP, SAMPLE_FORMATS, Options, Settings
 from sdworker.formats.base import Models
