@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sdworker.dialects import a1111
+from sdworker.dialects import openapi as api
 from sdworker.dialects.routes.common import (
     DialectContext,
     basic_password,
@@ -116,42 +117,42 @@ def a1111_router(
             )
         )
 
-    @router.post("/txt2img")
+    @router.post("/txt2img", openapi_extra=api.A1111_TXT2IMG)
     async def txt2img(request: Request) -> JSONResponse:
         """A1111 ``txt2img``: ``{"images", "parameters", "info"}``."""
         return await generate(request, "txt2img")
 
-    @router.post("/img2img")
+    @router.post("/img2img", openapi_extra=api.A1111_IMG2IMG)
     async def img2img(request: Request) -> JSONResponse:
         """A1111 ``img2img`` (``mask`` → inpaint)."""
         return await generate(request, "img2img")
 
-    @router.get("/sd-models")
+    @router.get("/sd-models", openapi_extra=api.A1111_AUTH)
     async def sd_models(request: Request) -> Any:
         return denied(request) or a1111.sd_models(ctx.manifests(), str(ctx.settings.models_dir))
 
-    @router.post("/refresh-checkpoints")
+    @router.post("/refresh-checkpoints", openapi_extra=api.A1111_AUTH)
     async def refresh_checkpoints(request: Request) -> Any:
         if (no := denied(request)) is not None:
             return no
         ctx.registry.refresh()
         return None
 
-    @router.get("/samplers")
+    @router.get("/samplers", openapi_extra=api.A1111_AUTH)
     async def samplers(request: Request) -> Any:
         return denied(request) or a1111.samplers(catalog())
 
-    @router.get("/schedulers")
+    @router.get("/schedulers", openapi_extra=api.A1111_AUTH)
     async def schedulers(request: Request) -> Any:
         return denied(request) or a1111.schedulers(catalog())
 
-    @router.get("/options")
+    @router.get("/options", openapi_extra=api.A1111_AUTH)
     async def get_options(request: Request) -> Any:
         if (no := denied(request)) is not None:
             return no
         return a1111.get_options(st.options, ctx.manifest(ctx.registry.default_name))
 
-    @router.post("/options")
+    @router.post("/options", openapi_extra=api.A1111_OPTIONS)
     async def set_options(request: Request) -> Any:
         if (no := denied(request)) is not None:
             return no
@@ -164,13 +165,13 @@ def a1111_router(
         st.options.values = values
         return None
 
-    @router.get("/progress")
+    @router.get("/progress", openapi_extra=api.A1111_AUTH)
     async def progress(request: Request) -> Any:
         if (no := denied(request)) is not None:
             return no
         return await _progress(ctx.gateway(request), st)
 
-    @router.post("/interrupt")
+    @router.post("/interrupt", openapi_extra=api.A1111_AUTH)
     async def interrupt(request: Request) -> Any:
         if (no := denied(request)) is not None:
             return no
@@ -180,7 +181,7 @@ def a1111_router(
             await _cancel_all(ctx.gateway(request), entry.job_ids)
         return None
 
-    @router.post("/skip")
+    @router.post("/skip", openapi_extra=api.A1111_AUTH)
     async def skip(request: Request) -> Any:
         # A1111 skips the current image of a batch; here a job is the smallest unit
         return await interrupt(request)

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from sdworker.dialects import deepinfra
+from sdworker.dialects import openapi as api
 from sdworker.dialects.modelref import resolve
 from sdworker.dialects.routes.common import (
     DialectContext,
@@ -87,7 +88,7 @@ def deepinfra_router(ctx: DialectContext, webhooks: WebhookSender | None = None)
 
     router = APIRouter(tags=["DeepInfra"], lifespan=lifespan)
 
-    @router.post(PATH)
+    @router.post(PATH, openapi_extra=api.DEEPINFRA_INFERENCE)
     async def inference(request: Request, model: str) -> JSONResponse:
         """Run one inference; with ``webhook`` answer at once and POST the result there."""
         if not ctx.authorised(request.headers.get("authorization")):

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sdworker.dialects import openapi as api
 from sdworker.dialects import salad
 from sdworker.dialects.routes.common import DialectContext, job_error, outputs_of, read_json
 from sdworker.errors import InvalidInput
@@ -43,7 +44,12 @@ def salad_router(ctx: DialectContext) -> APIRouter:
             return None
         return _problem(401, "Unauthorized", "missing or wrong Salad-Api-Key header")
 
-    @router.post(PATH, status_code=202)
+    @router.post(
+        PATH,
+        status_code=202,
+        dependencies=[api.SALAD_KEY],
+        openapi_extra=api.SALAD_TASK,
+    )
     async def create_task(request: Request, organization: str, endpoint: str) -> JSONResponse:
         """Queue a ``{"modelInputs", "callInputs"}`` task: 202 ``{"requestId", "resultUrl"}``."""
         if (no := denied(request)) is not None:
@@ -63,7 +69,9 @@ def salad_router(ctx: DialectContext) -> APIRouter:
             {"requestId": view.id, "resultUrl": f"{base}/{view.id}"}, status_code=202
         )
 
-    @router.get(PATH + "/{request_id}")
+    @router.get(
+        PATH + "/{request_id}", dependencies=[api.SALAD_KEY], openapi_extra=api.SALAD_RESULT
+    )
     async def get_result(
         request: Request, organization: str, endpoint: str, request_id: str
     ) -> JSONResponse:

@@ -9,6 +9,7 @@ from urllib.parse import urljoin
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sdworker.dialects import openapi as api
 from sdworker.dialects import stochastic
 from sdworker.dialects.modelref import resolve
 from sdworker.dialects.routes.common import (
@@ -51,7 +52,7 @@ def stochastic_router(ctx: DialectContext, urls: dict[str, list[str]] | None = N
             return None
         return _fail(401, "missing or wrong apiKey header")
 
-    @router.post(SUBMIT)
+    @router.post(SUBMIT, dependencies=[api.STOCHASTIC_KEY], openapi_extra=api.STOCHASTIC_SUBMIT)
     async def submit(request: Request, model: str) -> JSONResponse:
         """Queue a request: ``{"success", "data": {"id", "responseUrl", "queuePosition"}}``."""
         if (no := denied(request)) is not None:
@@ -71,7 +72,12 @@ def stochastic_router(ctx: DialectContext, urls: dict[str, list[str]] | None = N
         url = str(request.url_for("stochastic_result", job_id=view.id))
         return JSONResponse(stochastic.submitted(view.id, url, position))
 
-    @router.get(RESULT, name="stochastic_result")
+    @router.get(
+        RESULT,
+        name="stochastic_result",
+        dependencies=[api.STOCHASTIC_KEY],
+        openapi_extra=api.STOCHASTIC_RESULT,
+    )
     async def result(request: Request, job_id: str) -> JSONResponse:
         """The request's state; ``generatedImages`` with fetchable URLs once it is done."""
         if (no := denied(request)) is not None:

@@ -1,0 +1,199 @@
+"""OpenAPI request bodies and auth declarations of the dialect routes, for ``/docs``.
+
+The routes read their bodies themselves (a ``Request``, JSON or form), so FastAPI cannot infer
+a schema; each route passes one of these as ``openapi_extra``. Documentation only: nothing
+here validates. Data only, too: no web server and no model code is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Security
+from fastapi.security import APIKeyHeader
+
+from sdworker.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+
+_SIDE = {"type": "integer", "minimum": MIN_SIDE, "maximum": MAX_SIDE, "multipleOf": SIDE_STEP}
+_IMAGE = {"type": "string", "description": "base64, a data: URL, or an http(s) URL"}
+
+#: the header keys of Salad and Stochastic, declared (never enforced: the routes check them)
+SALAD_KEY = Security(
+    APIKeyHeader(name="Salad-Api-Key", scheme_name="saladApiKey", auto_error=False)
+)
+STOCHASTIC_KEY = Security(
+    APIKeyHeader(name="apiKey", scheme_name="stochasticApiKey", auto_error=False)
+)
+#: the endpoint-wide schemes (declared by the server) that a dialect route accepts as well
+_ENDPOINT_KEY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+
+def _json_body(schema: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_A1111_COMMON: dict[str, Any] = {
+    "prompt": {"type": "string"},
+    "negative_prompt": {"type": "string"},
+    "seed": {"type": "integer", "description": "-1 = random", "default": -1},
+    "sampler_name": {"type": "string", "default": "Euler", "example": "DPM++ 2M"},
+    "scheduler": {"type": "string", "description": "schedule type", "example": "Karras"},
+    "steps": {"type": "integer", "default": 50},
+    "cfg_scale": {"type": "number", "default": 7.0},
+    "width": {**_SIDE, "default": 512},
+    "height": {**_SIDE, "default": 512},
+    "batch_size": {"type": "integer", "default": 1},
+    "n_iter": {"type": "integer", "default": 1},
+    "send_images": {"type": "boolean", "default": True},
+    "override_settings": _object(
+        {
+            "sd_model_checkpoint": {"type": "string", "description": "a baked model"},
+            "CLIP_stop_at_last_layers": {"type": "integer"},
+            "samples_format": {"type": "string", "enum": ["png", "jpg", "webp"]},
+        }
+    ),
+}
+_A1111_IMG2IMG: dict[str, Any] = {
+    **_A1111_COMMON,
+    "init_images": {"type": "array", "items": _IMAGE, "minItems": 1},
+    "mask": {**_IMAGE, "description": "white = repaint (inpainting)"},
+    "denoising_strength": {"type": "number", "default": 0.75},
+}
+
+A1111_TXT2IMG = {
+    "requestBody": _json_body(
+        _object(_A1111_COMMON),
+        {"prompt": "a lighthouse at dusk", "steps": 20, "sampler_name": "Euler a", "seed": -1},
+    ),
+    "security": [{"basic": []}, *_ENDPOINT_KEY],
+}
+A1111_IMG2IMG = {
+    "requestBody": _json_body(
+        _object(_A1111_IMG2IMG, ("init_images",)),
+        {"prompt": "the same lighthouse, in winter", "init_images": ["<base64 PNG>"]},
+    ),
+    "security": [{"basic": []}, *_ENDPOINT_KEY],
+}
+A1111_OPTIONS = {
+    "requestBody": _json_body(
+        {"type": "object", "additionalProperties": True},
+        {"sd_model_checkpoint": "tiny"},
+    ),
+    "security": [{"basic": []}, *_ENDPOINT_KEY],
+}
+#: the A1111 routes without a body still take Basic auth
+A1111_AUTH = {"security": [{"basic": []}, *_ENDPOINT_KEY]}
+
+SALAD_TASK = {
+    "requestBody": _json_body(
+        _object(
+            {
+                "modelInputs": _object(
+                    {
+                        "prompt": {"type": "string"},
+                        "negative_prompt": {"type": "string"},
+                        "num_inference_steps": {"type": "integer"},
+                        "guidance_scale": {"type": "number"},
+                        "width": _SIDE,
+                        "height": _SIDE,
+                        "seed": {"type": "integer"},
+                        "num_images_per_prompt": {"type": "integer"},
+                        "image": _IMAGE,
+                        "init_image": _IMAGE,
+                        "mask_image": _IMAGE,
+                        "strength": {"type": "number"},
+                    },
+                    ("prompt",),
+                ),
+                "callInputs": _object(
+                    {
+                        "MODEL_ID": {
+                            "type": "string",
+                            "description": "a baked model or its hub id",
+                        },
+                        "PIPELINE": {"type": "string", "example": "StableDiffusionPipeline"},
+                        "SCHEDULER": {"type": "string", "example": "DPMSolverMultistepScheduler"},
+                        "safety_checker": {"type": "boolean"},
+                    }
+                ),
+            },
+            ("modelInputs",),
+        ),
+        {"modelInputs": {"prompt": "a lighthouse", "num_inference_steps": 20, "seed": 1}},
+    ),
+    "security": _ENDPOINT_KEY,
+}
+SALAD_RESULT = {"security": _ENDPOINT_KEY}
+
+STOCHASTIC_SUBMIT = {
+    "requestBody": _json_body(
+        _object(
+            {
+                "prompt": {"type": "string"},
+                "params": _object(
+                    {
+                        "img_width": _SIDE,
+                        "img_height": _SIDE,
+                        "num_inference_steps": {"type": "integer"},
+                        "guidance_scale": {"type": "number"},
+                        "seed": {"type": "integer"},
+                        "negative_prompt": {"type": "string"},
+                        "num_images": {"type": "integer"},
+                        "scheduler": {"type": "string"},
+                    }
+                ),
+            },
+            ("prompt", "params"),
+        ),
+        {"prompt": "a lighthouse", "params": {"img_width": 512, "img_height": 512, "seed": 1}},
+    ),
+    "security": _ENDPOINT_KEY,
+}
+STOCHASTIC_RESULT = {"security": _ENDPOINT_KEY}
+
+_DEEPINFRA_FIELDS: dict[str, Any] = {
+    "prompt": {"type": "string"},
+    "negative_prompt": {"type": "string"},
+    "image": _IMAGE,
+    "mask_image": _IMAGE,
+    "num_images": {"type": "integer", "minimum": 1, "maximum": 4},
+    "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 512},
+    "guidance_scale": {"type": "number", "minimum": 1, "maximum": 20},
+    "strength": {"type": "number", "minimum": 0, "maximum": 1},
+    "width": _SIDE,
+    "height": _SIDE,
+    "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    "scheduler": {"type": "string"},
+    "use_compel": {"type": "boolean"},
+    "lora": {"type": "string", "description": "a baked LoRA's name"},
+    "webhook": {"type": "string", "description": "answer at once; POST the result here"},
+}
+#: in a form, images may be files (read as base64)
+_DEEPINFRA_FORM: dict[str, Any] = {
+    **_DEEPINFRA_FIELDS,
+    "image": {"type": "string", "format": "binary"},
+    "mask_image": {"type": "string", "format": "binary"},
+}
+DEEPINFRA_INFERENCE = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": _object(_DEEPINFRA_FIELDS, ("prompt",)),
+                "example": {"prompt": "a lighthouse", "num_images": 1, "seed": 1},
+            },
+            "multipart/form-data": {"schema": _object(_DEEPINFRA_FORM, ("prompt",))},
+        },
+    },
+    "security": [{"bearer": []}, {"apiKey": []}],
+}
