@@ -23,6 +23,9 @@ from sdworker.server.auth import require_docs_key, security_schemes
 ASSETS = "/static/docs"
 #: Swagger UI's own defaults, less the one that calls out: the badge of a remote validator
 SWAGGER_PARAMETERS: dict[str, Any] = {"validatorUrl": None, "tryItOutEnabled": True}
+#: images from this server only: ReDoc's sidebar shows a logo from its CDN, which hides
+#: itself when it fails to load; this way it fails before anything leaves the browser
+CSP = "img-src 'self' data:"
 
 
 def assets_dir() -> Path:
@@ -61,7 +64,7 @@ def docs_router() -> APIRouter:
     @router.get("/docs")
     async def swagger(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{base}/openapi.json",
             title=f"{request.app.title} - docs",
             swagger_js_url=f"{base}{ASSETS}/swagger-ui-bundle.js",
@@ -69,16 +72,20 @@ def docs_router() -> APIRouter:
             swagger_favicon_url=f"{base}{ASSETS}/favicon.png",
             swagger_ui_parameters=SWAGGER_PARAMETERS,
         )
+        page.headers["Content-Security-Policy"] = CSP
+        return page
 
     @router.get("/redoc")
     async def redoc(request: Request) -> HTMLResponse:
         base = root(request)
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{base}/openapi.json",
             title=f"{request.app.title} - ReDoc",
             redoc_js_url=f"{base}{ASSETS}/redoc.standalone.js",
             redoc_favicon_url=f"{base}{ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+        page.headers["Content-Security-Policy"] = CSP
+        return page
 
     return router

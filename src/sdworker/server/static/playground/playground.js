@@ -129,7 +129,7 @@
   }
 
   function samplerChanged() {
-    const sampler = config.samplers.find((s) => s.name === $("sampler").value);
+    const sampler = config && config.samplers.find((s) => s.name === $("sampler").value);
     const schedules = sampler ? sampler.schedules : [];
     $("schedule").replaceChildren(option("", "Automatic"), ...schedules.map((s) => option(s)));
     $("schedule").disabled = schedules.length === 0;
