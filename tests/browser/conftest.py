@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "server"))
-from server_harness import FAST, ServerProcess  # noqa: E402
+from server_harness import FAST, ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -78,9 +78,7 @@ def _server(
 
 
 @pytest.fixture(scope="session")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, models_dir: Path
-) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
     """The endpoint with one real worker (the project's handler, the tiny models), no key."""
     yield from _server(
         tmp_path_factory,

@@ -41,7 +41,9 @@ def test_redoc_renders_offline(
     page.goto(server.root + "/redoc")
     page.wait_for_selector("h1:has-text('sdworker local endpoint')")
     page.locator("h2", has_text="Img2Img").first.wait_for()
-    assert page.evaluate("[...document.images].every(i => !i.src.startsWith('http') || i.src.startsWith(location.origin))")
+    assert page.evaluate(
+        "[...document.images].every(i => !i.src.startsWith('http') || i.src.startsWith(location.origin))"
+    )
     screenshot(page, "redoc.png", full_page=False)
 
 
@@ -51,7 +53,9 @@ def test_docs_behind_a_key_open_with_basic_auth_in_a_browser(
     key = keyed_server.env["SDWORKER_API_KEY"]
     refused = httpx.get(keyed_server.root + "/docs", timeout=10)
     assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
-    assert httpx.get(keyed_server.root + "/static/docs/swagger-ui.css", timeout=10).status_code == 200
+    assert (
+        httpx.get(keyed_server.root + "/static/docs/swagger-ui.css", timeout=10).status_code == 200
+    )
 
     page = open_page(http_credentials={"username": "me", "password": key})
     page.goto(keyed_server.root + "/docs")
