@@ -219,3 +219,36 @@ def test_the_key_is_asked_once_and_kept_for_the_session_only(
     assert not page.is_visible("#key-dialog")
     page.click("#forget-key")
     assert page.evaluate("sessionStorage.getItem('sdworker.apiKey')") is None
+
+
+def test_an_uploaded_image_goes_as_base64_for_img2img(
+    open_page: Callable[..., Any], server: ServerProcess
+) -> None:
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(png, format="PNG")
+    page = ready(open_page(), server)
+    sent: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.post_data_json) if r.url.endswith("/v2/local/run") else None,
+    )
+    page.fill("#prompt", "the same, in blue")
+    fill(page, steps=2)
+    page.click("#image-panel summary")
+    page.set_input_files(
+        "#image", {"name": "red.png", "mimeType": "image/png", "buffer": png.getvalue()}
+    )
+    until(page, "!document.getElementById('strength').disabled", 10)
+    fill(page, strength=0.5)
+    page.click("#generate")
+    page.wait_for_selector("body[data-state=done]", timeout=DONE_S)
+    [body] = sent
+    assert body["input"]["image"].startswith("data:image/png;base64,")
+    assert body["input"]["strength"] == 0.5
+    assert "width" not in body["input"]  # the image's own size
+    assert page.evaluate("document.querySelector('#gallery img').naturalWidth") == 64
+    assert "img2img 0.5" in page.locator("#gallery .result .settings").first.inner_text()

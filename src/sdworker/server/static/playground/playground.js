@@ -156,6 +156,12 @@
     const file = input.files && input.files[0];
     images[field] = file ? await readFile(file) : null;
     const hasImage = images.image !== null;
+    if (field === "image") {
+      // img2img keeps the image's own size unless a size is typed in
+      for (const id of ["width", "height"]) $(id).placeholder = hasImage ? "image's size" : "";
+      if (hasImage) $("width").value = $("height").value = "";
+      else modelChanged();
+    }
     $("mask").disabled = !hasImage;
     $("strength").disabled = !hasImage;
     $("clear-images").disabled = !hasImage && images.mask_image === null;
