@@ -36,8 +36,10 @@ HANDLER = Path(__file__).resolve().parents[2] / "handler.py"
 API_KEY = "playground-test-key"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One chromium for this folder only: Playwright's sync API keeps an event loop running in
+    the main thread while it is open, which would break every later ``asyncio.run``."""
     if not CHROMIUM.exists():
         pytest.skip("no /usr/bin/chromium: run scripts/setup.sh as root (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -77,7 +79,7 @@ def _server(
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
     """The endpoint with one real worker (the project's handler, the tiny models), no key."""
     yield from _server(
@@ -93,7 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyed_server(
     tmp_path_factory: pytest.TempPathFactory, models_dir: Path
 ) -> Iterator[ServerProcess]:

@@ -80,6 +80,7 @@
         dialog.close();
         resolve();
       };
+      dialog.oncancel = (event) => event.preventDefault(); // Escape: the key is still needed
       if (!dialog.open) dialog.showModal();
       $("key-input").focus();
     });
