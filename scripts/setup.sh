@@ -14,3 +14,10 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" -e ".[dev,test,s3]"
+
+# The browser tests (tests/browser) drive Debian's chromium through Playwright, which never
+# downloads a browser of its own.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi

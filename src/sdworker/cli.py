@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sdworker import __version__
+from sdworker.cli_progress import JobProgress, image_count
 from sdworker.core.errors import SdworkerError
 from sdworker.core.media import EXTENSIONS
 from sdworker.core.settings import Settings
@@ -67,7 +68,7 @@ def generate_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sdworker generate", description=generate_command.__doc__)
     parser.add_argument("input", type=Path, help='a JSON file: {"input": {...}} as test_input.json')
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("outputs"))
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
 
     try:
@@ -80,11 +81,22 @@ def generate_command(argv: list[str]) -> int:
 
     from sdworker.runpod.adapter import RunpodAdapter
 
-    worker = RunpodAdapter(Settings.from_env())
-    bar = _ProgressBar(enabled=not args.quiet)
+    settings = Settings.from_env()
+    progress = None
+    if not args.quiet:
+        body = job if isinstance(job, dict) else {}
+        progress = JobProgress(
+            str(body.get("id", "job")), image_count(body.get("input")), sys.stderr
+        )
+        if progress.tty:  # a bar on a terminal may move at every step
+            settings = settings.with_(progress_interval_s=min(settings.progress_interval_s, 0.1))
+    worker = RunpodAdapter(settings)
     started = time.perf_counter()
-    result = worker.handle_sync(job, on_progress=bar)
-    bar.close()
+    try:
+        result = worker.handle_sync(job, on_progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if isinstance(result, dict) and "error" in result:
         print(f"sdworker generate: {result['error']}", file=sys.stderr)
         return 1
@@ -101,6 +113,7 @@ def generate_command(argv: list[str]) -> int:
             path = args.output_dir / f"{index}-{item['seed']}.{EXTENSIONS[fmt]}"
             path.write_bytes(base64.b64decode(item["image"]))
             entry["file"] = str(path)
+            print(f"wrote {path}", file=sys.stderr)
         summary.append(entry)
     elapsed = time.perf_counter() - started
     print(json.dumps({"images": summary, "seconds": round(elapsed, 2)}, indent=2))
@@ -112,25 +125,3 @@ def _is_native_output(result: Any) -> bool:
         isinstance(item, dict) and "seed" in item and ("image" in item or "url" in item)
         for item in result
     )
-
-
-class _ProgressBar:
-    """A tqdm bar fed by the handler's progress updates."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._bar: Any = None
-        self._enabled = enabled
-
-    def __call__(self, update: dict[str, Any]) -> None:
-        if not self._enabled:
-            return
-        if self._bar is None:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=update["steps"], unit="step", file=sys.stderr)
-        self._bar.n = update["step"]
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()

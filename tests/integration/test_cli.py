@@ -63,3 +63,21 @@ def test_generate_prints_an_envelope_answer_in_its_shape(
     answer = json.loads(capsys.readouterr().out)
     assert any(s["name"] == "Euler a" for s in answer)
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_reports_progress_and_the_files_it_wrote(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = {
+        "id": "cli-job",
+        "input": {"prompt": "a barn", "seed": 3, "num_images": 2, "width": 64, "height": 64}
+        | {"num_inference_steps": 3},
+    }
+    out = tmp_path / "out"
+    assert main(["generate", str(write(tmp_path, job)), "-o", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    # not a terminal: plain lines, the last one the whole job (PNDM adds a warm-up step)
+    lines = [line for line in err if line.startswith("cli-job: step ")]
+    assert lines[0].startswith("cli-job: step 1/") and lines[0].endswith("image 1/2, eta ?")
+    assert lines[-1].endswith(", 100%, image 2/2")
+    assert f"wrote {out / '0-3.png'}" in err and f"wrote {out / '1-4.png'}" in err

@@ -41,8 +41,15 @@ def _accepts(settings: Settings, *candidates: str | None) -> bool:
     return not expected or any(key_matches(c, expected) for c in candidates)
 
 
-_BASIC = HTTPBasic(auto_error=False, description="A1111 --api-auth: any user, the key as password")
-_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_BASIC = HTTPBasic(
+    scheme_name="basic",
+    auto_error=False,
+    description="A1111 --api-auth: any user, the key as password",
+)
+#: the names match the server's own schemes: one ``bearer`` and one ``basic`` in the document
+_BEARER = HTTPBearer(
+    scheme_name="bearer", auto_error=False, description="Authorization: Bearer <key>"
+)
 
 
 def basic_or_bearer(settings: Settings, denied: Refusal) -> Dependency:
@@ -63,11 +70,19 @@ def basic_or_bearer(settings: Settings, denied: Refusal) -> Dependency:
     return check
 
 
+#: OpenAPI names of the services' own key headers
+_SCHEME_NAMES = {"Salad-Api-Key": "saladApiKey", "apiKey": "stochasticApiKey"}
+
+
 def header_or_bearer(settings: Settings, header: str, denied: Refusal) -> Dependency:
     """The key in the service's own ``header`` (Salad's ``Salad-Api-Key``, Stochastic's
     ``apiKey``), or as ``Authorization: Bearer KEY`` as every RunPod client sends it."""
     scheme = APIKeyHeader(
-        name=header, scheme_name=header, auto_error=False, description=f"{header}: <key>"
+        name=header,
+        # not the header's own name: Stochastic's "apiKey" would clash with the server's
+        scheme_name=_SCHEME_NAMES.get(header, header),
+        auto_error=False,
+        description=f"{header}: <key>",
     )
 
     async def check(

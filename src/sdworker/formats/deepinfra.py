@@ -22,6 +22,7 @@ from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE
 from sdworker.formats import auth
+from sdworker.formats import openapi as api
 from sdworker.formats.base import (
     Decoded,
     FormatContext,
@@ -200,7 +201,7 @@ def _router(fmt: DeepInfraFormat, ctx: FormatContext) -> APIRouter:
         dependencies=[Depends(check)],
     )
 
-    @router.post(PATH)
+    @router.post(PATH, openapi_extra=api.DEEPINFRA_INFERENCE)
     async def inference(request: Request, model: str) -> JSONResponse:
         """Run one inference; with ``webhook`` answer at once and POST the result there."""
         try:

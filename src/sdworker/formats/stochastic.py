@@ -19,6 +19,7 @@ from sdworker.core.errors import InvalidInput, ModelNotFound, Problem, SdworkerE
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
 from sdworker.formats import auth
+from sdworker.formats import openapi as api
 from sdworker.formats.base import Decoded, FormatContext, Models, describe, failure_of, http_status
 from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.modelref import resolve
@@ -194,7 +195,7 @@ def _router(
             if await gateway.get(job_id) is None:
                 cache.pop(job_id, None)
 
-    @router.post(SUBMIT)
+    @router.post(SUBMIT, openapi_extra=api.STOCHASTIC_SUBMIT)
     async def submit(request: Request, model: str) -> JSONResponse:
         """Queue a request: ``{"success", "data": {"id", "responseUrl", "queuePosition"}}``."""
         try:

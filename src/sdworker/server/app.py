@@ -7,13 +7,11 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, FastAPI
 
 from sdworker import __version__
 from sdworker.core.settings import Settings
-from sdworker.server.auth import require_api_key
+from sdworker.server import docs, playground
 from sdworker.server.clock import Clock
 from sdworker.server.errors import EndpointError, endpoint_error_handler
 from sdworker.server.queue import JobQueue
@@ -23,32 +21,8 @@ from sdworker.server.worker_routes import WORKER_PREFIX, worker_router
 
 DESCRIPTION = """RunPod serverless in a box: the hosted endpoint's API
 (`/v2/{endpoint_id}/run`, `/runsync`, `/status`, `/stream`, `/cancel`, `/retry`, `/purge-queue`,
-`/health`) over a durable SQLite queue, served to the `runpod` SDK's own worker loop."""
-
-
-def docs_router() -> APIRouter:
-    """``/openapi.json``, ``/docs`` and ``/redoc`` behind the API key like every other route
-    (open when no key is configured): FastAPI's built-in ones would answer anyone."""
-    router = APIRouter(dependencies=[Depends(require_api_key)], include_in_schema=False)
-
-    def schema_url(request: Request) -> str:
-        return request.scope.get("root_path", "").rstrip("/") + "/openapi.json"
-
-    @router.get("/openapi.json")
-    async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(request.app.openapi())
-
-    @router.get("/docs")
-    async def swagger(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=schema_url(request), title=f"{request.app.title} - docs"
-        )
-
-    @router.get("/redoc")
-    async def redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(openapi_url=schema_url(request), title=f"{request.app.title} - ReDoc")
-
-    return router
+`/health`) over a durable SQLite queue, served to the `runpod` SDK's own worker loop.
+A playground page at `/` drives the same API from a browser."""
 
 
 def create_app(
@@ -117,7 +91,10 @@ def create_app(
     app.include_router(endpoint_router())
     app.include_router(files_router())
     app.include_router(worker_router())
-    app.include_router(docs_router())
+    app.include_router(docs.docs_router())
+    app.include_router(playground.playground_router())
+    docs.mount_assets(app)
+    playground.mount_assets(app)
     for router in extra_routers:
         app.include_router(router)
     # last, so the dialects' own /run-like paths (if any) win over the SDK test server's

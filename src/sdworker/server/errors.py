@@ -13,13 +13,16 @@ class EndpointError(SdworkerError):
 
     code = "endpoint_error"
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(
+        self, status_code: int, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
 
 
 async def endpoint_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Render :class:`EndpointError` the way RunPod's API renders errors."""
     assert isinstance(exc, EndpointError)
-    return JSONResponse({"error": exc.message}, status_code=exc.status_code)
+    return JSONResponse({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)

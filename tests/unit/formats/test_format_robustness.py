@@ -206,8 +206,8 @@ def test_auth_is_declared_and_each_format_takes_its_own_header(
 ) -> None:
     client = client_factory(gateway, api_key="k")
     schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
-    assert {"type": "http", "scheme": "basic"}.items() <= schemes["HTTPBasic"].items()
-    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert {"type": "http", "scheme": "basic"}.items() <= schemes["basic"].items()
+    assert schemes["bearer"]["scheme"] == "bearer"
     headers = {s["name"] for s in schemes.values() if s["type"] == "apiKey"}
     assert headers == {"Salad-Api-Key", "apiKey"}
     for path, good, shape in [

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, Status
 from sdworker.formats import auth
+from sdworker.formats import openapi as api
 from sdworker.formats.a1111.answer import sd_models as list_models
 from sdworker.formats.base import FormatContext, failure_of
 from sdworker.formats.http import cancel_unfinished, outputs_of, read_json, wait_all
@@ -62,12 +63,12 @@ def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
         dependencies=[Depends(check)],
     )
 
-    @router.post("/txt2img")
+    @router.post("/txt2img", openapi_extra=api.A1111_TXT2IMG)
     async def txt2img(request: Request) -> JSONResponse:
         """A1111 ``txt2img``: ``{"images", "parameters", "info"}``."""
         return await _generate(ctx, fmt, flight, request, "txt2img")
 
-    @router.post("/img2img")
+    @router.post("/img2img", openapi_extra=api.A1111_IMG2IMG)
     async def img2img(request: Request) -> JSONResponse:
         """A1111 ``img2img`` (``mask`` → inpaint)."""
         return await _generate(ctx, fmt, flight, request, "img2img")
@@ -136,7 +137,7 @@ def _add_settings(router: APIRouter, ctx: FormatContext, fmt: A1111Format) -> No
         """The supported options; ``sd_model_checkpoint`` is the model requests use."""
         return fmt.get_options(ctx.models())
 
-    @router.post("/options")
+    @router.post("/options", openapi_extra=api.A1111_OPTIONS)
     async def set_options(request: Request) -> None:
         """Set options; ``sd_model_checkpoint`` switches the default model of every format."""
         try:

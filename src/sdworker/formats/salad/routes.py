@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, Status
 from sdworker.formats import auth
+from sdworker.formats import openapi as api
 from sdworker.formats.base import FormatContext, describe
 from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.salad import error_output, model_outputs, problem_details
@@ -29,7 +30,7 @@ def salad_router(fmt: SaladFormat, ctx: FormatContext) -> APIRouter:
     )
     router = APIRouter(tags=["Salad"], route_class=FormatRoute, dependencies=[Depends(check)])
 
-    @router.post(PATH, status_code=202)
+    @router.post(PATH, status_code=202, openapi_extra=api.SALAD_TASK)
     async def create_task(request: Request, organization: str, endpoint: str) -> JSONResponse:
         """Queue a ``{"modelInputs", "callInputs"}`` task: 202 ``{"requestId", "resultUrl"}``."""
         try:
