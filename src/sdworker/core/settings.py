@@ -113,6 +113,8 @@ class Settings:
     worker_poll_s: float = field(default=10.0, metadata={"env": "SDWORKER_WORKER_POLL_S"})
     sweep_interval_s: float = field(default=1.0, metadata={"env": "SDWORKER_SWEEP_INTERVAL_S"})
     job_attempts: int = field(default=2, metadata={"env": "SDWORKER_JOB_ATTEMPTS"})
+    # a worker holding a job that has not polled for this long is lost (0: never)
+    worker_lost_s: float = field(default=120.0, metadata={"env": "SDWORKER_WORKER_LOST_S"})
     # delivery
     payload_limit_bytes: int = field(
         default=10_000_000, metadata={"env": "SDWORKER_PAYLOAD_LIMIT_BYTES"}
