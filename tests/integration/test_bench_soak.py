@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_soak_at_tiny_bounds(models_dir: Path, tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SDWORKER_")}
