@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     worker_poll_s: float = 10.0
     sweep_interval_s: float = 1.0
     job_attempts: int = 2
+    # a worker holding a job that has not polled for this long is lost (0: never)
+    worker_lost_s: float = 120.0
     # delivery
     payload_limit_bytes: int = 10_000_000
     #: a native job's answer: ours (RunPod's SD v1 endpoint's), or worker-sdxl's

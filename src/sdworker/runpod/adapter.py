@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.settings import Settings
@@ -82,7 +83,7 @@ class RunpodAdapter:
             )
             return outcome
 
-        return await self._answer(job, run)
+        return carriable(await self._answer(job, run), job)
 
     def handle_sync(
         self,
@@ -103,7 +104,7 @@ class RunpodAdapter:
             with self._device:
                 return self.service.execute([prepared], progress=[on_progress], cancelled=stop)[0]
 
-        return asyncio.run(self._answer(job, run))
+        return carriable(asyncio.run(self._answer(job, run)), job)
 
     def concurrency(self, current: int) -> int:
         """The runpod ``concurrency_modifier``: the jobs the device runs at once (one, or a
@@ -179,6 +180,16 @@ def _failed(outcome: Outcome, job: Any) -> Any:
         log.info("job %s failed: %s", job_id, outcome.message)
         return outcome.to_output()
     return outcome
+
+
+def carriable(answer: Any, job: Any) -> Any:
+    """``answer``, or a failure in its place when JSON cannot carry it (a NaN, an infinity, a
+    lone surrogate): the SDK could not post it, and the job would never end."""
+    found = strictjson.problem(answer, "output")
+    if found is None:
+        return answer
+    failure = Failure("unserialisable_output", f"the job's result cannot be sent as JSON: {found}")
+    return _failed(failure, job)
 
 
 def runpod_progress(job: dict[str, Any]) -> ProgressSink:

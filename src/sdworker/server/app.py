@@ -14,6 +14,7 @@ from sdworker.core.settings import Settings
 from sdworker.server import docs, playground
 from sdworker.server.clock import Clock
 from sdworker.server.errors import EndpointError, endpoint_error_handler
+from sdworker.server.limits import BodyLimitMiddleware
 from sdworker.server.queue import JobQueue
 from sdworker.server.routes import endpoint_router, files_router, sdk_test_router
 from sdworker.server.supervisor import WorkerSupervisor
@@ -88,6 +89,7 @@ def create_app(
     app.state.settings = settings
     app.state.worker_token = secrets.token_urlsafe(24)
     app.add_exception_handler(EndpointError, endpoint_error_handler)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.runsync_body_limit_bytes)
     app.include_router(endpoint_router())
     app.include_router(files_router())
     app.include_router(worker_router())

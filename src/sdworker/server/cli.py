@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sdworker.core.errors import ConfigError
 from sdworker.core.settings import Settings
 from sdworker.server.app import create_app
+from sdworker.server.redact import QueryTokenFilter
 
 
 class _EndpointServer(uvicorn.Server):
@@ -159,6 +160,10 @@ def serve_command(argv: list[str]) -> int:
         timeout_graceful_shutdown=3,
         access_log=args.log_level == "debug",
     )
+    # after uvicorn.Config, which sets up its loggers: the access log prints each request's
+    # query, and a worker's job-take query carries the worker token
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(QueryTokenFilter())
     _EndpointServer(config, app).run(sockets=[sock])
     return 0
 

@@ -15,13 +15,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sdworker.core.errors import InvalidInput, JobStateConflict, Problem
+from sdworker.core import strictjson
+from sdworker.core.errors import InvalidInput, JobStateConflict
 from sdworker.core.jobs import JobView, Status
-from sdworker.core.netguard import FetchPolicy
 from sdworker.core.settings import Settings
 from sdworker.server.auth import file_signature
-from sdworker.server.clock import Clock, SystemClock
+from sdworker.server.clock import Clock
 from sdworker.server.files import FileStore
+from sdworker.server.lifecycle import JobLifecycle
+from sdworker.server.policy import check_policy
 from sdworker.server.store import JobRecord, JobStore
 from sdworker.server.webhooks import WebhookSender
 
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 _WORKER_SILENCE_S = 30.0
 
 
-class JobQueue:
+class JobQueue(JobLifecycle):
     """The durable queue behind every route; one per server."""
 
     def __init__(
@@ -44,25 +46,9 @@ class JobQueue:
         files: FileStore | None = None,
         public_url: str | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store or JobStore(settings.state_dir / "queue.sqlite3")
-        self.clock = clock or SystemClock()
-        self.webhooks = webhooks or WebhookSender(
-            retries=settings.webhook_retries,
-            interval_s=settings.webhook_interval_s,
-            policy=FetchPolicy(
-                allow_private=settings.allow_private_urls, timeout_s=10.0, max_bytes=64 * 1024
-            ),
-        )
-        self.files = files or FileStore(settings.state_dir / "files")
+        super().__init__(settings, store=store, clock=clock, webhooks=webhooks, files=files)
         #: prefixes file URLs; without it they are relative to the requesting client's base URL
         self.public_url = public_url.rstrip("/") if public_url else None
-        self._job_ready = asyncio.Event()
-        self._finished: dict[str, asyncio.Event] = {}
-        self._stops: dict[str, set[str]] = {}
-        self._stop_ready: dict[str, asyncio.Event] = {}
-        self._workers: dict[str, float] = {}
-        self._retiring: set[str] = set()
         #: set by the supervisor: stops a worker whose handler asked to be replaced
         self.on_retire: Callable[[str], None] | None = None
         self._closing = asyncio.Event()
@@ -80,8 +66,7 @@ class JobQueue:
         """Answer every worker long-poll now, and later ones at once (the server is stopping)."""
         self._closing.set()
         self._job_ready.set()
-        for event in self._stop_ready.values():
-            event.set()
+        self.board.wake_all()
 
     async def close(self) -> None:
         """Release every long-poll, stop sweeping, flush webhooks, close the database."""
@@ -103,8 +88,14 @@ class JobQueue:
         policy: dict[str, Any] | None = None,
         sync: bool = False,
     ) -> JobView:
-        """Queue a job (IN_QUEUE); its TTL counts from now."""
-        policy = _check_policy(policy or {})
+        """Queue a job (IN_QUEUE); its TTL counts from now.
+
+        An input JSON cannot carry (NaN, infinity, a lone surrogate) is refused here, for every
+        route: no worker could post the result of such a job, so it would never end."""
+        policy = check_policy(policy)
+        found = strictjson.find(job_input, "input")
+        if found is not None:
+            raise InvalidInput.one(found[0], found[1], has_value=False)
         now = self.clock.now()
         ttl_s = policy["ttl"] / 1000.0 if "ttl" in policy else self.settings.job_ttl_s
         job = JobRecord(
@@ -181,7 +172,7 @@ class JobQueue:
     async def health(self) -> dict[str, Any]:
         counts = self.store.counts()
         now = self.clock.now()
-        alive = {w for w, seen in self._workers.items() if now - seen < _WORKER_SILENCE_S}
+        alive = self.board.alive(now, _WORKER_SILENCE_S)
         running = len(alive & self.store.running_workers())
         return {
             "jobs": {
@@ -213,10 +204,21 @@ class JobQueue:
     # -- the worker side --------------------------------------------------------------------
 
     def worker_seen(self, worker_id: str) -> None:
-        self._workers[worker_id] = self.clock.now()
+        self.board.seen(worker_id, self.clock.now())
 
-    async def take(self, worker_id: str, count: int, wait_s: float) -> list[dict[str, Any]]:
-        """Long-poll for up to ``count`` jobs; an empty list after ``wait_s`` means none."""
+    async def take(
+        self, worker_id: str, count: int, wait_s: float, *, holding: bool | None = None
+    ) -> list[dict[str, Any]]:
+        """Long-poll for up to ``count`` jobs; an empty list after ``wait_s`` means none.
+
+        ``holding`` is the SDK's ``job_in_progress``: False means the worker holds no job
+        any more, so no stop offer to it needs repeating."""
+        if holding is False:
+            self.board.settle(worker_id)
+        with self.board.polling(worker_id, self.clock.now()):
+            return await self._take(worker_id, count, wait_s)
+
+    async def _take(self, worker_id: str, count: int, wait_s: float) -> list[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while not self._closing.is_set() and worker_id not in self._retiring:
@@ -244,6 +246,8 @@ class JobQueue:
         A result with ``stopPod`` (the handler returned ``refresh_worker``) is recorded like
         any other, then its worker is retired: hosted RunPod replaces such a worker.
         """
+        if payload.get("status") != Status.IN_PROGRESS.value:
+            self.board.settle(worker_id, job_id)  # the worker is done with it, whatever it was
         job = self._held(job_id, worker_id)
         if job is not None:
             self._record(job, payload, is_stream=is_stream)
@@ -275,7 +279,7 @@ class JobQueue:
         log.info("worker %s asked to be replaced after its job", worker_id)
         self._retiring.add(worker_id)
         self._job_ready.set()
-        self._stop_ready.setdefault(worker_id, asyncio.Event()).set()
+        self.board.wake(worker_id)
         self.on_retire(worker_id)
 
     async def stream_chunk(self, job_id: str, worker_id: str, payload: dict[str, Any]) -> None:
@@ -283,151 +287,42 @@ class JobQueue:
             self.store.add_chunk(job_id, payload)
 
     async def stop_signals(self, worker_id: str, wait_s: float) -> list[str]:
-        """Long-poll for ids of jobs this worker must stop (cancelled, timed out, expired)."""
+        """Long-poll for ids of jobs this worker must stop (cancelled, timed out, expired);
+        each is offered again until the worker shows it let go (see :mod:`.workers`)."""
+        with self.board.polling(worker_id, self.clock.now()):
+            return await self._stop_signals(worker_id, wait_s)
+
+    async def _stop_signals(self, worker_id: str, wait_s: float) -> list[str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while not self._closing.is_set():
             self.worker_seen(worker_id)
-            pending = self._stops.pop(worker_id, None)
-            if pending:
-                return sorted(pending)
+            event = self.board.event(worker_id)
+            event.clear()
+            ids, next_due = self.board.due(worker_id)
+            if ids:
+                return ids
             if worker_id in self._retiring:
                 break  # let a worker that is shutting down stop polling at once
-            event = self._stop_ready.setdefault(worker_id, asyncio.Event())
-            event.clear()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            if next_due is not None:
+                remaining = min(remaining, next_due)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
         return []
 
-    def worker_gone(self, worker_id: str, reason: str) -> None:
-        """A worker process died: its jobs are retried once, then failed."""
-        self._workers.pop(worker_id, None)
-        self._retiring.discard(worker_id)
-        self._stops.pop(worker_id, None)
-        self._stop_ready.pop(worker_id, None)
-        held = self.store.select(
-            "status = ? AND worker_id = ?", [Status.IN_PROGRESS.value, worker_id]
-        )
-        for job in held:
-            self._lost(job, reason)
-
-    # -- time-based behaviour ---------------------------------------------------------------
-
-    async def sweep(self) -> None:
-        """Expire results and TTLs, time out long runs. Called periodically; tests call it."""
-        now = self.clock.now()
-        for job in self.store.select("expires_at <= ?", [now]):
-            self._expire(job)
-        for job in self.store.select(
-            "status = ? AND timeout_at <= ?", [Status.IN_PROGRESS.value, now]
-        ):
-            limit_ms = round((job.timeout_at or now) * 1000 - (job.started_at or now) * 1000)
-            self._finish(job, Status.TIMED_OUT, error=f"execution timeout exceeded ({limit_ms} ms)")
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval_s)
-            try:
-                await self.sweep()
-            except Exception:  # a bad sweep must not stop the next one
-                log.exception("queue sweep failed")
-
-    # -- transitions ------------------------------------------------------------------------
-
-    def _live(self, job_id: str) -> JobRecord | None:
-        """The job unless unknown or past its expiry (expired ones are removed on sight)."""
-        job = self.store.get(job_id)
-        if job is not None and job.expires_at <= self.clock.now():
-            self._expire(job)
-            return None
-        return job
-
-    def _held(self, job_id: str, worker_id: str) -> JobRecord | None:
-        job = self.store.get(job_id)
-        if job is None or job.status is not Status.IN_PROGRESS or job.worker_id != worker_id:
-            log.debug("dropping a stale report for job %s from %s", job_id, worker_id)
-            return None
-        return job
-
-    def _finish(
-        self, job: JobRecord, status: Status, *, output: Any = None, error: str | None = None
-    ) -> bool:
-        now = self.clock.now()
-        retention = self.settings.runsync_ttl_s if job.sync else self.settings.result_ttl_s
-        done = self.store.update(
-            job.id,
-            only_if=job.status,
-            status=status,
-            output=output,
-            error=error,
-            progress=None,
-            finished_at=now,
-            expires_at=now + retention,
-        )
-        if not done:
-            return False  # another transition won the race; it has notified
-        if job.status is Status.IN_PROGRESS and status not in (Status.COMPLETED, Status.FAILED):
-            self._signal_stop(job)
-        if status is Status.COMPLETED:
-            self.store.incr("completed")
-        elif status in (Status.FAILED, Status.TIMED_OUT):
-            self.store.incr("failed")
-        self._notify(job.id)
-        if job.webhook:
-            final = self.store.get(job.id)
-            if final is not None:
-                self.webhooks.send(job.webhook, final.view().status_body())
-        return True
-
-    def _lost(self, job: JobRecord, reason: str) -> None:
-        """The worker running ``job`` is gone: requeue it, or fail it after the last attempt."""
-        if job.attempts < self.settings.job_attempts:
-            log.warning("job %s: %s; retrying it", job.id, reason)
-            self.store.requeue(job.id, self.clock.now())
-            self.store.incr("retried")
-            self._job_ready.set()
-            return
-        self._finish(
-            job,
-            Status.FAILED,
-            error=f"worker lost: {reason}; the job was attempted {job.attempts} times",
-        )
-
-    def _expire(self, job: JobRecord) -> None:
-        if job.status is Status.IN_PROGRESS:
-            self._signal_stop(job)
-        self.store.delete(job.id)
-        self.files.delete(job.id)
-        self._notify(job.id)
-
-    def _signal_stop(self, job: JobRecord) -> None:
-        if job.worker_id is None:
-            return
-        self._stops.setdefault(job.worker_id, set()).add(job.id)
-        self._stop_ready.setdefault(job.worker_id, asyncio.Event()).set()
-
-    def _notify(self, job_id: str) -> None:
-        event = self._finished.pop(job_id, None)
-        if event is not None:
-            event.set()
-
-
-def _check_policy(policy: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(policy, dict):
-        raise InvalidInput.one("policy", "must be an object", policy)
-    problems = []
-    for key in ("executionTimeout", "ttl"):
-        value = policy.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            problems.append(Problem(f"policy.{key}", "must be a positive number of ms", value))
-    if problems:
-        raise InvalidInput(problems)
-    return {k: v for k, v in policy.items() if v is not None}
+    def refuse_result(self, job_id: str, worker_id: str, reason: str) -> None:
+        """A job-done the server cannot read: the job fails with ``reason`` rather than wait
+        for a result that will never come in a readable form."""
+        self.board.settle(worker_id, job_id)
+        job = self._held(job_id, worker_id)
+        if job is not None:
+            log.warning("job %s: unreadable result from %s: %s", job_id, worker_id, reason)
+            self._finish(
+                job, Status.FAILED, error=f"the worker's result could not be read: {reason}"
+            )
 
 
 def _error_text(error: Any) -> str:

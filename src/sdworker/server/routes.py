@@ -4,7 +4,6 @@ server's root routes. Failed jobs are data (a status body); HTTP codes are for p
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,6 +12,7 @@ from fastapi.responses import FileResponse
 from sdworker.core.errors import InvalidInput, JobStateConflict
 from sdworker.core.jobs import JobView
 from sdworker.core.netguard import UrlRefused, check_url
+from sdworker.core.strictjson import NotJson, loads
 from sdworker.server.auth import require_api_key, require_key_or_signature
 from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
@@ -68,9 +68,11 @@ async def _read_job_body(request: Request, limit: int) -> dict[str, Any]:
         if len(raw) > limit:
             raise EndpointError(413, too_large)
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise EndpointError(400, f"the request body is not valid JSON: {exc}") from exc
+        # strict: an input JSON cannot carry back (NaN, 1e309, a lone surrogate) is refused
+        # here, naming its field, instead of making a job no worker can ever answer
+        body = loads(bytes(raw))
+    except NotJson as exc:
+        raise EndpointError(400, str(exc)) from exc
     if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
         raise EndpointError(400, 'the request body must be a JSON object with an "input" object')
     return body
@@ -96,8 +98,16 @@ async def _submit(request: Request, *, sync: bool, limit: int) -> JobView:
 
 async def _found(view: JobView | None, job_id: str) -> JobView:
     if view is None:
-        raise EndpointError(404, f"job {job_id} not found (unknown, or its result has expired)")
+        raise EndpointError(
+            404, f"job {shown_id(job_id)} not found (unknown, or its result has expired)"
+        )
     return view
+
+
+def shown_id(job_id: str) -> str:
+    """An id as an error message may echo it: short, and text JSON can carry."""
+    text = job_id if len(job_id) <= 80 else job_id[:77] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def run(request: Request) -> dict[str, Any]:
@@ -107,11 +117,26 @@ async def run(request: Request) -> dict[str, Any]:
     return {"id": view.id, "status": view.status.value}
 
 
-async def runsync(request: Request, wait: int | None = None) -> dict[str, Any]:
+def _wait_ms(wait: str | None) -> float | None:
+    """``?wait=`` as RunPod reads it: whole milliseconds, held within 1000-300000."""
+    if wait is None:
+        return None
+    digits = wait.strip()
+    if not digits.isascii() or not digits.isdigit():
+        raise EndpointError(
+            400, f"wait: must be a whole number of milliseconds (got {shown_id(wait)!r})"
+        )
+    # a number with more digits than the cap is over it; int() of a huge one may be refused
+    return 300_000 if len(digits) > 6 else min(max(int(digits), 1000), 300_000)
+
+
+async def runsync(request: Request, wait: str | None = None) -> dict[str, Any]:
     """Queue a job and wait for it (90 s, or ``wait`` ms within 1000-300000), finished or not."""
     settings = request.app.state.settings
+    # read before queueing: a bad parameter must not leave a job behind
+    wait_ms = _wait_ms(wait)
     view = await _submit(request, sync=True, limit=settings.runsync_body_limit_bytes)
-    wait_s = settings.runsync_wait_s if wait is None else min(max(wait, 1000), 300_000) / 1000
+    wait_s = settings.runsync_wait_s if wait_ms is None else wait_ms / 1000
     final = await app_queue(request).wait(view.id, wait_s)
     return (final or view).status_body()
 
@@ -162,7 +187,7 @@ async def result_file(request: Request, job_id: str, name: str) -> FileResponse:
         await _found(None, job_id)
     found = app_queue(request).files.find(job_id, name)
     if found is None:
-        raise EndpointError(404, f"file {name} not found for job {job_id}")
+        raise EndpointError(404, f"file {shown_id(name)} not found for job {shown_id(job_id)}")
     path, content_type = found
     return FileResponse(path, media_type=content_type)
 

@@ -5,7 +5,9 @@ Each worker is pointed at this server through the variables the SDK reads on Run
 (``RUNPOD_WEBHOOK_GET_JOB`` and friends), so it takes jobs exactly as it would in production.
 A worker that exits is replaced; the queue retries the job it held once, then fails it.
 A worker whose handler returned ``refresh_worker`` is stopped after that job and replaced,
-as hosted RunPod replaces it.
+as hosted RunPod replaces it; one the queue finds lost (silent while holding a job) is killed
+and replaced. Worker output reaches the log through :func:`~.redact.forward`, which blanks
+the worker token the SDK would print with its job-take URL.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sdworker.server.queue import JobQueue
+from sdworker.server.redact import forward
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ class WorkerSupervisor:
         self._monitor: asyncio.Task[None] | None = None
         self._closed = False
         queue.on_retire = self.retire
+        queue.on_lost = self.kill
 
     @property
     def processes(self) -> dict[str, subprocess.Popen[bytes]]:
@@ -121,6 +125,16 @@ class WorkerSupervisor:
                 with contextlib.suppress(ProcessLookupError):
                     proc.terminate()
                 log.info("stopping %s (pid %d) to replace it", worker_id, proc.pid)
+
+    def kill(self, worker_id: str) -> None:
+        """SIGKILL one worker the queue found lost (it stopped answering); the watch loop
+        replaces it."""
+        for slot in self._slots:
+            proc = slot.process
+            if slot.worker_id == worker_id and proc is not None and proc.poll() is None:
+                log.warning("killing %s (pid %d): it stopped answering", worker_id, proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
 
     def terminate(self) -> None:
         """SIGTERM every worker: the SDK stops taking jobs and finishes the ones it holds."""
@@ -162,16 +176,24 @@ class WorkerSupervisor:
             return
         slot.generation += 1
         env = worker_env(self.base_url, self.token, slot.worker_id, self.queue.settings.endpoint_id)
-        out: Any = self._log if self._log is not None else None
+        # piped, never inherited: every line passes the token's redaction on its way out
         slot.process = subprocess.Popen(
             self.command(),
             env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT if out is not None else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if self._log is not None else subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )
+        self._forward(slot.process)
         slot.started = asyncio.get_running_loop().time()
         log.info("started %s (pid %d)", slot.worker_id, slot.process.pid)
+
+    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
+        out: IO[bytes] = self._log if self._log is not None else _stream(sys.stdout)
+        assert proc.stdout is not None
+        forward(proc.stdout, out, self.token)
+        if proc.stderr is not None:
+            forward(proc.stderr, _stream(sys.stderr), self.token)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -195,3 +217,8 @@ class WorkerSupervisor:
                 slot.fast_failures = slot.fast_failures + 1 if quick else 0
                 delay = min(10.0, 0.25 * 2**slot.fast_failures) if quick else 0.0
                 loop.call_later(delay, self._spawn, slot)
+
+
+def _stream(text: Any) -> IO[bytes]:
+    """The binary stream under a text one (``sys.stdout``), or the stream itself."""
+    return getattr(text, "buffer", text)  # type: ignore[no-any-return]

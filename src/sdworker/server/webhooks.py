@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sdworker.core.netguard import FetchError, FetchPolicy, UrlRefused, request
 
@@ -43,22 +44,29 @@ class WebhookSender:
         return task
 
     async def deliver(self, url: str, body: dict[str, Any]) -> bool:
-        """Try once, then up to ``retries`` more times; any 2xx answer counts as delivered."""
+        """Try once, then up to ``retries`` more times; any 2xx answer counts as delivered.
+
+        Never raises: a webhook that cannot be delivered is logged, and the job is unaffected.
+        Logs show the URL without its query, which may carry the receiver's secret."""
+        shown = shown_url(url)
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(self.interval_s)
             try:
                 status = await self._poster(url, body)
             except UrlRefused as exc:
-                log.error("webhook %s refused for job %s: %s", url, body.get("id"), exc)
+                log.error("webhook %s refused for job %s: %s", shown, body.get("id"), exc)
                 return False  # the URL itself is refused: no retry can help
             except FetchError as exc:
-                log.warning("webhook %s attempt %d failed: %s", url, attempt + 1, exc)
+                log.warning("webhook %s attempt %d failed: %s", shown, attempt + 1, exc)
                 continue
+            except Exception as exc:  # a URL the guard could not even read: no retry helps
+                log.error("webhook %s failed for job %s: %r", shown, body.get("id"), exc)
+                return False
             if 200 <= status < 300:
                 return True
-            log.warning("webhook %s attempt %d answered %d", url, attempt + 1, status)
-        log.error("webhook %s not delivered for job %s", url, body.get("id"))
+            log.warning("webhook %s attempt %d answered %d", shown, attempt + 1, status)
+        log.error("webhook %s not delivered for job %s", shown, body.get("id"))
         return False
 
     async def _post(self, url: str, body: dict[str, Any]) -> int:
@@ -80,3 +88,18 @@ class WebhookSender:
             await asyncio.wait(set(self._tasks), timeout=1.0)
             for task in self._tasks:
                 task.cancel()
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a log may show it: scheme, host, port and path, never credentials, query or
+    fragment; text a log can always write."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        text = f"{parts.scheme}://{host}{port}{parts.path}"[:200]
+    except ValueError:
+        return "(an unreadable URL)"
+    if not parts.scheme or not host:
+        return "(an unreadable URL)"
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

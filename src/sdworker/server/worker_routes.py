@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from sdworker.core import strictjson
 from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
 
 WORKER_PREFIX = "/_worker"
+
+log = logging.getLogger(__name__)
 
 
 async def require_worker_token(request: Request, token: str = "") -> None:
@@ -25,26 +29,60 @@ async def require_worker_token(request: Request, token: str = "") -> None:
         raise EndpointError(401, "unknown worker token")
 
 
+class _Unreadable(ValueError):
+    """A worker's post the endpoint cannot store; ``progress`` when it was only an update."""
+
+    def __init__(self, reason: str, *, progress: bool) -> None:
+        super().__init__(reason)
+        self.progress = progress
+
+
 async def _payload(request: Request) -> dict[str, Any]:
+    """The post's JSON object, strict: a NaN or a lone surrogate stored would break every
+    later read of the job."""
     raw = await request.body()
     try:
-        payload = json.loads(raw)
-    except ValueError as exc:
-        raise EndpointError(400, f"job result is not JSON: {exc}") from exc
+        payload = strictjson.loads(raw, root="result")
+    except strictjson.NotJson as exc:
+        raise _Unreadable(str(exc), progress=_is_progress(raw)) from exc
     if not isinstance(payload, dict):
-        raise EndpointError(400, "job result must be a JSON object")
+        raise _Unreadable("the result must be a JSON object", progress=False)
     return payload
 
 
-async def job_take(request: Request, worker_id: str) -> Response:
+def _is_progress(raw: bytes) -> bool:
+    """Whether an unreadable post was a progress update (losing one of those fails nothing)."""
+    try:
+        loose = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(loose, dict) and loose.get("status") == "IN_PROGRESS"
+
+
+def _holding(job_in_progress: str | None) -> bool | None:
+    return None if job_in_progress is None else job_in_progress != "0"
+
+
+async def job_take(
+    request: Request, worker_id: str, job_in_progress: str | None = None
+) -> Response:
     settings = request.app.state.settings
-    jobs = await app_queue(request).take(worker_id, 1, settings.worker_poll_s)
+    jobs = await app_queue(request).take(
+        worker_id, 1, settings.worker_poll_s, holding=_holding(job_in_progress)
+    )
     return JSONResponse(jobs[0]) if jobs else Response(status_code=204)
 
 
-async def job_take_batch(request: Request, worker_id: str, batch_size: int = 1) -> Response:
+async def job_take_batch(
+    request: Request, worker_id: str, batch_size: int = 1, job_in_progress: str | None = None
+) -> Response:
     settings = request.app.state.settings
-    jobs = await app_queue(request).take(worker_id, max(1, batch_size), settings.worker_poll_s)
+    jobs = await app_queue(request).take(
+        worker_id,
+        min(max(1, batch_size), 64),
+        settings.worker_poll_s,
+        holding=_holding(job_in_progress),
+    )
     return JSONResponse(jobs) if jobs else Response(status_code=204)
 
 
@@ -57,13 +95,27 @@ async def job_stop(request: Request, worker_id: str) -> Response:
 async def job_done(
     request: Request, worker_id: str, job_id: str, isStream: str = "false"
 ) -> Response:
-    payload = await _payload(request)
-    await app_queue(request).report(job_id, worker_id, payload, is_stream=isStream == "true")
+    queue = app_queue(request)
+    try:
+        payload = await _payload(request)
+    except _Unreadable as exc:
+        if exc.progress:
+            log.warning("job %s: dropped an unreadable progress update: %s", job_id, exc)
+        else:
+            # the job must end: its worker will not send this result in another form
+            queue.refuse_result(job_id, worker_id, str(exc))
+        raise EndpointError(400, f"unreadable job result: {exc}") from exc
+    await queue.report(job_id, worker_id, payload, is_stream=isStream == "true")
     return Response(status_code=200)
 
 
 async def job_stream(request: Request, worker_id: str, job_id: str) -> Response:
-    await app_queue(request).stream_chunk(job_id, worker_id, await _payload(request))
+    try:
+        payload = await _payload(request)
+    except _Unreadable as exc:
+        log.warning("job %s: dropped an unreadable stream chunk: %s", job_id, exc)
+        raise EndpointError(400, f"unreadable stream chunk: {exc}") from exc
+    await app_queue(request).stream_chunk(job_id, worker_id, payload)
     return Response(status_code=200)
 
 

@@ -313,7 +313,7 @@ def test_long_poll_take_wakes_on_submit(settings, clock) -> None:
 
 def test_bad_policy_is_rejected(settings, clock) -> None:
     async def body(q: JobQueue) -> None:
-        with pytest.raises(InvalidInput, match=r"policy.ttl: must be a positive number"):
+        with pytest.raises(InvalidInput, match=r"policy.ttl: must be more than 0"):
             await q.submit({}, policy={"ttl": -1})
 
     run_with_queue(settings, clock, body)
