@@ -158,14 +158,20 @@ def one_job(kind: str, url: str, tally: Tally, until: float) -> None:
 
 
 def kill_a_worker(
-    server: subprocess.Popen[str], after_s: float, log: Callable[[str], None]
+    server: subprocess.Popen[str],
+    halfway: threading.Event,
+    timeout_s: float,
+    killed: list[int],
+    log: Callable[[str], None],
 ) -> None:
-    """SIGKILL one worker process ``after_s`` into the run (the supervisor restarts it)."""
-    time.sleep(after_s)
+    """SIGKILL one worker process once half the jobs are sent, while the rest are in flight
+    (the supervisor restarts it); ``killed`` records the pid."""
+    halfway.wait(timeout_s)
     workers = children(server.pid)
     if workers:
         os.kill(workers[0], signal.SIGKILL)
-        log(f"killed worker pid {workers[0]} at {after_s:.0f} s")
+        killed.append(workers[0])
+        log(f"killed worker pid {workers[0]} halfway through the jobs")
 
 
 def summarize(tally: Tally, jobs: int, duration: float) -> tuple[dict[str, int], str]:
@@ -234,23 +240,30 @@ def soak(args: argparse.Namespace, server: subprocess.Popen[str], url: str) -> i
     kinds = itertools.cycle(["run", "sync", "run", "invalid", "not-json", "cancel", "run"])
     t0 = time.monotonic()
     send_until, until = t0 + args.duration, t0 + args.duration + args.drain
+    halfway, killed = threading.Event(), list[int]()
     if not args.no_kill:
         killer = threading.Thread(
-            target=kill_a_worker, args=(server, min(args.duration / 3, 10.0), print), daemon=True
+            target=kill_a_worker,
+            args=(server, halfway, args.duration, killed, print),
+            daemon=True,
         )
         killer.start()
     with ThreadPoolExecutor(args.clients) as pool:
-        for _, kind in zip(range(args.jobs), kinds, strict=False):
+        for index, kind in zip(range(args.jobs), kinds, strict=False):
             if time.monotonic() > send_until:
                 break
             pool.submit(one_job, kind, url, tally, until)
+            if index == args.jobs // 2:
+                halfway.set()
+                if not args.no_kill:
+                    killer.join(30)  # the kill lands while the later half is in flight
     elapsed = time.monotonic() - t0
     end_mem = memory()
     counts, line = summarize(tally, args.jobs, elapsed)
     line += (
         f"; RSS server {start_mem[0]:.0f}->{end_mem[0]:.0f} MB,"
         f" workers {start_mem[1]:.0f}->{end_mem[1]:.0f} MB"
-        f" ({args.workers} workers, {args.clients} clients{'' if args.no_kill else ', 1 killed'})"
+        f" ({args.workers} workers, {args.clients} clients, {len(killed)} killed)"
     )
     print(line)
     for error in tally.server_errors[:10]:

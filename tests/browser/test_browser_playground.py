@@ -67,7 +67,7 @@ def test_generate_shows_progress_then_the_images_with_their_seeds(
 ) -> None:
     page = ready(open_page(), server)
     page.fill("#prompt", "a lighthouse at dusk")
-    fill(page, width=64, height=64, steps=8, num_images=2)
+    fill(page, width=64, height=64, steps=40, num_images=2)
     fixed_seed(page, 1234)
     page.evaluate(RECORD_PROGRESS)
     page.click("#generate")

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from sdworker.core.settings import Settings
-from sdworker.gpu.pipelines import module_bytes, tensor_bytes
+from sdworker.gpu.pipelines import tensor_bytes
 from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
@@ -64,6 +65,16 @@ def sdxl_shaped(features_settings: Settings) -> RunpodAdapter:
     return RunpodAdapter(features_settings.with_(output_shape="worker-sdxl"))
 
 
+def base_bytes(pipe: Any) -> int:
+    """Bytes of a pipeline's own weights: its modules' tensors, LoRA adapters left out."""
+    total = 0
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            tensors = [*module.named_parameters(), *module.named_buffers()]
+            total += sum(t.numel() * t.element_size() for n, t in tensors if "lora_" not in n)
+    return total
+
+
 def test_the_refiner_is_built_around_the_base_modules(fworker: RunpodAdapter) -> None:
     out = fworker.handle_sync(refined(refiner_inference_steps=4))
     assert isinstance(out, list), out
@@ -74,8 +85,9 @@ def test_the_refiner_is_built_around_the_base_modules(fworker: RunpodAdapter) ->
     assert refiner.pipe.text_encoder_2 is loaded.base.text_encoder_2
     assert refiner.pipe.tokenizer_2 is loaded.base.tokenizer_2
     assert refiner.pipe.text_encoder is None and refiner.pipe.unet is not loaded.base.unet
-    # the model's bytes are the base's modules plus the refiner's UNet, nothing twice
-    assert loaded.nbytes == module_bytes(loaded.base) + refiner.nbytes
+    # the model's bytes are the base's modules plus the refiner's UNet, nothing twice (LoRA
+    # adapters earlier tests left resident on the base are not part of the model's weights)
+    assert loaded.nbytes == base_bytes(loaded.base) + refiner.nbytes
     assert refiner.nbytes == tensor_bytes(refiner.pipe.unet) > 0
 
 

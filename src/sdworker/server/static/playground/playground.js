@@ -229,7 +229,7 @@
       return failure.problems.map((p) => {
         let message = String(p.message ?? p.rule ?? "is not valid");
         if ("value" in p && !message.includes("(got")) {
-          message += ` (got ${JSON.stringify(p.value)})`;
+          message += ` (got ${typeof p.value === "string" ? p.value : JSON.stringify(p.value)})`;
         }
         return { field: p.field ? String(p.field) : null, message };
       });
