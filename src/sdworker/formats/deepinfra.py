@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from sdworker.core.errors import InvalidInput, ModelNotFound, SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, JobView
 from sdworker.core.media import CONTENT_TYPES
+from sdworker.core.netguard import UrlRefused, check_url
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE
 from sdworker.formats import auth
@@ -75,8 +76,12 @@ class DeepInfraBody(FormatBody):
     @field_validator("webhook")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise refuse("url", "must be an http(s) URL")
+        # the same rule as every webhook (the sender checks the address when it posts)
+        if value:
+            try:
+                check_url(value)
+            except UrlRefused as exc:
+                raise refuse("url", str(exc)) from None
         return value
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 
+from sdworker.formats.auth import key_matches
 from sdworker.server.errors import EndpointError
 
 #: ``Authorization: Bearer <key>``, as RunPod's clients send it
@@ -42,16 +43,6 @@ def security_schemes() -> dict[str, Any]:
         scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
         for scheme in (bearer_scheme, bare_key_scheme, basic_scheme)
     }
-
-
-def key_matches(provided: str | None, expected: str) -> bool:
-    """Constant-time comparison; ``provided`` may carry a ``Bearer`` prefix (any case)."""
-    if not provided:
-        return False
-    token = provided.strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    return hmac.compare_digest(token.encode(), expected.encode())
 
 
 async def require_api_key(
