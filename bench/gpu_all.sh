@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# All GPU benchmarks in one run on a lent GPU machine: bake the full-size random-weights models
+# All GPU benchmarks in one run on a GPU machine: bake the full-size random-weights models
 # and run bench/gpu.py on them, within a fixed time budget.
 #
 #     bash bench/gpu_all.sh        (on the GPU machine, from the repository root)
