@@ -99,51 +99,6 @@ def bake_refiner_ref(
         return add_refiner(models_dir, name, fetched, source)
 
 
-def build_tiny_refiner(base: Any, seed: int) -> Any:
-    """A tiny SDXL refiner for the tiny SDXL ``base``: its own random UNet (conditioned on the
-    second encoder alone, with the aesthetic score), the base's VAE and second encoder."""
-    import torch
-    from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
-
-    width = base.text_encoder_2.config.hidden_size
-    torch.manual_seed(seed * 1000 + 5)
-    unet = UNet2DConditionModel(
-        sample_size=128,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        cross_attention_dim=width,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        # pooled text embedding + 5 numbers (size, crop, aesthetic score) x addition_time_embed_dim
-        projection_class_embeddings_input_dim=width + 5 * 8,
-    )
-    return StableDiffusionXLImg2ImgPipeline(
-        vae=base.vae,
-        text_encoder=None,
-        text_encoder_2=base.text_encoder_2,
-        tokenizer=None,
-        tokenizer_2=base.tokenizer_2,
-        unet=unet,
-        scheduler=type(base.scheduler).from_config(base.scheduler.config),
-        requires_aesthetics_score=True,
-        force_zeros_for_empty_prompt=False,
-    )
-
-
-def save_tiny_refiner(base: Any, seed: int, model_dir: Path) -> None:
-    """Build the tiny refiner of ``base`` and keep its parts in ``model_dir/refiner``."""
-    with scratch_dir() as scratch:
-        build_tiny_refiner(base, seed).save_pretrained(scratch / "full", safe_serialization=True)
-        copy_refiner(scratch / "full", model_dir, base.text_encoder_2.config.hidden_size)
-
-
 def _link_or_copy(src: str, dst: str) -> str:
     try:
         os.link(src, dst)

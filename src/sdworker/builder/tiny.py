@@ -244,13 +244,12 @@ def bake_tiny(
     return Path(models_dir) / name
 
 
-def build_tiny_sdxl_pipeline(seed: int, *, tokenizer_dirs: tuple[Path, Path]) -> Any:
-    """The tiny SDXL pipeline, in memory."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+def _sdxl_unet(context: int, pooled: int, time_ids: int, **extra: Any) -> Any:
+    """A tiny UNet of the SDXL kind: cross-attention over ``context`` wide text, and an added
+    embedding of the ``pooled`` text with ``time_ids`` numbers (size, crop, aesthetic score)."""
+    from diffusers import UNet2DConditionModel
 
-    _seeded(seed, 0)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=128,
         in_channels=4,
         out_channels=4,
@@ -261,14 +260,44 @@ def build_tiny_sdxl_pipeline(seed: int, *, tokenizer_dirs: tuple[Path, Path]) ->
         norm_num_groups=8,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
-        # SDXL conditions on both encoders' hidden states, concatenated
-        cross_attention_dim=2 * TEXT_HIDDEN,
-        transformer_layers_per_block=(1, 2),
+        cross_attention_dim=context,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
-        # pooled text embedding (projection_dim) + 6 size/crop numbers x addition_time_embed_dim
-        projection_class_embeddings_input_dim=TEXT_HIDDEN + 6 * 8,
+        projection_class_embeddings_input_dim=pooled + time_ids * 8,
+        **extra,
     )
+
+
+def build_tiny_refiner(base: Any, seed: int) -> Any:
+    """A tiny SDXL refiner for the tiny SDXL ``base``: its own random UNet (conditioned on the
+    second encoder alone, with the aesthetic score), the base's VAE and second encoder."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    width = base.text_encoder_2.config.hidden_size
+    _seeded(seed, 5)
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=base.vae,
+        text_encoder=None,
+        text_encoder_2=base.text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=base.tokenizer_2,
+        # the pooled embedding comes with 5 numbers: size, crop and the aesthetic score
+        unet=_sdxl_unet(width, width, 5),
+        scheduler=type(base.scheduler).from_config(base.scheduler.config),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+    )
+
+
+def build_tiny_sdxl_pipeline(seed: int, *, tokenizer_dirs: tuple[Path, Path]) -> Any:
+    """The tiny SDXL pipeline, in memory."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    _seeded(seed, 0)
+    # SDXL conditions on both encoders' hidden states, concatenated; the pooled embedding
+    # (projection_dim) comes with 6 size/crop numbers
+    unet = _sdxl_unet(2 * TEXT_HIDDEN, TEXT_HIDDEN, 6, transformer_layers_per_block=(1, 2))
     vae = _vae(seed, 1024)
     _seeded(seed, 2)
     text_encoder = CLIPTextModel(_text_config())
@@ -313,9 +342,11 @@ def bake_tiny_sdxl(
         pipe = build_tiny_sdxl_pipeline(seed, tokenizer_dirs=(tok1, tok2))
         _save(pipe, tmp, {"tokenizer": tok1, "tokenizer_2": tok2})
         if refiner:
-            from sdworker.builder.refiner import save_tiny_refiner
+            from sdworker.builder.refiner import copy_refiner
 
-            save_tiny_refiner(pipe, seed, tmp)
+            full = scratch / "refiner-full"
+            build_tiny_refiner(pipe, seed).save_pretrained(full, safe_serialization=True)
+            copy_refiner(full, tmp, pipe.text_encoder_2.config.hidden_size)
         manifest = Manifest(
             name=name,
             family="sdxl",
