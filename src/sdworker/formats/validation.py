@@ -110,6 +110,14 @@ def refuse(kind: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(kind, "{rule}", {"rule": message})
 
 
+def default_only(allowed: Mapping[str, tuple[Any, ...]], value: Any, field: str | None) -> Any:
+    """``value`` when it is one ``allowed`` lists for ``field`` (its default, or "off"): any
+    other asks for a feature this server does not have, and is refused, not ignored."""
+    if field and value not in allowed[field]:
+        raise refuse("unsupported", "is not supported by this server (only the default is)")
+    return value
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise refuse("blank", "must not be empty")

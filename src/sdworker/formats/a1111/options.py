@@ -16,7 +16,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from sdworker.core.errors import InvalidInput
 from sdworker.core.manifest import Manifest
 from sdworker.formats.modelref import a1111_title, resolve, strip_ref
-from sdworker.formats.validation import FormatBody, LaxInt, Text, refuse, validate
+from sdworker.formats.validation import FormatBody, LaxInt, Text, default_only, refuse, validate
 
 #: A1111's "Clip skip" setting (1 = the text encoder's last layer), the native ``clip_skip``
 CLIP_SKIP = "CLIP_stop_at_last_layers"
@@ -77,9 +77,7 @@ class Settings(FormatBody):
     @field_validator(*_DEFAULT_ONLY)
     @classmethod
     def _default_only(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name and value not in _DEFAULT_ONLY[info.field_name]:
-            raise refuse("unsupported", "is not supported by this server (only the default is)")
-        return value
+        return default_only(_DEFAULT_ONLY, value, info.field_name)
 
 
 def set_options(

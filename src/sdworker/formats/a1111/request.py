@@ -29,6 +29,7 @@ from sdworker.formats.validation import (
     LaxInt,
     Prompt,
     Text,
+    default_only,
     merge,
     refuse,
     validate,
@@ -139,9 +140,7 @@ class Txt2ImgBody(FormatBody):
     @field_validator(*OFF_ONLY)
     @classmethod
     def _off_only(cls, value: Any, info: ValidationInfo) -> Any:
-        if info.field_name and value not in OFF_ONLY[info.field_name]:
-            raise refuse("unsupported", "is not supported by this server (only the default is)")
-        return value
+        return default_only(OFF_ONLY, value, info.field_name)
 
     @field_validator("sampler_name", "sampler_index")
     @classmethod
