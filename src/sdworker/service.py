@@ -278,22 +278,6 @@ class Service:
             )
         return encoded
 
-    def run(
-        self,
-        job_input: Any,
-        *,
-        job_id: str = "local",
-        s3_config: Any = None,
-        progress: ProgressSink | None = None,
-        cancelled: Callable[[], bool] | None = None,
-    ) -> Outcome:
-        """Prepare and execute one request: its output list or its failure."""
-        try:
-            prepared = self.prepare(job_input, job_id=job_id, s3_config=s3_config)
-        except Exception as exc:
-            return Failure.of(_logged(exc, job_id))
-        return self.execute([prepared], progress=[progress], cancelled=[cancelled or _never])[0]
-
     def preload(self) -> None:
         """Load (and optimise, and warm up) the default model; a failure is the first job's."""
         try:

@@ -6,7 +6,7 @@ Neutral ground: request formats import this without importing the server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
@@ -128,11 +128,6 @@ class Failure:
         if isinstance(exc, SdworkerError):
             return cls(exc.code, str(exc), (), exc.refresh_worker)
         return cls("internal_error", f"internal error: {type(exc).__name__}: {exc}")
-
-    @classmethod
-    def invalid(cls, problems: Iterable[Problem]) -> Failure:
-        error = InvalidInput(list(problems))
-        return cls(error.code, str(error), tuple(error.problems))
 
     @property
     def kind(self) -> str:

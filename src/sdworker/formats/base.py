@@ -124,14 +124,6 @@ def failure_of(view: JobView | None, wait_s: float) -> Failure | None:
     return Failure("cancelled", view.error or f"job {view.id} was cancelled before it finished")
 
 
-def describe(failure: Failure) -> str:
-    """The failure's readable text; with problems, written from them (so renamed fields show
-    for every code that carries problems, not only ``invalid_input``)."""
-    if failure.problems:
-        return "invalid input: " + "; ".join(str(p) for p in failure.problems)
-    return failure.message
-
-
 def app_gateway(request: Request) -> JobGateway:
     """The queue the server put on ``app.state.gateway``."""
     gateway: JobGateway = request.app.state.gateway

@@ -29,7 +29,6 @@ from sdworker.formats.base import (
     FormatContext,
     Models,
     WebhookSend,
-    describe,
     failure_of,
     http_status,
 )
@@ -121,7 +120,7 @@ class DeepInfraFormat:
         """FastAPI's validation shape (DeepInfra is a FastAPI service): one entry per bad
         field; other failures as ``{"detail": {"error": message}}``."""
         status = http_status(failure, client=422, not_found=404)
-        return status, error_body(describe(failure), failure)
+        return status, error_body(failure.message, failure)
 
     def router(self, ctx: FormatContext) -> APIRouter:
         """One inference per call; auth by ``Authorization: bearer <key>``."""

@@ -20,7 +20,7 @@ from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.base import Decoded, FormatContext, Models, describe, failure_of, http_status
+from sdworker.formats.base import Decoded, FormatContext, Models, failure_of, http_status
 from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.modelref import resolve
 from sdworker.formats.validation import (
@@ -141,7 +141,7 @@ class StochasticFormat:
         status = (
             410 if failure.code == "cancelled" else http_status(failure, client=400, not_found=404)
         )
-        return status, error_body(describe(failure), failure.problems)
+        return status, error_body(failure.message, failure.problems)
 
     def router(self, ctx: FormatContext) -> APIRouter:
         """Submit and poll; auth by the ``apiKey`` header."""

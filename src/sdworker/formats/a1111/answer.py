@@ -12,7 +12,6 @@ from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.core.media import infotext as write_infotext
 from sdworker.formats.a1111.request import A1111Request, SamplerCatalog
-from sdworker.formats.base import describe
 from sdworker.formats.modelref import a1111_title
 
 
@@ -104,7 +103,7 @@ def response(
 
 def error_body(failure: Failure) -> dict[str, Any]:
     """A1111's error answer (``api.py`` ``handle_exception``): error type, detail, errors."""
-    message = describe(failure)
+    message = failure.message
     return {"error": failure.kind, "detail": message, "body": "", "errors": message}
 
 

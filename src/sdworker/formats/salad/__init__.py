@@ -17,7 +17,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
-from sdworker.formats.base import Decoded, FormatContext, Models, describe, http_status
+from sdworker.formats.base import Decoded, FormatContext, Models, http_status
 from sdworker.formats.modelref import resolve, strip_ref
 from sdworker.formats.validation import (
     FormatBody,
@@ -207,7 +207,7 @@ class SaladFormat:
     def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
         """Salad's API errors are RFC 9457 problem details; bad fields go under ``errors``."""
         status = http_status(failure, client=400)
-        return status, problem_details(status, describe(failure), failure.problems)
+        return status, problem_details(status, failure.message, failure.problems)
 
     def router(self, ctx: FormatContext) -> APIRouter:
         """``POST`` a task, ``GET`` its result; auth by the ``Salad-Api-Key`` header."""
@@ -250,7 +250,7 @@ def problem_details(status: int, detail: str, problems: tuple[Problem, ...] = ()
 
 def error_output(failure: Failure) -> dict[str, Any]:
     """docker-diffusers-api's ``$error`` object, for a task that failed."""
-    message = describe(failure)
+    message = failure.message
     return {"$error": {"code": failure.code, "name": failure.kind, "message": message}}
 
 

@@ -11,7 +11,7 @@ from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, Status
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.base import FormatContext, describe
+from sdworker.formats.base import FormatContext
 from sdworker.formats.http import outputs_of, read_json
 from sdworker.formats.salad import error_output, model_outputs, problem_details
 from sdworker.formats.web import FormatRoute, Refusal, refusal
@@ -64,7 +64,7 @@ def salad_router(fmt: SaladFormat, ctx: FormatContext) -> APIRouter:
             if view.status is not Status.FAILED:
                 failure = Failure(view.status.value.lower(), failure.message)
             body["status"] = "failed"
-            body["error"] = describe(failure)
+            body["error"] = failure.message
             body["modelOutputs"] = error_output(failure)
         return JSONResponse(body)
 
