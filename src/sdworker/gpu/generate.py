@@ -151,17 +151,6 @@ class Generator:
         self.loras = loras or LoraLibrary.from_settings(cache.settings)
         self.safety_default = safety_default
 
-    def __call__(
-        self,
-        request: Request,
-        inputs: Inputs,
-        *,
-        on_step: StepCallback | None = None,
-        cancelled: Callable[[], bool] = lambda: False,
-    ) -> list[Generated]:
-        """One request alone (a group of one)."""
-        return self.run([Job(request, inputs, on_step, cancelled)])[0]
-
     def run(self, jobs: list[Job]) -> list[list[Generated]]:
         """The images of each job, in order. Jobs of a group share :func:`batch_key` (a job
         alone need not); a job cancelled while others ran on gets an empty list, and the
