@@ -112,7 +112,7 @@ class Service:
     def prepare(self, job_input: Any, *, job_id: str = "local", s3_config: Any = None) -> Prepared:
         """Validate ``job_input`` and decode its images; raise :class:`SdworkerError`."""
         request = parse_input(
-            job_input,
+            self.registry.named(job_input),
             models=self.model_facts(),
             default_model=self.registry.default_name,
             max_pixels=self.settings.max_pixels,

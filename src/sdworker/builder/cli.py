@@ -10,6 +10,8 @@
     sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--refiner REF]
                                              a hub id, a local diffusers folder, or a single
                                              .safetensors/.ckpt checkpoint
+
+``--alias NAME`` (repeatable) records other names of the baked model in its manifest.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from sdworker.core.errors import SdworkerError
+from sdworker.core.aliases import alias_problem
+from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.manifest import Manifest
 from sdworker.core.settings import Settings
 
@@ -74,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an SDXL refiner (hub id or diffusers folder) baked into the model's refiner/ "
         "folder; it shares the base's VAE and second text encoder",
     )
+    parser.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name clients may use for the model, recorded in its manifest "
+        "(repeatable; with `tiny` and no --name, the aliases go to `tiny`)",
+    )
     parser.add_argument("--revision", help="hub revision (branch, tag or commit)")
     parser.add_argument(
         "--variant",
@@ -90,7 +102,10 @@ def bake_command(argv: list[str], settings: Settings | None = None) -> int:
     models_dir: Path = args.models_dir or settings.models_dir
     started = time.perf_counter()
     try:
+        aliases = _checked_aliases(args.alias)
         baked = _dispatch(args, models_dir)
+        if aliases:
+            record_aliases(baked[0], aliases)
     except SdworkerError as exc:
         print(f"sdworker bake: error: {exc}", file=sys.stderr)
         return 1
@@ -98,13 +113,31 @@ def bake_command(argv: list[str], settings: Settings | None = None) -> int:
     for path in baked:
         manifest = Manifest.read(path)
         size = sum(f.size for f in manifest.files.values())
+        also = f", also called {', '.join(manifest.aliases)}" if manifest.aliases else ""
         print(
-            f"baked {manifest.name} ({manifest.family}, {manifest.native_width}x"
+            f"baked {manifest.name}{also} ({manifest.family}, {manifest.native_width}x"
             f"{manifest.native_height}, {len(manifest.files)} files, {size / 1e6:.1f} MB, "
             f"hash {manifest.short_hash}) into {path}"
         )
     print(f"done in {elapsed:.1f} s")
     return 0
+
+
+def _checked_aliases(aliases: list[str]) -> tuple[str, ...]:
+    """The ``--alias`` names, each checked before anything is baked."""
+    problems = [p for p in (alias_problem(a.strip()) for a in aliases) if p]
+    if problems:
+        raise InvalidInput.one("--alias", "; ".join(problems), has_value=False)
+    return tuple(dict.fromkeys(a.strip() for a in aliases))
+
+
+def record_aliases(model_dir: Path, aliases: tuple[str, ...]) -> Manifest:
+    """Write ``aliases`` into the manifest of the model baked in ``model_dir``."""
+    manifest = Manifest.read(model_dir)
+    names = tuple(a for a in aliases if a != manifest.name)
+    updated = replace(manifest, aliases=tuple(dict.fromkeys((*manifest.aliases, *names))))
+    updated.write(model_dir)
+    return updated
 
 
 def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:

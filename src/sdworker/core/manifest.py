@@ -56,6 +56,9 @@ class Manifest:
     #: scheduler and index live in the model's ``refiner/`` folder, its VAE and second text
     #: encoder are the base's own
     refiner: str = ""
+    #: other names clients may use for this model (``sdworker bake --alias``); the registry
+    #: adds those of ``SDWORKER_MODEL_ALIASES`` when it reads the manifest
+    aliases: tuple[str, ...] = ()
 
     @property
     def has_refiner(self) -> bool:
@@ -74,8 +77,10 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
         files = {k: FileEntry(**v) for k, v in data.get("files", {}).items()}
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "files"}
-        return cls(**known, files=files)
+        skip = ("files", "aliases")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in skip}
+        aliases = tuple(str(a) for a in data.get("aliases") or ())
+        return cls(**known, files=files, aliases=aliases)
 
     def write(self, model_dir: Path) -> Path:
         """Write atomically, so a registry refresh never reads half a manifest."""

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from sdworker.core.aliases import parse_aliases
 from sdworker.core.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -95,6 +96,8 @@ class Settings(BaseSettings):
     # models
     models_dir: Path = Path("models")
     default_model: str | None = None
+    #: other names for baked models: ``alias=baked_name,alias2=baked_name``
+    model_aliases: str | None = None
     verify_sha256: bool = False
     # generation limits
     max_pixels: int = 1536 * 1536
@@ -233,6 +236,10 @@ class Settings(BaseSettings):
                 f"SDWORKER_MAX_PIXELS: must be at least {MIN_SIDE * MIN_SIDE} "
                 f"(got {self.max_pixels})"
             )
+        try:
+            parse_aliases(self.model_aliases)
+        except ValueError as exc:
+            problems.append(f"SDWORKER_MODEL_ALIASES: {exc}")
         if self.compile_sizes is not None:
             try:
                 parse_sizes(self.compile_sizes)

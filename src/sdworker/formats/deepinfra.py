@@ -3,6 +3,12 @@
 Form bodies (``curl -F``) carry every value as text, so the fields are typed by the body
 model; an uploaded ``image`` file arrives base64-encoded. The ranges are DeepInfra's own
 (``num_images`` 1-4, ``num_inference_steps`` 1-512, ``guidance_scale`` 1-20).
+
+The ``deepinfra`` package's ``TextToImage`` sends its ``TextToImageRequest`` fields, every one
+present (``null`` when unset): ``num_outputs``, ``mask`` and ``prompt_strength`` are other
+spellings of ``num_images``, ``mask_image`` and ``strength``; ``refine``, ``high_noise_frac``
+and ``refine_steps`` run the SDXL refiner (Replicate's names); ``apply_watermark`` is accepted
+and has no effect (no watermark is ever added).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from sdworker.core.errors import InvalidInput, ModelNotFound, SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, JobView
@@ -33,7 +39,7 @@ from sdworker.formats.base import (
     http_status,
 )
 from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
-from sdworker.formats.modelref import resolve
+from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.validation import (
     FormatBody,
     LaxBool,
@@ -50,7 +56,20 @@ from sdworker.formats.web import FormatRoute, Refusal, refusal
 PATH = "/v1/inference/{model:path}"
 MAX_IMAGES = 4
 #: the native names DeepInfra spells its own way
-NATIVE_TO_DEEPINFRA: dict[str, str] = {"num_images_per_prompt": "num_images"}
+NATIVE_TO_DEEPINFRA: dict[str, str] = {
+    "num_images_per_prompt": "num_images",
+    "refiner_inference_steps": "refine_steps",
+}
+#: ``TextToImageRequest``'s spellings → the documented fields they stand for
+OTHER_SPELLINGS: dict[str, str] = {
+    "num_outputs": "num_images",
+    "mask": "mask_image",
+    "prompt_strength": "strength",
+}
+#: ``refine`` values: no refiner, the ensemble of experts, or a refining pass after the base
+REFINE = ("no_refiner", "expert_ensemble_refiner", "base_image_refiner")
+#: the refining pass's steps when neither ``refine_steps`` nor ``num_inference_steps`` is given
+DEFAULT_REFINE_STEPS = 25
 
 
 class DeepInfraBody(FormatBody):
@@ -71,6 +90,30 @@ class DeepInfraBody(FormatBody):
     lora: Text | None = None
     webhook: Text | None = None
     scheduler: Scheduler | None = None
+    # the deepinfra package's TextToImageRequest
+    num_outputs: LaxInt | None = Field(default=None, ge=1, le=MAX_IMAGES)
+    mask: Text | None = None
+    prompt_strength: LaxFloat | None = Field(default=None, ge=0, le=1)
+    refine: Text | None = None
+    high_noise_frac: LaxFloat | None = Field(default=None, gt=0, lt=1)
+    refine_steps: LaxInt | None = Field(default=None, ge=1, le=512)
+    apply_watermark: LaxBool | None = None
+
+    @field_validator("refine")
+    @classmethod
+    def _refine(cls, value: str) -> str:
+        if value and value not in REFINE:
+            raise refuse("refine", f"must be one of {', '.join(REFINE)}")
+        return value
+
+    @field_validator(*OTHER_SPELLINGS)
+    @classmethod
+    def _one_spelling(cls, value: Any, info: ValidationInfo) -> Any:
+        # the documented field comes first in the body model, so it is in info.data
+        field = OTHER_SPELLINGS[str(info.field_name)]
+        if value not in (None, "") and info.data.get(field) not in (None, ""):
+            raise refuse("two_spellings", f"give {field} or {info.field_name}, not both")
+        return value
 
     @field_validator("webhook")
     @classmethod
@@ -82,6 +125,30 @@ class DeepInfraBody(FormatBody):
             except UrlRefused as exc:
                 raise refuse("url", str(exc)) from None
         return value
+
+
+_NOT_NATIVE = {"webhook", "lora", "refine", "high_noise_frac", "refine_steps", "apply_watermark"}
+
+
+def _native(parsed: DeepInfraBody, model: str) -> dict[str, Any]:
+    """The native input of a valid body, for the baked ``model``."""
+    given = parsed.model_dump(exclude_none=True, exclude=_NOT_NATIVE)
+    # empty texts are "not given" (a form sends every field it has, even blank)
+    native: dict[str, Any] = {"model": model, "upload": False}
+    for key, value in given.items():
+        if value != "":
+            native[OTHER_SPELLINGS.get(key, key)] = value
+    if parsed.lora:
+        native["lora"] = [{"name": parsed.lora, "scale": 1.0}]
+    if parsed.refine == "expert_ensemble_refiner":
+        native["high_noise_frac"] = parsed.high_noise_frac or 0.8
+        if parsed.refine_steps:
+            native["refiner_inference_steps"] = parsed.refine_steps
+    elif parsed.refine == "base_image_refiner":
+        native["refiner_inference_steps"] = (
+            parsed.refine_steps or parsed.num_inference_steps or DEFAULT_REFINE_STEPS
+        )
+    return native
 
 
 class DeepInfraFormat:
@@ -97,18 +164,11 @@ class DeepInfraFormat:
         model = where.get("model", "")
         name = resolve(models.manifests or [], model) if models.manifests is not None else model
         if name is None:
-            names = ", ".join(m.name for m in models.manifests or []) or "none"
-            raise ModelNotFound(f"unknown model {model!r}; available: {names}")
+            raise ModelNotFound(unknown_model(models.manifests or [], model))
         parsed, problems = validate(DeepInfraBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)
-        given = parsed.model_dump(exclude_none=True, exclude={"webhook", "lora"})
-        # empty texts are "not given" (a form sends every field it has, even blank)
-        native: dict[str, Any] = {"model": name, "upload": False}
-        native.update({k: v for k, v in given.items() if v != ""})
-        if parsed.lora:
-            native["lora"] = [{"name": parsed.lora, "scale": 1.0}]
-        return Decoded([native], parsed)
+        return Decoded([_native(parsed, name)], parsed)
 
     def encode(
         self, decoded: Decoded[Any], outputs: list[dict[str, Any]], execution_ms: int

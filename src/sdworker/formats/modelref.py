@@ -1,9 +1,12 @@
-"""Naming baked models the ways other services do: A1111 titles and hashes, hub ids, file names."""
+"""Naming baked models the ways other services do: aliases, A1111 titles and hashes, hub ids,
+file names. Every format resolves a model name here, so each honours the same aliases (the
+registry puts them on the manifests, :mod:`sdworker.core.models`)."""
 
 from __future__ import annotations
 
 import re
 
+from sdworker.core.aliases import unknown_model_message
 from sdworker.core.manifest import Manifest
 
 _TITLE = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
@@ -26,12 +29,16 @@ def strip_ref(ref: str) -> tuple[str, str | None]:
 
 
 def resolve(manifests: list[Manifest], ref: str) -> str | None:
-    """The baked model ``ref`` names: its name, A1111 title or file name, hash, or hub id."""
+    """The baked model ``ref`` names: its name, an alias, A1111 title or file name, hash, or
+    hub id."""
     if not ref or not ref.strip():
         return None
     by_name = {m.name: m for m in manifests}
     if ref in by_name:
         return ref
+    by_alias = {alias: m.name for m in manifests for alias in m.aliases}
+    if ref.strip() in by_alias:
+        return by_alias[ref.strip()]
     name, hash_part = strip_ref(ref)
     if name in by_name:
         return name
@@ -47,6 +54,12 @@ def resolve(manifests: list[Manifest], ref: str) -> str | None:
         if source and (lowered == source.lower() or lowered == source.rsplit("/", 1)[-1].lower()):
             return manifest.name
     return None
+
+
+def unknown_model(manifests: list[Manifest], ref: str | None) -> str:
+    """The message for a model name no baked model answers to: the baked names, and how to
+    make the name an alias."""
+    return unknown_model_message(ref, [m.name for m in manifests])
 
 
 def find_manifest(manifests: list[Manifest], name: str | None) -> Manifest | None:

@@ -22,7 +22,7 @@ from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.base import Decoded, FormatContext, Models, failure_of, http_status
 from sdworker.formats.http import outputs_of, read_json
-from sdworker.formats.modelref import resolve
+from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.validation import (
     FormatBody,
     LaxFloat,
@@ -110,8 +110,7 @@ class StochasticFormat:
         model = where.get("model", "")
         name = resolve(models.manifests or [], model) if models.manifests is not None else model
         if name is None:
-            names = ", ".join(m.name for m in models.manifests or []) or "none"
-            raise ModelNotFound(f"unknown model {model!r}; available: {names}")
+            raise ModelNotFound(unknown_model(models.manifests or [], model))
         parsed, problems = validate(StochasticBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)

@@ -142,12 +142,19 @@ def serve_command(argv: list[str]) -> int:
     from sdworker.core.models import ModelRegistry
     from sdworker.formats import routers
 
+    registry = ModelRegistry(settings)
+    try:
+        registry.check_aliases()
+    except ConfigError as exc:
+        sock.close()
+        print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
     app = create_app(
         settings,
         public_url=args.public_url,
         worker_url=local_url,
         worker_log=None,
-        extra_routers=routers(ModelRegistry(settings), settings),
+        extra_routers=routers(registry, settings),
     )
     print(
         f"sdworker endpoint {settings.endpoint_id!r} on {shown_url}/v2/{settings.endpoint_id}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from sdworker.core.aliases import how_to_alias
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
@@ -118,8 +119,12 @@ class CallInputs(FormatBody):
             return strip_ref(value)[0]
         name = resolve(manifests, value)
         if name is None:
-            names = ", ".join(m.name for m in manifests) or "none"
-            raise refuse("unknown_model", f"unknown model (available: {names})")
+            names = [m.name for m in manifests]
+            raise refuse(
+                "unknown_model",
+                f"unknown model; baked models: {', '.join(names) or 'none'}; "
+                + how_to_alias(value, names),
+            )
         return name
 
 
