@@ -1,6 +1,7 @@
 """Other Stable Diffusion services' request formats, spoken over the native jobs.
 
-One object per format (:mod:`.a1111`, :mod:`.salad`, :mod:`.stochastic`, :mod:`.deepinfra`)
+One object per format (:mod:`.a1111`, :mod:`.salad`, :mod:`.stochastic`, :mod:`.deepinfra`,
+:mod:`.openai`)
 decodes its requests into native inputs, encodes results and failures in its own shapes, and
 makes its routes; :mod:`.base` holds the contract. The local endpoint mounts the routes
 (:func:`routers`) and the RunPod handler reads the same formats inside a job's ``input``
@@ -36,9 +37,10 @@ def routers(
     from sdworker.formats.a1111 import A1111Format
     from sdworker.formats.base import Format, FormatContext, app_gateway, app_webhooks
     from sdworker.formats.deepinfra import DEEPINFRA
+    from sdworker.formats.openai import OPENAI
     from sdworker.formats.salad import SALAD
     from sdworker.formats.stochastic import STOCHASTIC
 
     ctx = FormatContext(registry, settings, gateway or app_gateway, webhooks or app_webhooks)
-    formats: list[Format[Any]] = [A1111Format(), SALAD, STOCHASTIC, DEEPINFRA]
+    formats: list[Format[Any]] = [A1111Format(), SALAD, STOCHASTIC, DEEPINFRA, OPENAI]
     return [fmt.router(ctx) for fmt in formats]

@@ -48,6 +48,9 @@ class Models:
     manifests: list[Manifest] | None = None
     default_model: str | None = None
     uploads: bool = False
+    #: the most pixels an input image may declare (``SDWORKER_MAX_INPUT_PIXELS``), for formats
+    #: that read an image themselves (OpenAI's edit masks)
+    max_input_pixels: int = 64 * 1024 * 1024
 
     def manifest(self, name: str | None) -> Manifest | None:
         """The baked model called exactly ``name``, if it is known here."""
@@ -65,7 +68,7 @@ class Decoded(Generic[R]):
 class Format(Protocol[R]):
     """One request format (see the module docstring)."""
 
-    #: a short name: ``a1111``, ``salad``, ``stochastic``, ``deepinfra``
+    #: a short name: ``a1111``, ``salad``, ``stochastic``, ``deepinfra``, ``openai``
     name: str
     #: native field → the format's spelling, for failures of the native jobs
     names: Mapping[str, str]
@@ -158,7 +161,12 @@ class FormatContext:
 
     def models(self) -> Models:
         """The deployment as decoding sees it."""
-        return Models(self.manifests(), self.registry.default_name, self.has_bucket)
+        return Models(
+            self.manifests(),
+            self.registry.default_name,
+            self.has_bucket,
+            self.settings.max_input_pixels,
+        )
 
     @property
     def has_bucket(self) -> bool:
