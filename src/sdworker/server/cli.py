@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from sdworker.core.errors import ConfigError
+from sdworker.core.errors import ConfigError, SdworkerError
 from sdworker.core.settings import Settings
 from sdworker.server.app import create_app
 from sdworker.server.redact import QueryTokenFilter
@@ -125,6 +125,16 @@ def serve_command(argv: list[str]) -> int:
         )
         return 2
 
+    from sdworker.core.models import ModelRegistry
+
+    try:
+        # an alias naming no baked model stops the endpoint here, as it stops the worker
+        registry = ModelRegistry(settings)
+        registry.check_aliases()
+    except SdworkerError as exc:
+        print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
+        return 2
+
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -139,16 +149,8 @@ def serve_command(argv: list[str]) -> int:
     shown_url = (args.public_url or local_url).rstrip("/")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    from sdworker.core.models import ModelRegistry
     from sdworker.formats import routers
 
-    registry = ModelRegistry(settings)
-    try:
-        registry.check_aliases()
-    except ConfigError as exc:
-        sock.close()
-        print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
-        return 2
     app = create_app(
         settings,
         public_url=args.public_url,

@@ -33,7 +33,7 @@ def test_stochastic_sample_client(served: Served) -> None:
         url=f"{served.url}/v1/modelApi/submit/stable-diffusion-2",
         headers={"apiKey": served.key},
         json={
-            "prompt": "A turtle – swimming underwater, – expressionist painting.",
+            "prompt": "A turtle – swimming underwater, – expressionist painting.",  # noqa: RUF001
             "params": {
                 "img_height": 64,
                 "img_width": 64,

@@ -179,6 +179,7 @@ def make_client(
     from sdworker.formats.a1111 import A1111Format
     from sdworker.formats.base import FormatContext
     from sdworker.formats.deepinfra import DEEPINFRA
+    from sdworker.formats.openai import OPENAI
     from sdworker.formats.salad import SALAD
     from sdworker.formats.stochastic import STOCHASTIC
 
@@ -188,7 +189,7 @@ def make_client(
     ctx = FormatContext(registry, settings, lambda request: gateway)
     cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
     app = FastAPI()
-    for fmt in (A1111Format(catalog=lambda: cat), SALAD, STOCHASTIC, DEEPINFRA):
+    for fmt in (A1111Format(catalog=lambda: cat), SALAD, STOCHASTIC, DEEPINFRA, OPENAI):
         app.include_router(fmt.router(ctx))
     return TestClient(app)
 
