@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,6 +17,9 @@ from sdworker.core.errors import ConfigError, SdworkerError
 from sdworker.core.settings import Settings
 from sdworker.server.app import create_app
 from sdworker.server.redact import QueryTokenFilter
+
+if TYPE_CHECKING:
+    from sdworker.core.models import ModelRegistry
 
 
 class _EndpointServer(uvicorn.Server):
@@ -90,6 +94,20 @@ def reachable_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _registry(settings: Settings) -> ModelRegistry | None:
+    """The baked models the request formats name; None (said on stderr) when an alias names
+    no baked model: the endpoint refuses to start on it, as the worker does."""
+    from sdworker.core.models import ModelRegistry
+
+    try:
+        registry = ModelRegistry(settings)
+        registry.check_aliases()
+    except SdworkerError as exc:
+        print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
+        return None
+    return registry
+
+
 def serve_command(argv: list[str]) -> int:
     """Run the endpoint until interrupted; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -125,14 +143,8 @@ def serve_command(argv: list[str]) -> int:
         )
         return 2
 
-    from sdworker.core.models import ModelRegistry
-
-    try:
-        # an alias naming no baked model stops the endpoint here, as it stops the worker
-        registry = ModelRegistry(settings)
-        registry.check_aliases()
-    except SdworkerError as exc:
-        print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
+    registry = _registry(settings)
+    if registry is None:
         return 2
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -17,6 +17,7 @@ from sdworker.formats import auth
 from sdworker.formats.base import Decoded, FormatContext, failure_of
 from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
 from sdworker.formats.modelref import unknown_model
+from sdworker.formats.openai import docs
 from sdworker.formats.openai.request import ImagesRequest
 from sdworker.formats.web import FormatRoute, Refusal, refusal
 
@@ -74,6 +75,7 @@ def openai_router(fmt: OpenAIFormat, ctx: FormatContext) -> APIRouter:
                 methods=["POST"],
                 name=f"openai_{kind}{prefix.replace('/', '_')}",
                 summary=f"OpenAI images.{kind}",
+                openapi_extra=docs.BODIES[kind],
             )
         router.add_api_route(
             f"{prefix}/models",
