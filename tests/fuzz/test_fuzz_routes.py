@@ -37,6 +37,9 @@ JSON_ROUTES = [
     "/api/beta/organizations/o/inference-endpoints/tiny",
     "/v1/modelApi/submit/tiny",
     "/v1/inference/tiny",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/openai/images/variations",
 ]
 ID_ROUTES = [
     ("GET", "/v2/local/status/{}"),
@@ -129,6 +132,24 @@ def test_odd_ids_and_queries_are_answered_below_500(
 def test_deepinfra_forms_are_answered_below_500(client: TestClient, fields: dict[str, str]) -> None:
     r = client.post("/v1/inference/tiny", data=fields)
     assert acceptable(r.status_code, r.text), (fields, r.status_code, r.text[:300])
+
+
+@fuzz_seed
+@given(
+    image=st.binary(max_size=300),
+    mask=st.one_of(st.none(), st.binary(max_size=300)),
+    png_header=st.booleans(),
+)
+def test_openai_edit_uploads_are_answered_below_500(
+    client: TestClient, image: bytes, mask: bytes | None, png_header: bool
+) -> None:
+    if png_header:  # past the signature check, into the decoder
+        image = b"\x89PNG\r\n\x1a\n" + image
+    files = {"image": ("i.png", image, "image/png")}
+    if mask is not None:
+        files["mask"] = ("m.png", mask, "image/png")
+    r = client.post("/v1/images/edits", data={"prompt": "x"}, files=files)
+    assert acceptable(r.status_code, r.text), (r.status_code, r.text[:300])
 
 
 def test_deep_nesting_and_oversize_bodies(client: TestClient) -> None:

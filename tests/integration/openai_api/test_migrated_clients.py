@@ -126,3 +126,18 @@ def test_an_unknown_model_in_the_url_lists_models_and_the_alias_fix(served: Serv
     message = answer.json()["message"]
     assert "baked models: tiny" in message
     assert "SDWORKER_MODEL_ALIASES='stable-diffusion-xl=tiny'" in message
+
+
+def test_native_model_field_takes_an_alias(served: Served) -> None:
+    def images(model: str) -> list[str]:
+        job = {"prompt": "x", "model": model, "seed": 2, "width": 64, "height": 64}
+        answer = requests.post(
+            f"{served.url}/v2/local/runsync",
+            json={"input": {**job, "num_inference_steps": 2}},
+            headers={"Authorization": f"Bearer {served.key}"},
+            timeout=120,
+        ).json()
+        assert answer["status"] == "COMPLETED", answer
+        return [o["image"] for o in answer["output"]]
+
+    assert images("stabilityai/stable-diffusion-2-1") == images("tiny")

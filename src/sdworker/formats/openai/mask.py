@@ -30,7 +30,7 @@ def _open(data: str, field: str, max_pixels: int) -> Any:
         raise InvalidInput.one(field, "is not a PNG, JPEG or WebP file", has_value=False) from None
     try:
         image = Image.open(io.BytesIO(raw))
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         raise InvalidInput.one(field, "is not a PNG, JPEG or WebP file", has_value=False) from None
     if image.format not in _FORMATS:
         raise InvalidInput.one(field, "must be a PNG, JPEG or WebP file", image.format)
@@ -50,7 +50,7 @@ def _alpha(image: Any, field: str) -> Any | None:
         if "A" not in image.getbands():
             return None
         return image.getchannel("A")
-    except (OSError, ValueError):
+    except Exception:  # whatever a decoder raises on a client's bytes is the client's
         raise InvalidInput.one(field, "is truncated or damaged", has_value=False) from None
 
 
