@@ -18,10 +18,12 @@ from sdworker.core.errors import InvalidInput, ModelNotFound
 from sdworker.core.jobs import Failure
 from sdworker.formats.base import Decoded, Models, http_status
 from sdworker.formats.modelref import resolve, unknown_model
+from sdworker.formats.openai.errors import error_body
 from sdworker.formats.openai.mask import native_mask
 from sdworker.formats.openai.request import (
     BODIES,
     EDIT_STRENGTH,
+    SEEDS_HEADER,
     VARIATION_STRENGTH,
     EditBody,
     ImagesBody,
@@ -44,8 +46,6 @@ NATIVE_TO_OPENAI: dict[str, str] = {
     "height": "size",
     "mask_image": "mask",
 }
-#: the header that lists each image's seed, in order
-SEEDS_HEADER = "x-sdworker-seeds"
 
 
 class OpenAIFormat:
@@ -124,22 +124,6 @@ class OpenAIFormat:
         from sdworker.formats.openai.routes import openai_router
 
         return openai_router(self, ctx)
-
-
-def error_body(
-    message: str, status: int, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}`` with OpenAI's ``type`` for
-    ``status``."""
-    if status == 401:
-        kind = "authentication_error"
-    elif status == 429:
-        kind = "rate_limit_error"
-    elif status >= 500:
-        kind = "server_error"
-    else:
-        kind = "invalid_request_error"
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def _edit_mask(parsed: EditBody, max_pixels: int) -> str:

@@ -34,6 +34,8 @@ from sdworker.formats.validation import (
     refuse,
 )
 
+#: the response header that lists each image's seed, in order
+SEEDS_HEADER = "x-sdworker-seeds"
 Kind = Literal["generations", "edits", "variations"]
 #: the most images one request may ask for (the native ``num_images`` limit)
 MAX_N = 8

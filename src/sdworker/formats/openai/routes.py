@@ -18,7 +18,8 @@ from sdworker.formats.base import Decoded, FormatContext, failure_of
 from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
 from sdworker.formats.modelref import unknown_model
 from sdworker.formats.openai import docs
-from sdworker.formats.openai.request import ImagesRequest
+from sdworker.formats.openai.errors import error_body
+from sdworker.formats.openai.request import SEEDS_HEADER, ImagesRequest
 from sdworker.formats.web import FormatRoute, Refusal, refusal
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ def openai_router(fmt: OpenAIFormat, ctx: FormatContext) -> APIRouter:
     """``POST {prefix}/images/{generations,edits,variations}``, ``GET {prefix}/models`` and
     ``GET {prefix}/models/{model}``. An images call waits for its job up to
     ``SDWORKER_DIALECT_WAIT_S`` and cancels it if it has not finished by then."""
-    from sdworker.formats.openai import error_body
-
     denied = Refusal(
         401,
         error_body(
@@ -62,9 +61,9 @@ def openai_router(fmt: OpenAIFormat, ctx: FormatContext) -> APIRouter:
         if finished is not None and not finished.status.is_terminal():
             await gateway.cancel(view.id)
         failure = failure_of(finished, ctx.wait_s)
-        if failure is not None or finished is None:
-            assert failure is not None
+        if failure is not None:
             raise refusal(fmt, failure.renamed(fmt.names))
+        assert finished is not None  # failure_of says a job it cannot find has failed
         return await _answer(fmt, decoded, gateway, finished, str(request.base_url))
 
     for prefix in PREFIXES:
@@ -125,7 +124,7 @@ async def _answer(
         outputs = [await _with_url(gateway, view.id, i, o, base_url) for i, o in enumerate(outputs)]
     seeds = ",".join(str(o.get("seed")) for o in outputs)
     body = fmt.encode(decoded, outputs, view.execution_time_ms or 0)
-    return JSONResponse(body, headers={"x-sdworker-seeds": seeds})
+    return JSONResponse(body, headers={SEEDS_HEADER: seeds})
 
 
 async def _with_url(
@@ -170,8 +169,6 @@ def _models(ctx: FormatContext) -> Any:
 
 
 def _model(ctx: FormatContext) -> Any:
-    from sdworker.formats.openai import error_body
-
     async def retrieve_model(model: str) -> JSONResponse:
         """One model (a baked name or an alias), as OpenAI's ``models.retrieve``."""
         for entry in _entries(ctx):
