@@ -46,6 +46,7 @@ COPY builder/ builder/
 ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5
 ARG MODEL_NAME=
 ARG LORAS=
+ARG MODEL_ALIASES=
 ENV SDWORKER_MODELS_DIR=/models
 RUN python builder/bake.py
 

@@ -6,6 +6,7 @@ Docker build arguments from the environment:
 - ``MODEL_ID``: what to bake (``tiny``, a hub id, a path); several separated by commas
 - ``MODEL_NAME``: the name of the (first) model; default derived from ``MODEL_ID``
 - ``LORAS``: LoRA files to bake alongside, separated by commas
+- ``MODEL_ALIASES``: other names of the (first) model, separated by commas (``--alias``)
 
 Extra command-line arguments are passed on to ``sdworker bake`` for every model.
 """
@@ -31,6 +32,7 @@ def commands(environ: dict[str, str], extra: list[str]) -> list[list[str]]:
         raise SystemExit("builder/bake.py: MODEL_ID is empty")
     name = environ.get("MODEL_NAME", "").strip()
     loras = [p.strip() for p in environ.get("LORAS", "").split(",") if p.strip()]
+    aliases = [a.strip() for a in environ.get("MODEL_ALIASES", "").split(",") if a.strip()]
     out = []
     for i, ref in enumerate(refs):
         argv = [ref, *extra]
@@ -39,6 +41,8 @@ def commands(environ: dict[str, str], extra: list[str]) -> list[list[str]]:
         if i == 0:
             for lora in loras:
                 argv += ["--lora", lora]
+            for alias in aliases:
+                argv += ["--alias", alias]
         out.append(argv)
     return out
 

@@ -192,3 +192,18 @@ def test_every_format_resolves_aliases(tmp_path: Path) -> None:
     # A1111's checkpoint option (and override_settings, which reads it the same way)
     _, chosen = set_options(Options(), {"sd_model_checkpoint": "stable-diffusion-2"}, manifests)
     assert chosen == "sd21"
+
+
+def test_the_image_bake_step_passes_model_aliases() -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "builder" / "bake.py"
+    spec = importlib.util.spec_from_file_location("bake_step", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    environ = {"MODEL_ID": "tiny,other", "MODEL_ALIASES": " sd2, org/sd-2 ,"}
+    assert module.commands(environ, []) == [
+        ["tiny", "--alias", "sd2", "--alias", "org/sd-2"],
+        ["other"],
+    ]
