@@ -225,3 +225,19 @@ def test_models_list(client_factory: ClientFactory, gateway: FakeGateway) -> Non
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["tiny", "v1-5-pruned-emaonly"]
     assert all(m["object"] == "model" and m["owned_by"] == "sdworker" for m in body["data"])
+
+
+def test_json_edits_take_data_urls_and_urls() -> None:
+    picture = Image.new("RGBA", (8, 8), (1, 2, 3, 255))
+    picture.putpixel((0, 7), (0, 0, 0, 0))
+    data_url = "data:image/png;base64," + _b64(picture)
+    native = OPENAI.decode({"prompt": "a", "image": data_url}, Models(), kind="edits").inputs[0]
+    assert native["image"] == data_url
+    assert _decoded_mask(native["mask_image"]).getpixel((0, 7)) == 255
+    # a URL is fetched by the worker: its mask must be given, white where to paint
+    url = "https://example.com/a.png"
+    with pytest.raises(InvalidInput) as caught:
+        OPENAI.decode({"prompt": "a", "image": url}, Models(), kind="edits")
+    assert caught.value.fields == ["mask"]
+    given = OPENAI.decode({"prompt": "a", "image": url, "mask": url}, Models(), kind="edits")
+    assert given.inputs[0]["mask_image"] == url
