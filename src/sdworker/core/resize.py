@@ -131,8 +131,10 @@ def budget_problem(
             f"{w}x{h} is {w * h}",
             value,
         )
-    if prefix == "hires" and max(w, h) > MAX_SIDE:
-        return Problem(name, f"the hires size must be at most {MAX_SIDE} a side; {w}x{h}", value)
+    if prefix == "hires" and not MIN_SIDE <= min(w, h) <= max(w, h) <= MAX_SIDE:
+        return Problem(
+            name, f"the hires size must be {MIN_SIDE} to {MAX_SIDE} a side; {w}x{h} is not", value
+        )
     return None
 
 
@@ -155,12 +157,36 @@ def hires_problems(
     if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
         message = unknown_name("scheduler", scheduler, schedulers.valid_names(), SAMPLERS_ROUTE)
         problems.append(Problem("hires.scheduler", message, scheduler))
+    problems.extend(_hires_steps(hires, data.get("num_inference_steps", 25)))
     if first is not None and data.get("image") is None:
         size = hires_size(first, hires.get("width"), hires.get("height"), hires.get("scale"))
         found = budget_problem("hires", hires, size, max_pixels)
         if found is not None:
             problems.append(found)
     return problems
+
+
+def _hires_steps(hires: dict[str, Any], base_steps: Any) -> list[Problem]:
+    """The second pass runs the last strength x steps steps: none at all is no image."""
+    steps = hires.get("steps")
+    steps = base_steps if steps is None else steps
+    strength = hires.get("strength", 0.7)
+    if not (
+        isinstance(steps, int)
+        and isinstance(strength, int | float)
+        and steps >= 1
+        and 0 < strength <= 1
+        and int(steps * strength) < 1
+    ):
+        return []
+    return [
+        Problem(
+            "hires.strength",
+            f"hires.strength x hires.steps must be at least 1 (the steps the second pass "
+            f"runs; hires.steps defaults to num_inference_steps); {strength} x {steps} is none",
+            strength,
+        )
+    ]
 
 
 def upscale_problems(data: dict[str, Any]) -> list[Problem]:
