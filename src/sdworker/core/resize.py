@@ -144,8 +144,8 @@ def hires_problems(
     """What ``hires`` cannot do with the rest of the input: run on an image, beside the
     refiner, an unknown scheduler, a size past the budget."""
     hires = data.get("hires")
-    if not isinstance(hires, dict):
-        return []
+    if not isinstance(hires, dict) or data.get("upscale") is not None:
+        return []  # beside upscale, hires is refused on its own
     problems: list[Problem] = []
     if data.get("image") is not None:
         problems.append(

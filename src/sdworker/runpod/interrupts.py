@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -44,19 +43,32 @@ class Interrupts:
             self._ids.discard(job_id)
 
 
-def listen(url: str, interrupts: Interrupts, *, timeout_s: float = 90.0) -> threading.Thread:
+def listen(
+    url: str,
+    interrupts: Interrupts,
+    *,
+    timeout_s: float = 90.0,
+    stop: threading.Event | None = None,
+) -> threading.Thread:
     """Poll ``url`` (a long poll answering ``{"jobsToInterrupt": [...]}`` or 204) in a daemon
-    thread for as long as the process runs, adding every id to ``interrupts``."""
+    thread until ``stop`` is set (for as long as the process runs, by default), adding every
+    id to ``interrupts``."""
+    halt = stop or threading.Event()
 
     def run() -> None:
-        while True:
+        while not halt.is_set():
             try:
-                for job_id in _poll(url, timeout_s):
+                ids = _poll(url, timeout_s)
+                for job_id in ids:
                     log.info("job %s: asked to stop early and keep its images", job_id)
                     interrupts.add(job_id)
+                if not ids:
+                    # a long poll that ends empty at once (the endpoint stopping) must not spin;
+                    # an interrupt asked meanwhile waits on the endpoint for the next poll
+                    halt.wait(0.1)
             except (OSError, ValueError) as exc:  # the endpoint restarting, say: try again
                 log.debug("interrupt poll failed: %s", exc)
-                time.sleep(1.0)
+                halt.wait(1.0)
 
     thread = threading.Thread(target=run, name="sdworker-interrupts", daemon=True)
     thread.start()
