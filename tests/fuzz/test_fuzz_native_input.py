@@ -51,7 +51,7 @@ def runnable(request: Request) -> None:
     if req.hires is not None:
         assert request.mode == "txt2img" and request.hires_size is not None
         width, height = request.hires_size
-        assert MIN_SIDE <= min(width, height) and max(width, height) <= MAX_SIDE
+        assert min(width, height) >= MIN_SIDE and max(width, height) <= MAX_SIDE
         assert width % SIDE_STEP == 0 and height % SIDE_STEP == 0
         assert width * height <= MAX_PIXELS
         steps = req.hires.steps or req.num_inference_steps
