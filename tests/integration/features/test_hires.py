@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from typing import Any
 
 import numpy as np
@@ -182,3 +183,19 @@ def test_hires_jobs_batch_together_and_an_interrupt_stops_the_call_once_all_ask(
     both = service.execute(group, interrupted=[lambda: True, lambda: True])
     assert [o[0].get("interrupted") for o in both if isinstance(o, list)] == [True, True]
     assert [image(o[0]).size for o in both if isinstance(o, list)] == [(64, 64), (64, 64)]
+
+
+def test_interrupt_stops_a_refined_job_in_the_base_or_the_refiner(fworker: RunpodAdapter) -> None:
+    refined = job(model="tiny-sdxl", num_inference_steps=6, high_noise_frac=0.5)
+    out = fworker.handle_sync(refined, interrupted=lambda: True)  # in the base: its latents
+    assert isinstance(out, list), out
+    assert out[0]["interrupted"] is True and image(out[0]).size == (64, 64)
+    # asked between steps: the base (two steps here) asks twice, the refiner next
+    asked = itertools.count()
+    out = fworker.handle_sync(refined, interrupted=lambda: next(asked) >= 2)
+    assert isinstance(out, list), out
+    assert out[0]["interrupted"] is True and image(out[0]).size == (64, 64)
+    assert next(asked) == 3  # asked at the base's two steps and the refiner's first: stopped
+    full = fworker.handle_sync(refined)
+    assert isinstance(full, list) and "interrupted" not in full[0]
+    assert len({out[0]["image"], full[0]["image"]}) == 2
