@@ -11,9 +11,11 @@ is a group of one) and makes its pipeline calls:
   generator (the same starting noise as a single run; the pixels may differ in the last bits,
   which is why batching is the operator's opt-in).
 
-Either way the same step callback reports each request's progress and stops the call between
-denoising steps once every request in it is cancelled, the same LoRA gate guards the shared
-modules, and the same safety check runs per request.
+Either way the same step callback (:mod:`.steps`) reports each request's progress and stops
+the call between denoising steps once every request in it is cancelled, or ends it early once
+every request in it is interrupted (its images so far kept, the one being made decoded as it
+stood); the same LoRA gate guards the shared modules, and the same safety check runs per
+request. A call may have a second stage: the SDXL refiner, or a hires pass (:mod:`.hires`).
 """
 
 from __future__ import annotations

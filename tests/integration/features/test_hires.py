@@ -199,3 +199,18 @@ def test_interrupt_stops_a_refined_job_in_the_base_or_the_refiner(fworker: Runpo
     full = fworker.handle_sync(refined)
     assert isinstance(full, list) and "interrupted" not in full[0]
     assert len({out[0]["image"], full[0]["image"]}) == 2
+
+
+def test_hires_prompts_of_its_own_change_the_second_pass(fworker: RunpodAdapter) -> None:
+    same = fworker.handle_sync(job(hires={"scale": 1.5}))
+    own = fworker.handle_sync(
+        job(hires={"scale": 1.5, "prompt": "a red barn", "negative_prompt": "fog"})
+    )
+    assert isinstance(same, list) and isinstance(own, list), own
+    assert image(own[0]).size == (96, 96) and own[0]["image"] != same[0]["image"]
+    params = image(own[0]).info["parameters"]
+    assert "Hires prompt: a red barn, Hires negative prompt: fog" in params
+    compel = fworker.handle_sync(
+        job(use_compel=True, hires={"scale": 1.5, "prompt": "a (red:1.3) barn"})
+    )
+    assert isinstance(compel, list) and image(compel[0]).size == (96, 96), compel
