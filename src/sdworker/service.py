@@ -23,15 +23,24 @@ from PIL import Image
 from sdworker.core.errors import Cancelled, InvalidInput, Problem, SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.loras import LoraLibrary, family_name
+from sdworker.core.manifest import Manifest
 from sdworker.core.media import infotext
 from sdworker.core.models import ModelRegistry
+from sdworker.core.resize import budget_problem, hires_infotext, upscale_size
 from sdworker.core.schema import ModelFacts, Request, parse_input
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
+from sdworker.gpu.results import Generated, Inputs
 from sdworker.output.delivery import Uploaders, check_delivery, deliver
-from sdworker.output.imageio import EncodedImage, ImagePolicy, decode_image, encode_image
+from sdworker.output.imageio import (
+    EncodedImage,
+    ImagePolicy,
+    decode_image,
+    encode_image,
+    upscale,
+)
 
 if TYPE_CHECKING:
-    from sdworker.gpu.generate import Generated, Generator, Inputs
+    from sdworker.gpu.generate import Generator
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,8 @@ class Prepared:
 
     @property
     def batch_key(self) -> Hashable | None:
+        if self.request.mode == "upscale":
+            return None  # no generation; and the GPU side need not be imported for it
         from sdworker.gpu.generate import batch_key
 
         return batch_key(self.request)
@@ -119,6 +130,9 @@ class Service:
             loras=self.loras.names(),
             max_prompt_chars=self.settings.max_prompt_chars,
         )
+        if request.mode == "upscale":
+            check_delivery(request.input.upload, s3_config, self.settings)
+            return Prepared(request, self._upscale_input(request), job_id, s3_config)
         self._check_lora_families(request)
         model = self.registry.get(request.model).manifest
         if request.input.safety_checker and not model.has_safety_checker:
@@ -149,9 +163,18 @@ class Service:
         if problems:
             raise InvalidInput(problems)
 
-    def _decode_images(self, request: Request) -> tuple[Request, Inputs]:
-        from sdworker.gpu.generate import Inputs
+    def _upscale_input(self, request: Request) -> Inputs:
+        """An upscale job's image, decoded as every input image is, its result size checked."""
+        up = request.input.upscale
+        assert up is not None and request.input.image is not None
+        image = decode_image(request.input.image, request.field_name("image"), self.images)
+        size = upscale_size(image.size, up.width, up.height, up.scale)
+        found = budget_problem("upscale", up.model_dump(), size, self.settings.max_pixels)
+        if found is not None:
+            raise InvalidInput([found])
+        return Inputs(image, target=size)
 
+    def _decode_images(self, request: Request) -> tuple[Request, Inputs]:
         if request.mode == "txt2img":
             return request, Inputs()
         assert request.input.image is not None
@@ -201,19 +224,25 @@ class Service:
         *,
         progress: list[ProgressSink | None] | None = None,
         cancelled: list[Callable[[], bool]] | None = None,
+        interrupted: list[Callable[[], bool]] | None = None,
     ) -> list[Outcome]:
         """Run a group (one request, or several of one batch key) and answer each request.
 
         A group call that fails is retried request by request, so one request's trouble
-        (out of memory at its size, say) never fails another."""
+        (out of memory at its size, say) never fails another. An ``interrupted`` request
+        stops early and is answered with its images so far (the last one decoded as it
+        stood); a ``cancelled`` one is answered with :class:`Cancelled`."""
         from sdworker.gpu.generate import Job
 
         sinks = progress or [None] * len(group)
         stops = cancelled or [_never] * len(group)
+        halts = interrupted or [_never] * len(group)
+        if group[0].request.mode == "upscale":  # alone: an upscale job has no batch key
+            return [self._finish(group[0], self._upscaled(group[0]), stops[0])]
         interval = self.settings.progress_interval_s
         jobs = [
-            Job(p.request, p.inputs, Progress(sink, interval) if sink else None, stop)
-            for p, sink, stop in zip(group, sinks, stops, strict=True)
+            Job(p.request, p.inputs, Progress(sink, interval) if sink else None, stop, halt)
+            for p, sink, stop, halt in zip(group, sinks, stops, halts, strict=True)
         ]
         try:
             generated = self.generator.run(jobs)
@@ -224,13 +253,20 @@ class Service:
                 "batched call of %d jobs failed (%s); running them one by one", len(group), exc
             )
             return [
-                self.execute([p], progress=[sink], cancelled=[stop])[0]
-                for p, sink, stop in zip(group, sinks, stops, strict=True)
+                self.execute([p], progress=[sink], cancelled=[stop], interrupted=[halt])[0]
+                for p, sink, stop, halt in zip(group, sinks, stops, halts, strict=True)
             ]
         return [
             self._finish(p, images, stop)
             for p, images, stop in zip(group, generated, stops, strict=True)
         ]
+
+    def _upscaled(self, prepared: Prepared) -> list[Generated]:
+        """An upscale job's one image (PIL, in this thread; no pipeline is loaded)."""
+        up, source = prepared.request.input.upscale, prepared.inputs.image
+        assert up is not None and source is not None and prepared.inputs.target is not None
+        image = upscale(source, prepared.inputs.target, up.upscaler)
+        return [Generated(image, prepared.request.seed, None)]
 
     def _finish(
         self, prepared: Prepared, images: list[Generated], stop: Callable[[], bool]
@@ -251,32 +287,19 @@ class Service:
 
     def _encode(self, request: Request, images: list[Generated]) -> list[EncodedImage]:
         manifest = self.registry.get(request.model).manifest
-        sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
-        encoded = []
-        for item in images:
-            params = infotext(
-                prompt=request.input.prompt,
-                negative_prompt=request.input.negative_prompt,
-                steps=request.input.num_inference_steps,
-                sampler=sampler,
-                guidance_scale=request.input.guidance_scale,
+        return [
+            encode_image(
+                item.image,
+                request.input.output_format,
                 seed=item.seed,
-                width=item.image.width,
-                height=item.image.height,
-                model_name=manifest.name,
-                model_hash=manifest.short_hash,
-                extra=_infotext_extra(request),
+                parameters=None
+                if request.mode == "upscale"
+                else _parameters(request, item, manifest),
+                nsfw=item.nsfw,
+                interrupted=item.interrupted,
             )
-            encoded.append(
-                encode_image(
-                    item.image,
-                    request.input.output_format,
-                    seed=item.seed,
-                    parameters=params,
-                    nsfw=item.nsfw,
-                )
-            )
-        return encoded
+            for item in images
+        ]
 
     def preload(self) -> None:
         """Load (and optimise, and warm up) the default model; a failure is the first job's."""
@@ -301,11 +324,45 @@ def _logged(exc: BaseException, job_id: str) -> BaseException:
     return exc
 
 
-def _infotext_extra(request: Request) -> dict[str, Any]:
+def _parameters(request: Request, item: Generated, manifest: Manifest) -> str:
+    """The image's A1111 infotext (its PNG ``parameters``)."""
+    sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
+    # A1111 writes the first pass's size; the hires fields say what it became
+    width, height = item.image.size
+    if request.hires_size and request.width and request.height:
+        width, height = request.width, request.height
+    return infotext(
+        prompt=request.input.prompt,
+        negative_prompt=request.input.negative_prompt,
+        steps=request.input.num_inference_steps,
+        sampler=sampler,
+        guidance_scale=request.input.guidance_scale,
+        seed=item.seed,
+        width=width,
+        height=height,
+        model_name=manifest.name,
+        model_hash=manifest.short_hash,
+        extra=_infotext_extra(request, sampler),
+    )
+
+
+def _infotext_extra(request: Request, sampler: str) -> dict[str, Any]:
     """The infotext fields beyond the basic ones, as A1111 writes them."""
     extra: dict[str, Any] = {}
     if request.mode != "txt2img":
         extra["Denoising strength"] = request.input.strength
+    hires = request.input.hires
+    if hires is not None and request.hires_size is not None:
+        extra.update(
+            hires_infotext(
+                hires,
+                request.hires_size,
+                sampler=sampler,
+                hires_sampler=request.hires_scheduler.label if request.hires_scheduler else None,
+                prompt=request.input.prompt,
+                negative_prompt=request.input.negative_prompt,
+            )
+        )
     if request.input.clip_skip is not None and request.input.clip_skip > 1:
         extra["Clip skip"] = request.input.clip_skip
     if request.input.refined:

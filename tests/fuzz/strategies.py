@@ -71,6 +71,37 @@ field_values: dict[str, Any] = {
     "lora_scale": st.one_of(st.floats(-1, 3), json_values),
     "refiner_inference_steps": st.one_of(st.integers(-1, 60), json_values),
     "high_noise_frac": st.one_of(st.floats(-0.5, 1.5), json_values),
+    # the hires pass and the upscale-only job: objects of their own
+    "hires": st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "scale": st.one_of(st.floats(0, 5), numbers),
+                "width": st.sampled_from([64, 72, 63, 0, 4096, None]),
+                "height": st.sampled_from([64, 72, 63, 0, 4096, None]),
+                "upscaler": st.sampled_from(["latent", "latent-bicubic", "lanczos", "bicubic"]),
+                "steps": st.one_of(st.integers(-1, 20), json_values),
+                "strength": st.one_of(st.floats(-0.5, 1.5), numbers),
+                "scheduler": st.sampled_from(["Euler a", "eulerr", None]),
+                "prompt": st.one_of(st.text(max_size=10), surrogate_text),
+                "negative_prompt": st.one_of(st.text(max_size=10), st.none()),
+                "hr_scale": st.floats(0, 2),
+            },
+        ),
+        json_values,
+    ),
+    "upscale": st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "scale": st.one_of(st.floats(0, 10), numbers),
+                "width": st.one_of(st.integers(-1, 9000), st.none()),
+                "height": st.one_of(st.integers(-1, 9000), st.none()),
+                "upscaler": st.sampled_from(["lanczos", "nearest", "latent"]),
+            },
+        ),
+        json_values,
+    ),
     "num_outputs": st.one_of(st.integers(-1, 10), json_values),
     "init_image": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
     "image_url": st.one_of(st.sampled_from([SMALL_PNG, "data:,x"]), json_values),

@@ -30,6 +30,9 @@ def parse(raw: Any) -> Request:
 def runnable(request: Request) -> None:
     """What the model needs of a request: nothing that would fail inside diffusers."""
     req = request.input
+    if request.mode == "upscale":  # no generation: an image and a size
+        assert req.image and req.upscale is not None and 1 <= req.upscale.scale <= 8
+        return
     assert req.prompt.strip()
     req.prompt.encode("utf-8")
     req.negative_prompt.encode("utf-8")
@@ -45,6 +48,14 @@ def runnable(request: Request) -> None:
     if request.mode != "txt2img":
         assert 0 < req.strength <= 1
         assert int(req.num_inference_steps * req.strength) >= 1  # img2img runs that many
+    if req.hires is not None:
+        assert request.mode == "txt2img" and request.hires_size is not None
+        width, height = request.hires_size
+        assert min(width, height) >= MIN_SIDE and max(width, height) <= MAX_SIDE
+        assert width % SIDE_STEP == 0 and height % SIDE_STEP == 0
+        assert width * height <= MAX_PIXELS
+        steps = req.hires.steps or req.num_inference_steps
+        assert int(steps * req.hires.strength) >= 1
 
 
 def refusal_is_clear(raw: Any, error: InvalidInput) -> None:

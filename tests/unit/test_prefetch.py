@@ -66,6 +66,7 @@ class DeviceRecorder:
         *,
         progress: list[Any] | None = None,
         cancelled: list[Callable[[], bool]] | None = None,
+        interrupted: list[Callable[[], bool]] | None = None,
     ) -> list[Any]:
         with self._lock:
             self.running += 1

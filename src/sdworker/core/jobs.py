@@ -86,6 +86,12 @@ class JobGateway(Protocol):
         """Cancel a queued or running job (a running one stops between denoising steps)."""
         ...
 
+    async def interrupt(self, job_id: str) -> JobView | None:
+        """Cancel a queued job; ask a running one to stop at the next denoising step and end
+        COMPLETED with its images so far, the one being made decoded as it stood (marked
+        ``"interrupted": true``). Returns the job as it is now (a running one still runs)."""
+        ...
+
     async def queue_position(self, job_id: str) -> int | None:
         """0 for the next job to run; None when the job is not queued."""
         ...

@@ -7,22 +7,17 @@ model, scheduler and LoRA names) run even when other fields failed, so one round
 
 from __future__ import annotations
 
-import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
     StrictInt,
-    StrictStr,
     ValidationError,
     model_validator,
 )
@@ -30,47 +25,21 @@ from pydantic import (
 from sdworker.core import schedulers
 from sdworker.core.compat import compat_problems
 from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.fieldtypes import LooseBool, Number, Text
+from sdworker.core.resize import (
+    HiresInput,
+    UpscaleInput,
+    hires_problems,
+    hires_size,
+    upscale_problems,
+)
 from sdworker.core.rules import SAMPLERS_ROUTE, field_name, rule_message, unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.core.spellings import rename_field, respell, spellings
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
-Mode = Literal["txt2img", "img2img", "inpaint"]
-
-
-def _bool_or_string(value: Any) -> Any:
-    """Accept the strings "true"/"false" as docker-diffusers-api clients send them."""
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    return value
-
-
-def _number(value: Any) -> Any:
-    """Ints are numbers too (``guidance_scale: 7``); bools are not; NaN and the infinities are
-    no value a job can use, nor one JSON can carry back in an error."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-def _text(value: Any) -> Any:
-    """Text must be valid Unicode: a lone surrogate (``"\\ud800"`` in JSON) cannot be encoded,
-    so no result or error carrying it could be posted back; it is refused here."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from exc
-    return value
-
-
-LooseBool = Annotated[StrictBool, BeforeValidator(_bool_or_string)]
-#: a finite number: NaN and the infinities are no value a job can use (nor JSON carry)
-Number = Annotated[StrictFloat, BeforeValidator(_number)]
-Text = Annotated[StrictStr, AfterValidator(_text)]
+Mode = Literal["txt2img", "img2img", "inpaint", "upscale"]
 
 
 class LoraRef(BaseModel):
@@ -97,7 +66,8 @@ class GenerateInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    prompt: Text
+    #: required unless ``upscale`` is given (checked across fields, as "is required")
+    prompt: Text = ""
     negative_prompt: Text = ""
     model: Text | None = None
     image: Text | None = None
@@ -121,6 +91,9 @@ class GenerateInput(BaseModel):
     #: SDXL refiner (worker-sdxl): its steps, and the fraction of the schedule the base runs
     refiner_inference_steps: StrictInt | None = Field(default=None, ge=1, le=500)
     high_noise_frac: Number | None = Field(default=None, gt=0.0, lt=1.0)
+    #: A1111's hires fix (txt2img only), and the upscale-only job
+    hires: HiresInput | None = None
+    upscale: UpscaleInput | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +146,10 @@ class Request:
     family: str
     #: native field -> how the client spelled it, for fields not spelled natively
     spelled: dict[str, str] = field(default_factory=dict)
+    #: the hires pass's (width, height): the size of the images returned
+    hires_size: tuple[int, int] | None = None
+    #: the hires pass's scheduler, when it names its own
+    hires_scheduler: schedulers.SchedulerSpec | None = None
 
     def field_name(self, native: str) -> str:
         """The field ``native`` as the client spelled it (errors name it so)."""
@@ -229,15 +206,39 @@ def parse_input(
     assert model_name is not None  # _cross_field reported a missing default
     facts = models[model_name]
     mode: Mode = "inpaint" if parsed.mask_image else "img2img" if parsed.image else "txt2img"
+    if parsed.upscale is not None:
+        # nothing is generated: the seed is what the client gave, else 0
+        return Request(
+            parsed,
+            model_name,
+            "upscale",
+            None,
+            None,
+            parsed.seed or 0,
+            None,
+            facts.family,
+            respelled.spelled,
+        )
     width, height = parsed.width, parsed.height
     if mode == "txt2img":
         width = width or facts.native_width
         height = height or facts.native_height
     seed = parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_LIMIT - MAX_IMAGES)
     spec = schedulers.resolve(parsed.scheduler) if parsed.scheduler else None
-    return Request(
+    request = Request(
         parsed, model_name, mode, width, height, seed, spec, facts.family, respelled.spelled
     )
+    return _with_hires(request)
+
+
+def _with_hires(request: Request) -> Request:
+    """The request with its hires size and scheduler resolved (when it asks for hires)."""
+    hires = request.input.hires
+    if hires is None or request.width is None or request.height is None:
+        return request
+    size = hires_size((request.width, request.height), hires.width, hires.height, hires.scale)
+    spec = schedulers.resolve(hires.scheduler) if hires.scheduler else None
+    return replace(request, hires_size=size, hires_scheduler=spec)
 
 
 def _cross_field(
@@ -251,6 +252,9 @@ def _cross_field(
     prompt = data.get("prompt")
     if isinstance(prompt, str) and not prompt.strip():
         problems.append(Problem("prompt", "must not be empty", prompt))
+    if "prompt" not in data and data.get("upscale") is None:
+        problems.append(Problem("prompt", "is required", has_value=False))
+    problems.extend(upscale_problems(data))
 
     model = data.get("model")
     name = model if isinstance(model, str) else default_model
@@ -284,6 +288,8 @@ def _cross_field(
                 width,
             )
         )
+    first = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+    problems.extend(hires_problems(data, first, max_pixels))
 
     seed, count = data.get("seed"), data.get("num_images", 1)
     if (

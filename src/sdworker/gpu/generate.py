@@ -11,9 +11,11 @@ is a group of one) and makes its pipeline calls:
   generator (the same starting noise as a single run; the pixels may differ in the last bits,
   which is why batching is the operator's opt-in).
 
-Either way the same step callback reports each request's progress and stops the call between
-denoising steps once every request in it is cancelled, the same LoRA gate guards the shared
-modules, and the same safety check runs per request.
+Either way the same step callback (:mod:`.steps`) reports each request's progress and stops
+the call between denoising steps once every request in it is cancelled, or ends it early once
+every request in it is interrupted (its images so far kept, the one being made decoded as it
+stood); the same LoRA gate guards the shared modules, and the same safety check runs per
+request. A call may have a second stage: the SDXL refiner, or a hires pass (:mod:`.hires`).
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ from PIL import Image
 
 from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
 from sdworker.core.loras import LoraLibrary, lora_set
+from sdworker.core.schedulers import SchedulerSpec
 from sdworker.core.schema import Request
+from sdworker.gpu import hires as hi
 from sdworker.gpu import prompts
 from sdworker.gpu import refiner as refiners
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.pipelines import LoadedModel, PipelineCache
+from sdworker.gpu.results import Generated, Inputs
+from sdworker.gpu.steps import Progress, StepCallback, plan
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +47,6 @@ log = logging.getLogger(__name__)
 GPU_BATCH_MAX = 8
 #: the log line after each batched pipeline call (jobs, images); bench/gpu.py counts them
 BATCHED_CALL = "ran %d jobs (%d images) in one call"
-
-#: called with (steps done, total steps) after every denoising step
-StepCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class Generated:
-    image: Image.Image
-    seed: int
-    nsfw: bool | None
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The request's decoded images (already resized to the request's size)."""
-
-    image: Image.Image | None = None
-    mask: Image.Image | None = None
 
 
 def effective_steps(request: Request) -> int:
@@ -108,7 +96,10 @@ def batch_key(request: Request) -> Hashable | None:
         return None
     if spec is not None and spec.uses_seeded_noise_sampler:
         return None
-    scheduler = None if spec is None else (spec.class_name, repr(sorted(spec.overrides.items())))
+    hires = _hires_key(request)
+    if hires is False:
+        return None
+    scheduler = _scheduler_key(spec)
     return (
         request.model,
         request.width,
@@ -117,7 +108,27 @@ def batch_key(request: Request) -> Hashable | None:
         req.guidance_scale,
         scheduler,
         bool(req.negative_prompt),
+        hires,
     )
+
+
+def _scheduler_key(spec: SchedulerSpec | None) -> Hashable:
+    return None if spec is None else (spec.class_name, repr(sorted(spec.overrides.items())))
+
+
+def _hires_key(request: Request) -> Hashable:
+    """What a hires pass adds to the batch key; False: the request runs alone (prompts of
+    its own are encoded per request, a seeded noise sampler takes one seed)."""
+    hires = request.input.hires
+    if hires is None:
+        return None
+    spec = request.hires_scheduler
+    if hires.prompt is not None or hires.negative_prompt is not None:
+        return False
+    if spec is not None and spec.uses_seeded_noise_sampler:
+        return False
+    steps = hires.steps or request.input.num_inference_steps
+    return (request.hires_size, hires.upscaler, steps, hires.strength, _scheduler_key(spec))
 
 
 @dataclass(frozen=True)
@@ -128,13 +139,12 @@ class Job:
     inputs: Inputs
     on_step: StepCallback | None = None
     cancelled: Callable[[], bool] = lambda: False
+    #: asked to stop early: its images so far, and the one being made as it stands
+    interrupted: Callable[[], bool] = lambda: False
 
-
-@dataclass(frozen=True)
-class _Call:
-    """One pipeline call: the (job index, seed) of each image it makes."""
-
-    items: list[tuple[int, int]]
+    def wants(self, made: list[Generated]) -> bool:
+        """Whether this job wants another image, having ``made`` these."""
+        return not self.cancelled() and not (made and self.interrupted())
 
 
 class Generator:
@@ -183,10 +193,12 @@ class Generator:
         first = jobs[0].request
         base = loaded.pipeline(first.mode)
         check_clip_skip(first, base)
-        calls = _plan(jobs)
-        progress = _Progress(jobs, calls, effective_steps(first))
+        calls = plan(jobs)
+        passes = {"base": effective_steps(first)}
+        if first.input.hires is not None:
+            passes["hires"] = hi.hires_steps(first)
+        progress = Progress(jobs, calls, passes)
         images: list[list[Generated]] = [[] for _ in jobs]
-        refiner = self._refiner(loaded) if first.input.refined else None
         # LoRA adapters live on the shared modules: the gate keeps requests wanting another
         # LoRA set (a plain request wants none) out until this one is done
         with loaded.adapters.applied(
@@ -198,26 +210,12 @@ class Generator:
         ):
             text = self._text_kwargs(base, first) if len(jobs) == 1 else None
             for call in calls:
-                live = [(j, seed) for j, seed in call.items if not jobs[j].cancelled()]
+                live = [(j, seed) for j, seed in call.items if jobs[j].wants(images[j])]
                 if not live:
                     continue
-                pipe = self._pipeline_for(base, loaded, first, live[0][1])
-                kwargs = self._call_kwargs(jobs, live, text)
-                if refiner is not None:  # a refined job runs alone, an image per call
-                    kwargs = refiners.base_kwargs(first, kwargs)
-                with torch.inference_mode():
-                    out = pipe(**kwargs, callback_on_step_end=progress.step_end(live)).images
-                    if refiner is not None:
-                        out = refiners.refine(
-                            refiner,
-                            first,
-                            out,
-                            generator=kwargs["generator"],
-                            seed=live[0][1],
-                            cancelled=jobs[0].cancelled,
-                        )
+                out, stopped = self._call(loaded, base, jobs, live, text, progress)
                 for (j, seed), image in zip(live, out, strict=True):
-                    images[j].append(Generated(image, seed, None))
+                    images[j].append(Generated(image, seed, None, stopped))
                 if len(jobs) > 1:
                     log.info(BATCHED_CALL, len({j for j, _ in live}), len(live))
         if all(job.cancelled() for job in jobs):
@@ -226,6 +224,56 @@ class Generator:
             [] if job.cancelled() else self._safe(loaded, job.request, mine)
             for job, mine in zip(jobs, images, strict=True)
         ]
+
+    def _call(
+        self,
+        loaded: LoadedModel,
+        base: Any,
+        jobs: list[Job],
+        live: list[tuple[int, int]],
+        text: dict[str, Any] | None,
+        progress: Progress,
+    ) -> tuple[list[Image.Image], bool]:
+        """One pipeline call (and its refiner or hires pass): its images, and whether it was
+        interrupted (its images then decoded from the latents as they stood)."""
+        first = jobs[0].request
+        pipe = self._pipeline_for(base, loaded, first, live[0][1])
+        kwargs = self._call_kwargs(jobs, live, text)
+        refined, hires = first.input.refined, first.input.hires is not None
+        if refined:  # a refined job runs alone, an image per call
+            kwargs = refiners.base_kwargs(first, kwargs)
+        elif hires:
+            kwargs = hi.first_pass_kwargs(first, kwargs)
+        step_end = progress.step_end(live)
+        with torch.inference_mode():
+            out = pipe(**kwargs, callback_on_step_end=step_end).images
+            if step_end.interrupted:
+                return hi.as_images(pipe, out), True
+            if not (refined or hires):
+                return list(out), False
+            again = progress.step_end(live, "hires" if hires else None)
+            if refined:
+                out = refiners.refine(
+                    self._refiner(loaded),
+                    first,
+                    out,
+                    generator=kwargs["generator"],
+                    seed=live[0][1],
+                    callback=again,
+                )
+            else:
+                out = hi.second_pass(
+                    base,
+                    type(loaded.pipeline("img2img")),
+                    loaded.scheduler_config,
+                    first,
+                    out,
+                    kwargs,
+                    [seed for _, seed in live],
+                    again,
+                    text=(lambda r: self._text_kwargs(base, r)) if text is not None else None,
+                )
+        return list(out), again.interrupted
 
     def _safe(
         self, loaded: LoadedModel, request: Request, images: list[Generated]
@@ -320,47 +368,5 @@ class Generator:
         checked = []
         for result, flagged in zip(results, flags, strict=True):
             image = Image.new("RGB", result.image.size) if flagged else result.image
-            checked.append(Generated(image, result.seed, bool(flagged)))
+            checked.append(Generated(image, result.seed, bool(flagged), result.interrupted))
         return checked
-
-
-def _plan(jobs: list[Job]) -> list[_Call]:
-    """A job alone: one call per image (the seed promise is bit-for-bit). A group: one call."""
-    if len(jobs) == 1:
-        return [_Call([(0, seed)]) for seed in jobs[0].request.seeds]
-    return [_Call([(j, seed) for j, job in enumerate(jobs) for seed in job.request.seeds])]
-
-
-class _Progress:
-    """Counts each job's denoising steps over all the calls it is in, and stops a call
-    between steps once every job in it is cancelled."""
-
-    def __init__(self, jobs: list[Job], calls: list[_Call], steps: int) -> None:
-        self._jobs = jobs
-        self._calls_of = [
-            sum(any(j == i for i, _ in c.items) for c in calls) for j in range(len(jobs))
-        ]
-        self._steps = steps
-        self._done = [0] * len(jobs)
-
-    def step_end(self, live: list[tuple[int, int]]) -> Callable[..., dict[str, Any]]:
-        members = sorted({j for j, _ in live})
-        first_step = True
-
-        def step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            nonlocal first_step
-            if first_step:
-                # some schedulers take an extra warm-up step (PNDM): trust the pipeline's count
-                self._steps = int(getattr(pipe, "num_timesteps", 0) or self._steps)
-                first_step = False
-            for j in members:
-                self._done[j] += 1
-                sink = self._jobs[j].on_step
-                total = self._steps * self._calls_of[j]
-                if sink is not None:
-                    sink(min(self._done[j], total), total)
-            if all(self._jobs[j].cancelled() for j in members):
-                raise Cancelled("cancelled between denoising steps")
-            return kwargs
-
-        return step_end

@@ -16,6 +16,7 @@ one), as worker-sdxl does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
 
 from sdworker.core.compat import REFINER_STRENGTH
-from sdworker.core.errors import Cancelled, ModelDamaged
+from sdworker.core.errors import ModelDamaged
 from sdworker.core.schema import Request
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.pipelines import tensor_bytes
@@ -112,9 +113,10 @@ def refine(
     *,
     generator: Any,
     seed: int,
-    cancelled: Any,
+    callback: Callable[..., dict[str, Any]],
 ) -> list[Any]:
-    """The refiner's images from the base's ``latents`` (one call, per-request scheduler).
+    """The refiner's images from the base's ``latents`` (one call, per-request scheduler);
+    ``callback`` runs between its steps (it stops a cancelled or interrupted job).
 
     ``generator`` is the base call's own, so the refiner's noise follows from the image's
     seed and the seed promise holds for refined images too."""
@@ -138,13 +140,5 @@ def refine(
     else:
         given = "strength" in req.model_fields_set and request.mode == "txt2img"
         kwargs["strength"] = req.strength if given else REFINER_STRENGTH
-
-    def stop_between_steps(
-        pipe: Any, step: int, timestep: Any, values: dict[str, Any]
-    ) -> dict[str, Any]:
-        if cancelled():
-            raise Cancelled("cancelled between refiner steps")
-        return values
-
-    images: list[Any] = pipe(**kwargs, callback_on_step_end=stop_between_steps).images
+    images: list[Any] = pipe(**kwargs, callback_on_step_end=callback).images
     return images

@@ -147,6 +147,8 @@ def _entry(encoded: EncodedImage, /, **where: str) -> dict[str, Any]:
     entry: dict[str, Any] = {**where, "seed": encoded.seed, "format": encoded.format}
     if encoded.nsfw is not None:
         entry["nsfw_content_detected"] = encoded.nsfw
+    if encoded.interrupted:
+        entry["interrupted"] = True
     return entry
 
 

@@ -14,6 +14,7 @@ from PIL import Image, PngImagePlugin
 from sdworker.core.errors import ImageFetchError, InvalidInput, Problem
 from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.netguard import FetchError, FetchPolicy, fetch
+from sdworker.core.resize import PIL_FILTERS
 from sdworker.core.settings import Settings
 
 FORMATS = ("png", "jpeg", "webp")
@@ -28,6 +29,8 @@ class EncodedImage:
     format: str
     seed: int
     nsfw: bool | None = None
+    #: made from the latents of a generation stopped early (an interrupt)
+    interrupted: bool = False
 
     @property
     def content_type(self) -> str:
@@ -127,7 +130,13 @@ def _head(raw: bytes) -> str:
 
 
 def encode_image(
-    image: Image.Image, fmt: str, *, seed: int, parameters: str | None, nsfw: bool | None = None
+    image: Image.Image,
+    fmt: str,
+    *,
+    seed: int,
+    parameters: str | None,
+    nsfw: bool | None = None,
+    interrupted: bool = False,
 ) -> EncodedImage:
     """Encode one image; PNGs carry ``parameters`` in a tEXt chunk as AUTOMATIC1111 writes it."""
     buf = io.BytesIO()
@@ -142,4 +151,14 @@ def encode_image(
         image.save(buf, format="WEBP", quality=92)
     else:  # validation rejects this before any work; keep the guard for direct callers
         raise InvalidInput.one("output_format", f"must be one of {', '.join(FORMATS)}", fmt)
-    return EncodedImage(buf.getvalue(), fmt, seed, nsfw)
+    return EncodedImage(buf.getvalue(), fmt, seed, nsfw, interrupted)
+
+
+def upscale(image: Image.Image, size: tuple[int, int], upscaler: str) -> Image.Image:
+    """``image`` resized to ``size`` with the named PIL filter (in RGB or RGBA: PIL resizes a
+    palette image with the nearest filter whatever it is asked)."""
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGBA" if image.has_transparency_data else "RGB")
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling[PIL_FILTERS[upscaler]])

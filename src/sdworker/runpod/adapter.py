@@ -31,6 +31,7 @@ from sdworker.core.settings import Settings
 from sdworker.formats.a1111 import Options
 from sdworker.runpod.batcher import Batcher, Entry
 from sdworker.runpod.envelopes import Envelope, unwrap
+from sdworker.runpod.interrupts import INTERRUPT_URL_VAR, Interrupts, listen
 from sdworker.runpod.shapes import shape_output
 from sdworker.runpod.timing import FORMAT, DeviceRun
 from sdworker.service import Outcome, Prepared, ProgressSink, Service
@@ -60,6 +61,8 @@ class RunpodAdapter:
         self._preparing = threading.Lock()
         # A1111 options a job's envelope sets (POST /sdapi/v1/options) last for this process
         self.a1111_options = Options()
+        #: jobs asked to stop early and keep their images (the local endpoint's interrupt)
+        self.interrupts = Interrupts()
 
     # -- the runpod contract ----------------------------------------------------------------
 
@@ -91,6 +94,7 @@ class RunpodAdapter:
         *,
         on_progress: ProgressSink | None = None,
         cancelled: Callable[[], bool] | None = None,
+        interrupted: Callable[[], bool] | None = None,
     ) -> Any:
         """:meth:`handle` for callers without an event loop (``sdworker generate``, tests):
         the same answer, the job run alone in this thread."""
@@ -101,8 +105,11 @@ class RunpodAdapter:
             except Exception as exc:
                 return Failure.of(exc)
             stop = [cancelled] if cancelled is not None else None
+            halt = [interrupted] if interrupted is not None else None
             with self._device:
-                return self.service.execute([prepared], progress=[on_progress], cancelled=stop)[0]
+                return self.service.execute(
+                    [prepared], progress=[on_progress], cancelled=stop, interrupted=halt
+                )[0]
 
         return carriable(asyncio.run(self._answer(job, run)), job)
 
@@ -166,9 +173,12 @@ class RunpodAdapter:
                 [q.prepared for q in queued],
                 progress=[q.progress for q in queued],
                 cancelled=[e.cancelled.is_set for e in batch],
+                interrupted=[self.interrupts.asked(q.prepared.job_id) for q in queued],
             )
             ended = wall + time.perf_counter() - started
         ids = tuple(q.prepared.job_id for q in queued)
+        for job_id in ids:
+            self.interrupts.forget(job_id)
         log.info(FORMAT, *DeviceRun(ids, wall, ended, waited * 1000).args())
         return outcomes
 
@@ -228,6 +238,9 @@ def start(settings: Settings | None = None) -> None:
         threading.Thread(
             target=adapter.service.preload, name="sdworker-preload", daemon=True
         ).start()
+    interrupt_url = os.environ.get(INTERRUPT_URL_VAR)
+    if interrupt_url:  # only the local endpoint sets it (RunPod has no such channel)
+        listen(interrupt_url, adapter.interrupts)
     import runpod
 
     runpod.serverless.start(

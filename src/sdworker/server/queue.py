@@ -138,6 +138,18 @@ class JobQueue(JobLifecycle):
         self._finish(job, Status.CANCELLED)
         return await self.get(job_id)
 
+    async def interrupt(self, job_id: str) -> JobView | None:
+        """Cancel a queued job; ask a running one to stop early and end COMPLETED with what
+        it made (the worker's interrupt listener hears it; see :meth:`interrupt_signals`)."""
+        job = self._live(job_id)
+        if job is None or job.status.is_terminal():
+            return job.view() if job else None
+        if job.status is Status.IN_QUEUE:
+            return await self.cancel(job_id)
+        if job.worker_id is not None:
+            self.board.ask_interrupt(job.worker_id, job_id)
+        return job.view()
+
     async def retry(self, job_id: str) -> JobView | None:
         """Send a FAILED or TIMED_OUT job back to the queue under the same id."""
         job = self._live(job_id)
@@ -309,6 +321,24 @@ class JobQueue(JobLifecycle):
                 break
             if next_due is not None:
                 remaining = min(remaining, next_due)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
+        return []
+
+    async def interrupt_signals(self, worker_id: str, wait_s: float) -> list[str]:
+        """Long-poll for ids of jobs this worker must interrupt (a local-endpoint extension:
+        the worker's own listener polls it, beside the SDK's stop channel)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while not self._closing.is_set():
+            event = self.board.interrupt_event(worker_id)
+            event.clear()
+            ids = self.board.take_interrupts(worker_id)
+            if ids:
+                return ids
+            remaining = deadline - loop.time()
+            if remaining <= 0 or worker_id in self._retiring:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
         return []

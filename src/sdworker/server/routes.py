@@ -162,6 +162,13 @@ async def cancel(request: Request, job_id: str) -> dict[str, Any]:
     return {"id": view.id, "status": view.status.value}
 
 
+async def interrupt(request: Request, job_id: str) -> dict[str, Any]:
+    """A local-endpoint extension: cancel a queued job, or have a running one stop at the next
+    denoising step and end COMPLETED with its images so far (the last marked interrupted)."""
+    view = await _found(await app_queue(request).interrupt(job_id), job_id)
+    return {"id": view.id, "status": view.status.value}
+
+
 async def retry(request: Request, job_id: str) -> dict[str, Any]:
     """Requeue a FAILED or TIMED_OUT job under the same id."""
     try:
@@ -211,6 +218,7 @@ def endpoint_router() -> APIRouter:
     _get_and_post(router, "/status/{job_id}", status)
     _get_and_post(router, "/stream/{job_id}", stream)
     router.add_api_route("/cancel/{job_id}", cancel, methods=["POST"])
+    router.add_api_route("/interrupt/{job_id}", interrupt, methods=["POST"])
     router.add_api_route("/retry/{job_id}", retry, methods=["POST"])
     router.add_api_route("/purge-queue", purge_queue, methods=["POST"])
     router.add_api_route("/health", health, methods=["GET"])

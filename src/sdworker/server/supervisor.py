@@ -43,6 +43,8 @@ def worker_env(base_url: str, token: str, worker_id: str, endpoint_id: str) -> d
         RUNPOD_WEBHOOK_GET_JOB=f"{base_url}/job-take/$ID{query}",
         RUNPOD_WEBHOOK_POST_OUTPUT=f"{base_url}/job-done/$RUNPOD_POD_ID/$ID{query}",
         RUNPOD_WEBHOOK_POST_STREAM=f"{base_url}/job-stream/$RUNPOD_POD_ID/$ID{query}",
+        # this endpoint's own channel (RunPod has none): jobs to end early, keeping images
+        SDWORKER_INTERRUPT_URL=f"{base_url}/job-interrupt/{worker_id}{query}",
         RUNPOD_SKIP_AUTO_SYSTEM_CHECKS="true",
         PYTHONUNBUFFERED="1",
     )

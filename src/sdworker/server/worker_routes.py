@@ -92,6 +92,14 @@ async def job_stop(request: Request, worker_id: str) -> Response:
     return JSONResponse({"jobsToStop": ids}) if ids else Response(status_code=204)
 
 
+async def job_interrupt(request: Request, worker_id: str) -> Response:
+    """The local endpoint's interrupt channel (not RunPod's): jobs to end early, keeping
+    their images. Polled by the worker's own listener, never by the SDK."""
+    settings = request.app.state.settings
+    ids = await app_queue(request).interrupt_signals(worker_id, settings.worker_poll_s)
+    return JSONResponse({"jobsToInterrupt": ids}) if ids else Response(status_code=204)
+
+
 async def job_done(
     request: Request, worker_id: str, job_id: str, isStream: str = "false"
 ) -> Response:
@@ -134,6 +142,7 @@ def worker_router() -> APIRouter:
     router.add_api_route("/job-take/{worker_id}", job_take, methods=["GET"])
     router.add_api_route("/job-take-batch/{worker_id}", job_take_batch, methods=["GET"])
     router.add_api_route("/job-stop/{worker_id}", job_stop, methods=["GET"])
+    router.add_api_route("/job-interrupt/{worker_id}", job_interrupt, methods=["GET"])
     router.add_api_route("/job-done/{worker_id}/{job_id}", job_done, methods=["POST"])
     router.add_api_route("/job-stream/{worker_id}/{job_id}", job_stream, methods=["POST"])
     router.add_api_route("/ping/{worker_id}", ping, methods=["GET"])

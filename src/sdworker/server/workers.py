@@ -30,6 +30,10 @@ class WorkerBoard:
         #: worker -> job -> (loop time the offer is next due, loop time it lapses)
         self._offers: dict[str, dict[str, tuple[float, float]]] = {}
         self._ready: dict[str, asyncio.Event] = {}
+        #: worker -> jobs it is asked to interrupt (taken once: the worker's own listener
+        #: takes them, not the SDK's loop, so nothing drops them)
+        self._interrupts: dict[str, set[str]] = {}
+        self._interrupt_ready: dict[str, asyncio.Event] = {}
 
     # -- liveness ---------------------------------------------------------------------------
 
@@ -64,9 +68,11 @@ class WorkerBoard:
         """The worker is gone: drop what is known of it, and answer its stop poll now."""
         self._seen.pop(worker_id, None)
         self._offers.pop(worker_id, None)
-        event = self._ready.pop(worker_id, None)
-        if event is not None:
-            event.set()
+        self._interrupts.pop(worker_id, None)
+        for events in (self._ready, self._interrupt_ready):
+            event = events.pop(worker_id, None)
+            if event is not None:
+                event.set()
 
     # -- stop offers ------------------------------------------------------------------------
 
@@ -78,7 +84,7 @@ class WorkerBoard:
         self.event(worker_id).set()
 
     def wake_all(self) -> None:
-        for event in self._ready.values():
+        for event in [*self._ready.values(), *self._interrupt_ready.values()]:
             event.set()
 
     def offer(self, worker_id: str, job_id: str) -> None:
@@ -117,3 +123,18 @@ class WorkerBoard:
     def pending(self, worker_id: str) -> set[str]:
         """Jobs the worker is still being asked to stop (tests and diagnostics)."""
         return set(self._offers.get(worker_id, {}))
+
+    # -- interrupts -------------------------------------------------------------------------
+
+    def interrupt_event(self, worker_id: str) -> asyncio.Event:
+        """Set whenever the worker's interrupt poll should look again."""
+        return self._interrupt_ready.setdefault(worker_id, asyncio.Event())
+
+    def ask_interrupt(self, worker_id: str, job_id: str) -> None:
+        """Ask the worker to end ``job_id`` early, keeping what it made."""
+        self._interrupts.setdefault(worker_id, set()).add(job_id)
+        self.interrupt_event(worker_id).set()
+
+    def take_interrupts(self, worker_id: str) -> list[str]:
+        """The jobs the worker is asked to interrupt, each given once."""
+        return sorted(self._interrupts.pop(worker_id, set()))

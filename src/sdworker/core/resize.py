@@ -1,0 +1,235 @@
+"""The native input's resizing objects: ``hires`` (A1111's hires fix: a txt2img first pass,
+upscaled, then an img2img second pass) and ``upscale`` (an upscale-only job, no generation).
+
+Both are validated here, their sizes worked out, and their refusals worded; the generation
+itself is the GPU side's (``sdworker.gpu.hires``) and the upscale the output side's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from sdworker.core import schedulers
+from sdworker.core.errors import Problem
+from sdworker.core.fieldtypes import Number, Text
+from sdworker.core.rules import SAMPLERS_ROUTE, unknown_name
+from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+
+HiresUpscaler = Literal[
+    "latent",
+    "latent-antialiased",
+    "latent-bicubic",
+    "latent-bicubic-antialiased",
+    "latent-nearest",
+    "latent-nearest-exact",
+    "lanczos",
+    "nearest",
+]
+#: each hires upscaler as A1111 names it (its infotext's ``Hires upscaler``)
+A1111_UPSCALERS: dict[str, str] = {
+    "latent": "Latent",
+    "latent-antialiased": "Latent (antialiased)",
+    "latent-bicubic": "Latent (bicubic)",
+    "latent-bicubic-antialiased": "Latent (bicubic antialiased)",
+    "latent-nearest": "Latent (nearest)",
+    "latent-nearest-exact": "Latent (nearest-exact)",
+    "lanczos": "Lanczos",
+    "nearest": "Nearest",
+}
+UpscaleUpscaler = Literal["lanczos", "nearest"]
+#: the PIL filter (``PIL.Image.Resampling`` member) of each pixel upscaler
+PIL_FILTERS: dict[str, str] = {"lanczos": "LANCZOS", "nearest": "NEAREST"}
+#: the fields an upscale-only job takes beside ``upscale`` (the rest generate)
+UPSCALE_FIELDS = frozenset({"image", "upscale", "model", "seed", "output_format", "upload"})
+
+
+class HiresInput(BaseModel):
+    """``hires``: upscale the txt2img image and denoise it again at the larger size."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: Number = Field(default=2.0, ge=1.0, le=4.0)
+    width: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    height: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
+    upscaler: HiresUpscaler = "latent"
+    steps: StrictInt | None = Field(default=None, ge=1, le=500)
+    strength: Number = Field(default=0.7, gt=0.0, le=1.0)
+    scheduler: Text | None = None
+    prompt: Text | None = None
+    negative_prompt: Text | None = None
+
+    @property
+    def latent(self) -> bool:
+        """Whether the first pass's latents are upscaled (else its decoded image)."""
+        return self.upscaler.startswith("latent")
+
+
+class UpscaleInput(BaseModel):
+    """``upscale``: resize the input ``image`` with a PIL filter; nothing is generated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: Number = Field(default=2.0, ge=1.0, le=8.0)
+    width: StrictInt | None = Field(default=None, ge=1, le=4 * MAX_SIDE)
+    height: StrictInt | None = Field(default=None, ge=1, le=4 * MAX_SIDE)
+    upscaler: UpscaleUpscaler = "lanczos"
+
+
+def _round8(value: float) -> int:
+    return max(SIDE_STEP, round(value / SIDE_STEP) * SIDE_STEP)
+
+
+def hires_size(first: tuple[int, int], width: Any, height: Any, scale: Any) -> tuple[int, int]:
+    """The second pass's size: ``width`` x ``height``; one of them and the first pass's aspect
+    (rounded to a multiple of 8); or the first pass's size times ``scale`` (the same)."""
+    w, h = first
+    if isinstance(width, int) and isinstance(height, int):
+        return width, height
+    if isinstance(width, int):
+        return width, _round8(h * width / w)
+    if isinstance(height, int):
+        return _round8(w * height / h), height
+    factor = float(scale) if isinstance(scale, int | float) else 2.0
+    return _round8(w * factor), _round8(h * factor)
+
+
+def upscale_size(
+    image: tuple[int, int], width: int | None, height: int | None, scale: float
+) -> tuple[int, int]:
+    """An upscale job's result size: as :func:`hires_size`, but any whole number of pixels."""
+    w, h = image
+    if width is not None and height is not None:
+        return width, height
+    if width is not None:
+        return width, max(1, round(h * width / w))
+    if height is not None:
+        return max(1, round(w * height / h)), height
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def size_field(prefix: str, obj: dict[str, Any]) -> str:
+    """The field a too-large result names: the size given, else the scale."""
+    for side in ("width", "height"):
+        if isinstance(obj.get(side), int):
+            return f"{prefix}.{side}"
+    return f"{prefix}.scale"
+
+
+def budget_problem(
+    prefix: str, obj: dict[str, Any], size: tuple[int, int], max_pixels: int
+) -> Problem | None:
+    """The result's pixel budget (and, for ``hires``, the side limit) broken, or None."""
+    w, h = size
+    name = size_field(prefix, obj)
+    value = obj.get(name.rsplit(".", 1)[1], 2.0)
+    if w * h > max_pixels:
+        return Problem(
+            name,
+            f"the {prefix} size must be at most {max_pixels} pixels (SDWORKER_MAX_PIXELS); "
+            f"{w}x{h} is {w * h}",
+            value,
+        )
+    if prefix == "hires" and not MIN_SIDE <= min(w, h) <= max(w, h) <= MAX_SIDE:
+        return Problem(
+            name, f"the hires size must be {MIN_SIDE} to {MAX_SIDE} a side; {w}x{h} is not", value
+        )
+    return None
+
+
+def hires_problems(
+    data: dict[str, Any], first: tuple[int, int] | None, max_pixels: int
+) -> list[Problem]:
+    """What ``hires`` cannot do with the rest of the input: run on an image, beside the
+    refiner, an unknown scheduler, a size past the budget."""
+    hires = data.get("hires")
+    if not isinstance(hires, dict) or data.get("upscale") is not None:
+        return []  # beside upscale, hires is refused on its own
+    problems: list[Problem] = []
+    if data.get("image") is not None:
+        problems.append(
+            Problem("hires", "only applies to txt2img (leave out image)", has_value=False)
+        )
+    if data.get("refiner_inference_steps") is not None or data.get("high_noise_frac") is not None:
+        problems.append(Problem("hires", "does not combine with the refiner", has_value=False))
+    scheduler = hires.get("scheduler")
+    if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
+        message = unknown_name("scheduler", scheduler, schedulers.valid_names(), SAMPLERS_ROUTE)
+        problems.append(Problem("hires.scheduler", message, scheduler))
+    problems.extend(_hires_steps(hires, data.get("num_inference_steps", 25)))
+    if first is not None and data.get("image") is None:
+        size = hires_size(first, hires.get("width"), hires.get("height"), hires.get("scale"))
+        found = budget_problem("hires", hires, size, max_pixels)
+        if found is not None:
+            problems.append(found)
+    return problems
+
+
+def _hires_steps(hires: dict[str, Any], base_steps: Any) -> list[Problem]:
+    """The second pass runs the last strength x steps steps: none at all is no image."""
+    steps = hires.get("steps")
+    steps = base_steps if steps is None else steps
+    strength = hires.get("strength", 0.7)
+    if not (
+        isinstance(steps, int)
+        and isinstance(strength, int | float)
+        and steps >= 1
+        and 0 < strength <= 1
+        and int(steps * strength) < 1
+    ):
+        return []
+    return [
+        Problem(
+            "hires.strength",
+            f"hires.strength x hires.steps must be at least 1 (the steps the second pass "
+            f"runs; hires.steps defaults to num_inference_steps); {strength} x {steps} is none",
+            strength,
+        )
+    ]
+
+
+def upscale_problems(data: dict[str, Any]) -> list[Problem]:
+    """An upscale job takes an ``image`` and none of the generation fields."""
+    if data.get("upscale") is None:
+        return []
+    problems = [
+        Problem(name, "does not apply to an upscale job (leave it out with upscale)", value)
+        for name, value in data.items()
+        if name not in UPSCALE_FIELDS and value is not None
+    ]
+    if data.get("image") is None:
+        problems.append(
+            Problem("image", "is required with upscale (the image to upscale)", has_value=False)
+        )
+    return problems
+
+
+def hires_infotext(
+    hires: HiresInput,
+    size: tuple[int, int],
+    *,
+    sampler: str,
+    hires_sampler: str | None,
+    prompt: str,
+    negative_prompt: str,
+) -> dict[str, Any]:
+    """The infotext fields of a hires pass, as A1111 writes them (``Hires upscale`` or, for a
+    size given, ``Hires resize``; steps, sampler and prompts only when they are the pass's
+    own)."""
+    fields: dict[str, Any] = {}
+    if hires.width is None and hires.height is None:
+        fields["Hires upscale"] = hires.scale
+    else:
+        fields["Hires resize"] = f"{size[0]}x{size[1]}"
+    if hires.steps is not None:
+        fields["Hires steps"] = hires.steps
+    fields["Hires upscaler"] = A1111_UPSCALERS[hires.upscaler]
+    if hires_sampler is not None and hires_sampler != sampler:
+        fields["Hires sampler"] = hires_sampler
+    if hires.prompt is not None and hires.prompt != prompt:
+        fields["Hires prompt"] = hires.prompt
+    if hires.negative_prompt is not None and hires.negative_prompt != negative_prompt:
+        fields["Hires negative prompt"] = hires.negative_prompt
+    fields["Denoising strength"] = hires.strength
+    return fields
