@@ -114,7 +114,7 @@ class A1111Format:
     def set_options(self, body: Any, manifests: list[Manifest]) -> str | None:
         """``POST /sdapi/v1/options``: apply a checked body; the model it switches to."""
         values, model = set_options(self.options, body, manifests)
-        self.options.values = values
+        self.options.replace(values)
         return model
 
     def samplers(self) -> list[dict[str, Any]]:
