@@ -98,6 +98,7 @@ def _applies(cls: str, schedule: str) -> bool:
         return cls in _SPACED_CLASSES
     return cls in _SIGMA_CLASSES and bool(_A1111_SCHEDULE_TYPES[schedule])
 
+
 #: the scheduler names of RunPod's "Stable Diffusion v1" endpoint and of worker-sdxl -> the
 #: diffusers class each stands for (ONE table; the README lists it). ``IPNDM``: diffusers'
 #: IPNDMScheduler counts time from 1 to 0 (a continuous schedule), while SD UNets are trained

@@ -21,7 +21,7 @@ from sdworker.formats.a1111.answer import (
     schedulers,
     sd_models,
 )
-from sdworker.formats.a1111.options import Options, get_options, set_options
+from sdworker.formats.a1111.options import STORE_NAME, Options, get_options, set_options
 from sdworker.formats.a1111.request import (
     MAX_BATCH,
     MAX_IMAGES,
@@ -92,7 +92,12 @@ class A1111Format:
         return http_status(failure, client=422), error_body(failure)
 
     def router(self, ctx: FormatContext) -> APIRouter:
-        """The ``/sdapi/v1`` routes, sharing this object's options."""
+        """The ``/sdapi/v1`` routes, sharing this object's options, which from now on are
+        the endpoint's store (saved under its state directory, read back from there)."""
+        if self.options.path is None:
+            stored = Options.load(ctx.settings.state_dir / STORE_NAME)
+            stored.values = {**self.options.values, **stored.values}
+            self.options = stored
         # imported here: worker processes read A1111 envelopes without the web framework
         from sdworker.formats.a1111.routes import a1111_router
 
