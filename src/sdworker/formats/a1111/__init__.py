@@ -48,6 +48,16 @@ NATIVE_TO_A1111: dict[str, str] = {
     "scheduler": "sampler_name",
     "output_format": "override_settings.samples_format",
     "clip_skip": "override_settings.CLIP_stop_at_last_layers",
+    "hires": "enable_hr",
+    "hires.scale": "hr_scale",
+    "hires.width": "hr_resize_x",
+    "hires.height": "hr_resize_y",
+    "hires.upscaler": "hr_upscaler",
+    "hires.steps": "hr_second_pass_steps",
+    "hires.strength": "denoising_strength",
+    "hires.scheduler": "hr_sampler_name",
+    "hires.prompt": "hr_prompt",
+    "hires.negative_prompt": "hr_negative_prompt",
 }
 
 
