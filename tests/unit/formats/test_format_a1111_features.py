@@ -204,8 +204,19 @@ def test_hires_infotext_as_a1111_writes_it(manifests: list[Manifest]) -> None:
         'Denoising strength: 0.7, Hires prompt: "a, tiger", Hires upscale: 2, Hires steps: 2, '
         "Hires upscaler: Latent"
     )
-    resized = parse({**HIRES, "hr_resize_x": 96, "hr_resize_y": 128}, manifests)
-    assert "Hires resize: 96x128" in a1111.infotext(resized, 5, "tiny", "")
+    resized = parse({**HIRES, "hr_resize_x": 96}, manifests)
+    assert "Hires resize: 96x0, Hires upscaler" in a1111.infotext(resized, 5, "tiny", "")
+    own = {
+        **HIRES,
+        "hr_sampler_name": "DPM++ 2M",
+        "hr_scheduler": "Karras",
+        "hr_negative_prompt": "fog",
+        "override_settings": {"CLIP_stop_at_last_layers": 2},
+    }
+    assert a1111.infotext(parse(own, manifests), 5, "tiny", "").endswith(
+        "Denoising strength: 0.7, Clip skip: 2, Hires sampler: DPM++ 2M, Hires negative prompt: "
+        "fog, Hires schedule type: Karras, Hires upscale: 2, Hires upscaler: Latent"
+    )
     answer = a1111.response(req, body, [{"image": "AAAA", "seed": 5}], model_name="tiny")
     info = json.loads(answer["info"])
     assert info["denoising_strength"] == 0.7

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,38 @@ def test_options_route_keeps_every_known_name(client: TestClient) -> None:
     assert client.get("/sdapi/v1/options").json()["live_previews_enable"] is False
     r = client.post("/sdapi/v1/options", json={"live_previews_enabled": False})
     assert r.status_code == 422 and "live_previews_enable" in r.json()["detail"]
+
+
+def saved_options_client(registry: ModelRegistry, state: Path, saved: dict[str, Any]) -> TestClient:
+    """A1111 routes over an endpoint whose state directory holds ``saved`` options."""
+    from fastapi import FastAPI
+
+    from sdworker.core.settings import Settings
+    from sdworker.formats.a1111 import A1111Format
+    from sdworker.formats.a1111.options import STORE_NAME
+    from sdworker.formats.base import FormatContext
+
+    state.mkdir(exist_ok=True)
+    (state / STORE_NAME).write_text(json.dumps(saved))
+    settings = Settings(models_dir=Path("/models"), state_dir=state)
+    app = FastAPI()
+    app.include_router(A1111Format().router(FormatContext(registry, settings, lambda r: None)))
+    return TestClient(app)
+
+
+def test_saved_options_come_back_after_a_restart(registry: ModelRegistry, tmp_path: Path) -> None:
+    saved = {"sd_model_checkpoint": "v1-5-pruned-emaonly", "live_previews_enable": False}
+    client = saved_options_client(registry, tmp_path / "state", saved)
+    shown = client.get("/sdapi/v1/options").json()
+    assert shown["live_previews_enable"] is False
+    assert shown["sd_model_checkpoint"].startswith("v1-5-pruned-emaonly")
+    assert registry.default_name == "v1-5-pruned-emaonly"
+    client.post("/sdapi/v1/options", json={"jpeg_quality": 90})
+    assert json.loads((tmp_path / "state" / "a1111-options.json").read_text())["jpeg_quality"] == 90
+
+
+def test_a_saved_checkpoint_no_longer_baked_is_forgotten(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    client = saved_options_client(registry, tmp_path / "state", {"sd_model_checkpoint": "gone"})
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny")

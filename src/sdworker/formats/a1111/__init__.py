@@ -7,10 +7,12 @@ A1111's ``{"images", "parameters", "info"}``.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.formats.a1111.answer import (
@@ -35,6 +37,8 @@ from sdworker.formats.base import Decoded, FormatContext, Models, http_status
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+log = logging.getLogger(__name__)
 
 #: native field → the A1111 field a client wrote, for failures coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
@@ -105,9 +109,7 @@ class A1111Format:
         """The ``/sdapi/v1`` routes, sharing this object's options, which from now on are
         the endpoint's store (saved under its state directory, read back from there)."""
         if self.options.path is None:
-            stored = Options.load(ctx.settings.state_dir / STORE_NAME)
-            stored.values = {**self.options.values, **stored.values}
-            self.options = stored
+            self.options = _restore(ctx, self.options)
         # imported here: worker processes read A1111 envelopes without the web framework
         from sdworker.formats.a1111.routes import a1111_router
 
@@ -139,6 +141,21 @@ class A1111Format:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /sdapi/v1/schedulers``."""
         return schedulers(self.catalog())
+
+
+def _restore(ctx: FormatContext, options: Options) -> Options:
+    """The endpoint's saved options over ``options``; a saved checkpoint is the default model
+    again (and forgotten when it is no longer baked)."""
+    stored = Options.load(ctx.settings.state_dir / STORE_NAME)
+    stored.values = {**options.values, **stored.values}
+    model = stored.model
+    if model is not None:
+        try:
+            ctx.registry.set_default(model)
+        except SdworkerError:
+            log.warning("the saved sd_model_checkpoint %r is not baked; forgetting it", model)
+            del stored.values["sd_model_checkpoint"]
+    return stored
 
 
 __all__ = [

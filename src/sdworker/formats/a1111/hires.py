@@ -136,13 +136,13 @@ class Hires:
         strength``, which the caller writes where A1111 does)."""
         entries: dict[str, Any] = {
             "Hires sampler": self.sampler,
-            "Hires schedule type": self.schedule,
             "Hires prompt": self.prompt if self.prompt and self.prompt != prompt else None,
             "Hires negative prompt": (
                 self.negative_prompt
                 if self.negative_prompt and self.negative_prompt != negative_prompt
                 else None
             ),
+            "Hires schedule type": self.schedule,
         }
         if self.resize_x or self.resize_y:
             entries["Hires resize"] = f"{self.resize_x}x{self.resize_y}"
