@@ -152,6 +152,14 @@ def test_extra_single_image(api: Any) -> None:
     image = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
     result = api.extra_single_image(image, upscaler_1=webuiapi.Upscaler.Lanczos, upscaling_resize=2)
     assert result.image.size == (2 * SIZE, 2 * SIZE)
+    fitted = api.extra_single_image(
+        image,
+        resize_mode=1,
+        upscaling_resize_w=96,
+        upscaling_resize_h=64,
+        upscaler_1=webuiapi.Upscaler.Nearest,
+    )
+    assert fitted.image.size == (96, 64)
     same = api.extra_single_image(image)  # upscaler_1 "None": the image as it is
     assert same.image.size == (SIZE, SIZE)
 

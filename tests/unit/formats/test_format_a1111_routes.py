@@ -172,14 +172,19 @@ def test_extra_single_image_submits_the_upscale_job(
         "height": None,
         "upscaler": "lanczos",
     }
+    # to a size: scaled to cover it (8x8 → 64x64 covers 64x16), then centred on a 64x16 canvas
     body = {
         "image": b64(png()),
         "resize_mode": 1,
-        "upscaling_resize_w": 96,
+        "upscaling_resize_w": 64,
+        "upscaling_resize_h": 16,
         "upscaler_1": "Nearest",
     }
-    client.post("/sdapi/v1/extra-single-image", json=body)
-    assert seen[1]["upscale"] == {"scale": 2.0, "width": 96, "height": 512, "upscaler": "nearest"}
+    r = client.post("/sdapi/v1/extra-single-image", json=body)
+    assert seen[1]["upscale"] == {"scale": 8.0, "width": 64, "height": 64, "upscaler": "nearest"}
+    assert Image.open(io.BytesIO(base64.b64decode(r.json()["image"]))).size == (64, 16)
+    r = client.post("/sdapi/v1/extra-single-image", json={**body, "upscaling_crop": False})
+    assert seen[2]["upscale"]["width"] == 64 and r.json()["image"] == b64(png())
 
 
 def test_extra_single_image_with_no_upscaler_is_the_image(client: TestClient) -> None:
