@@ -34,6 +34,8 @@ JSON_ROUTES = [
     "/sdapi/v1/txt2img",
     "/sdapi/v1/img2img",
     "/sdapi/v1/options",
+    "/sdapi/v1/png-info",
+    "/sdapi/v1/extra-single-image",
     "/api/beta/organizations/o/inference-endpoints/tiny",
     "/v1/modelApi/submit/tiny",
     "/v1/inference/tiny",

@@ -79,7 +79,25 @@ _SIGMA_CLASSES = {
     "DEISMultistepScheduler",
 }
 
+#: the sigma classes whose diffusers config has ``timestep_spacing`` (SGM Uniform's setting)
+_SPACED_CLASSES = _SIGMA_CLASSES - {"DPMSolverSinglestepScheduler"}
+
 A1111_SCHEDULERS: list[str] = list(_A1111_SCHEDULE_TYPES)
+
+
+def schedule_type(name: str) -> str | None:
+    """The schedule type called ``name`` in A1111's label (``SGM Uniform``) or its listed name
+    (``sgm_uniform``), in any case; None when unknown."""
+    key = " ".join(name.replace("_", " ").split()).casefold()
+    return next((s for s in _A1111_SCHEDULE_TYPES if s.casefold() == key), None)
+
+
+def _applies(cls: str, schedule: str) -> bool:
+    """Whether ``schedule`` changes what class ``cls`` does."""
+    if schedule == "SGM Uniform":
+        return cls in _SPACED_CLASSES
+    return cls in _SIGMA_CLASSES and bool(_A1111_SCHEDULE_TYPES[schedule])
+
 
 #: the scheduler names of RunPod's "Stable Diffusion v1" endpoint and of worker-sdxl -> the
 #: diffusers class each stands for (ONE table; the README lists it). ``IPNDM``: diffusers'
@@ -126,11 +144,10 @@ def _build_table() -> dict[str, SchedulerSpec]:
     table: dict[str, SchedulerSpec] = {}
     for sampler, (cls, overrides) in _A1111_BASE.items():
         table[sampler] = SchedulerSpec(cls, dict(overrides), sampler)
-        if cls in _SIGMA_CLASSES:
-            for schedule, extra in _A1111_SCHEDULE_TYPES.items():
-                if extra:
-                    name = f"{sampler} {schedule}"
-                    table[name] = SchedulerSpec(cls, {**overrides, **extra}, name)
+        for schedule, extra in _A1111_SCHEDULE_TYPES.items():
+            if _applies(cls, schedule):
+                name = f"{sampler} {schedule}"
+                table[name] = SchedulerSpec(cls, {**overrides, **extra}, name)
     for cls in DIFFUSERS_SCHEDULERS:
         table[cls] = SchedulerSpec(cls, {}, cls)
     for name, cls in RUNPOD_SCHEDULERS.items():
@@ -169,8 +186,6 @@ def normalise(sampler_name: str | None, scheduler: str | None) -> str | None:
     spec = resolve(sampler_name)
     if spec is None or not scheduler:
         return sampler_name
-    schedule = next(
-        (s for s in _A1111_SCHEDULE_TYPES if s.casefold() == scheduler.casefold()), None
-    )
+    schedule = schedule_type(scheduler)
     combined = f"{spec.label} {schedule}" if schedule else spec.label
     return combined if resolve(combined) is not None else spec.label

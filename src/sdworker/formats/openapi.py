@@ -57,9 +57,28 @@ _A1111_IMG2IMG: dict[str, Any] = {
     "denoising_strength": {"type": "number", "default": 0.75},
 }
 
+_HR_UPSCALERS = [
+    "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+    "Latent (nearest)", "Latent (nearest-exact)", "None", "Lanczos", "Nearest",
+]  # fmt: skip
+_A1111_TXT2IMG: dict[str, Any] = {
+    **_A1111_COMMON,
+    "enable_hr": {"type": "boolean", "default": False, "description": "the hires fix"},
+    "hr_scale": {"type": "number", "default": 2.0, "minimum": 1, "maximum": 4},
+    "hr_resize_x": {"type": "integer", "default": 0, "description": "0 = from hr_scale"},
+    "hr_resize_y": {"type": "integer", "default": 0, "description": "0 = from hr_scale"},
+    "hr_upscaler": {"type": "string", "enum": _HR_UPSCALERS, "default": "Latent"},
+    "hr_second_pass_steps": {"type": "integer", "default": 0, "description": "0 = steps"},
+    "denoising_strength": {"type": "number", "default": 0.7, "description": "hires pass"},
+    "hr_sampler_name": {"type": "string", "description": "empty = sampler_name"},
+    "hr_scheduler": {"type": "string", "description": "empty = scheduler"},
+    "hr_prompt": {"type": "string", "description": "empty = prompt"},
+    "hr_negative_prompt": {"type": "string", "description": "empty = negative_prompt"},
+}
+
 A1111_TXT2IMG = {
     "requestBody": _json_body(
-        _object(_A1111_COMMON),
+        _object(_A1111_TXT2IMG),
         {"prompt": "a lighthouse at dusk", "steps": 20, "sampler_name": "Euler a", "seed": -1},
     ),
 }
@@ -71,8 +90,34 @@ A1111_IMG2IMG = {
 }
 A1111_OPTIONS = {
     "requestBody": _json_body(
-        {"type": "object", "additionalProperties": True},
-        {"sd_model_checkpoint": "tiny"},
+        {
+            "type": "object",
+            "additionalProperties": True,
+            "description": "any option A1111 knows (GET /sdapi/v1/options lists them)",
+        },
+        {"sd_model_checkpoint": "tiny", "live_previews_enable": False},
+    ),
+}
+A1111_PNG_INFO = {
+    "requestBody": _json_body(
+        _object({"image": {"type": "string", "description": "base64 or a data: URL"}}, ("image",)),
+        {"image": "<base64 PNG>"},
+    ),
+}
+A1111_EXTRAS = {
+    "requestBody": _json_body(
+        _object(
+            {
+                "image": {"type": "string", "description": "base64 or a data: URL"},
+                "resize_mode": {"type": "integer", "enum": [0, 1], "default": 0},
+                "upscaling_resize": {"type": "number", "default": 2, "minimum": 1, "maximum": 4},
+                "upscaling_resize_w": {**_SIDE, "default": 512},
+                "upscaling_resize_h": {**_SIDE, "default": 512},
+                "upscaler_1": {"type": "string", "enum": ["None", "Lanczos", "Nearest"]},
+            },
+            ("image",),
+        ),
+        {"image": "<base64 PNG>", "upscaling_resize": 2, "upscaler_1": "Lanczos"},
     ),
 }
 

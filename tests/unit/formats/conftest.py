@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -183,7 +184,12 @@ def make_client(
     from sdworker.formats.salad import SALAD
     from sdworker.formats.stochastic import STOCHASTIC
 
-    settings = Settings(models_dir=Path("/models"), api_key=api_key, dialect_wait_s=5.0)
+    settings = Settings(
+        models_dir=Path("/models"),
+        api_key=api_key,
+        dialect_wait_s=5.0,
+        state_dir=Path(tempfile.mkdtemp(prefix="sdworker-state-")),
+    )
     if body_limit is not None:
         settings = settings.with_(runsync_body_limit_bytes=body_limit)
     ctx = FormatContext(registry, settings, lambda request: gateway)

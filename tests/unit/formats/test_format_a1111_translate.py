@@ -124,14 +124,14 @@ def test_every_bad_field_is_named_in_a1111_terms(
         "batch_size": 9,
         "cfg_scal": 7,
         "sampler_name": "Nope",
-        "enable_hr": True,
+        "restore_faces": True,
         "override_settings": {"sd_model_checkpoint": "missing"},
     }
     with pytest.raises(InvalidInput) as info:
         parse(body, catalog, manifests)
     fields = info.value.fields
     assert set(fields) == {
-        "steps", "width", "batch_size", "cfg_scal", "sampler_name", "enable_hr",
+        "steps", "width", "batch_size", "cfg_scal", "sampler_name", "restore_faces",
         "override_settings.sd_model_checkpoint",
     }  # fmt: skip
     assert "multiple of 8" in str(info.value) and "Nope" in str(info.value)

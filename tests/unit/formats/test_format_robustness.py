@@ -33,6 +33,11 @@ ROUTES: dict[str, tuple[dict[str, Any], Any]] = {
         lambda b: "detail" in b and "error" in b,
     ),
     "/sdapi/v1/options": ({"samples_format": "png"}, lambda b: "detail" in b and "error" in b),
+    "/sdapi/v1/png-info": ({"image": "AAAA"}, lambda b: "detail" in b and "error" in b),
+    "/sdapi/v1/extra-single-image": (
+        {"image": "AAAA", "upscaler_1": "Lanczos"},
+        lambda b: "detail" in b and "error" in b,
+    ),
     SALAD: ({"modelInputs": {"prompt": "x"}}, lambda b: b["status"] >= 400 and "title" in b),
     "/v1/modelApi/submit/tiny": ({"prompt": "x", "params": {}}, lambda b: b["success"] is False),
     "/v1/inference/tiny": ({"prompt": "x"}, lambda b: "detail" in b),

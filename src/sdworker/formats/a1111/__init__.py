@@ -7,10 +7,12 @@ A1111's ``{"images", "parameters", "info"}``.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.formats.a1111.answer import (
@@ -21,7 +23,7 @@ from sdworker.formats.a1111.answer import (
     schedulers,
     sd_models,
 )
-from sdworker.formats.a1111.options import Options, get_options, set_options
+from sdworker.formats.a1111.options import STORE_NAME, Options, get_options, set_options
 from sdworker.formats.a1111.request import (
     MAX_BATCH,
     MAX_IMAGES,
@@ -36,6 +38,8 @@ from sdworker.formats.base import Decoded, FormatContext, Models, http_status
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+log = logging.getLogger(__name__)
+
 #: native field → the A1111 field a client wrote, for failures coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
     "num_inference_steps": "steps",
@@ -48,6 +52,16 @@ NATIVE_TO_A1111: dict[str, str] = {
     "scheduler": "sampler_name",
     "output_format": "override_settings.samples_format",
     "clip_skip": "override_settings.CLIP_stop_at_last_layers",
+    "hires": "enable_hr",
+    "hires.scale": "hr_scale",
+    "hires.width": "hr_resize_x",
+    "hires.height": "hr_resize_y",
+    "hires.upscaler": "hr_upscaler",
+    "hires.steps": "hr_second_pass_steps",
+    "hires.strength": "denoising_strength",
+    "hires.scheduler": "hr_sampler_name",
+    "hires.prompt": "hr_prompt",
+    "hires.negative_prompt": "hr_negative_prompt",
 }
 
 
@@ -92,7 +106,10 @@ class A1111Format:
         return http_status(failure, client=422), error_body(failure)
 
     def router(self, ctx: FormatContext) -> APIRouter:
-        """The ``/sdapi/v1`` routes, sharing this object's options."""
+        """The ``/sdapi/v1`` routes, sharing this object's options, which from now on are
+        the endpoint's store (saved under its state directory, read back from there)."""
+        if self.options.path is None:
+            self.options = _restore(ctx, self.options)
         # imported here: worker processes read A1111 envelopes without the web framework
         from sdworker.formats.a1111.routes import a1111_router
 
@@ -114,7 +131,7 @@ class A1111Format:
     def set_options(self, body: Any, manifests: list[Manifest]) -> str | None:
         """``POST /sdapi/v1/options``: apply a checked body; the model it switches to."""
         values, model = set_options(self.options, body, manifests)
-        self.options.values = values
+        self.options.replace(values)
         return model
 
     def samplers(self) -> list[dict[str, Any]]:
@@ -124,6 +141,21 @@ class A1111Format:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /sdapi/v1/schedulers``."""
         return schedulers(self.catalog())
+
+
+def _restore(ctx: FormatContext, options: Options) -> Options:
+    """The endpoint's saved options over ``options``; a saved checkpoint is the default model
+    again (and forgotten when it is no longer baked)."""
+    stored = Options.load(ctx.settings.state_dir / STORE_NAME)
+    stored.values = {**options.values, **stored.values}
+    model = stored.model
+    if model is not None:
+        try:
+            ctx.registry.set_default(model)
+        except SdworkerError:
+            log.warning("the saved sd_model_checkpoint %r is not baked; forgetting it", model)
+            del stored.values["sd_model_checkpoint"]
+    return stored
 
 
 __all__ = [

@@ -21,8 +21,12 @@ def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> 
     extra: dict[str, Any] = {}
     if req.kind == "img2img":
         extra["Denoising strength"] = req.denoising_strength
+    if req.hires is not None:
+        extra["Denoising strength"] = req.hires.strength
     if req.extra.get("clip_skip", 1) > 1:
         extra["Clip skip"] = req.extra["clip_skip"]
+    if req.hires is not None:
+        extra.update(req.hires.infotext(req.prompt, req.negative_prompt))
     return write_infotext(
         prompt=req.prompt,
         negative_prompt=req.negative_prompt,
@@ -66,8 +70,8 @@ def _info(
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        "denoising_strength": req.denoising_strength,
-        "extra_generation_params": {"Schedule type": req.scheduler} if req.scheduler else {},
+        "denoising_strength": req.hires.strength if req.hires else req.denoising_strength,
+        "extra_generation_params": _extra_params(req),
         "index_of_first_image": 0,
         "infotexts": [infotext(req, s, model_name, model_hash) for s in seeds],
         "styles": [],
@@ -76,6 +80,16 @@ def _info(
         "is_using_inpainting_conditioning": req.kind == "img2img" and "mask_image" in req.extra,
         "version": "sdworker",
     }
+
+
+def _extra_params(req: A1111Request) -> dict[str, Any]:
+    """``info.extra_generation_params``: what the infotext shows beyond the usual fields."""
+    params: dict[str, Any] = {"Schedule type": req.scheduler} if req.scheduler else {}
+    if req.hires is not None:
+        params["Denoising strength"] = req.hires.strength
+        entries = req.hires.infotext(req.prompt, req.negative_prompt)
+        params.update({k: v for k, v in entries.items() if v is not None})
+    return params
 
 
 def response(

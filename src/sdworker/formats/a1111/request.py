@@ -20,7 +20,16 @@ from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.rules import unknown_name
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
-from sdworker.formats.a1111.options import CLIP_SKIP, SAMPLE_FORMATS, Options, Settings
+from sdworker.formats.a1111 import hires
+from sdworker.formats.a1111.hires import Hires, parse_hires
+from sdworker.formats.a1111.options import (
+    CLIP_SKIP,
+    SAMPLE_FORMATS,
+    Options,
+    Settings,
+    option_problems,
+)
+from sdworker.formats.a1111.scripts import script_problems
 from sdworker.formats.base import Models
 from sdworker.formats.validation import (
     FormatBody,
@@ -48,23 +57,20 @@ INERT = frozenset({
     "do_not_save_grid", "eta", "s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise",
     "override_settings_restore_afterwards", "comments", "force_task_id", "infotext",
     "save_images", "script_args", "disable_extra_networks", "firstpass_image",
-    "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps",
-    "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler",
-    "hr_prompt", "hr_negative_prompt", "hr_additional_modules", "refiner_switch_at",
+    "firstphase_width", "firstphase_height", "hr_additional_modules", "refiner_switch_at",
     "user", "mask_blur", "mask_blur_x", "mask_blur_y", "inpainting_fill", "inpaint_full_res",
     "inpaint_full_res_padding", "resize_mode", "image_cfg_scale", "initial_noise_multiplier",
     "mask_round", "include_init_images", "latent_mask", "sampler_noise_scheduler_override",
 })  # fmt: skip
+#: the hires fix's fields, read (by :mod:`.hires`) only when ``enable_hr`` is on, as A1111 does
+HIRES_FIELDS = frozenset(hires.FIELDS) - {"denoising_strength"}
 #: accepted only at the value that means "off": anything else asks for a feature this worker
 #: does not have, and silently ignoring it would hand back a different picture than asked
 OFF_ONLY: dict[str, tuple[Any, ...]] = {
-    "enable_hr": (False,),
     "restore_faces": (False,),
     "tiling": (False,),
     "subseed_strength": (0, 0.0),
     "styles": ([],),
-    "script_name": ("",),
-    "alwayson_scripts": ({},),
     "refiner_checkpoint": ("",),
     "inpainting_mask_invert": (0, False),
 }
@@ -88,8 +94,13 @@ class SamplerCatalog:
         return True
 
     def knows_schedule(self, name: str) -> bool:
-        """Whether ``scheduler`` (the schedule type) may be ``name``, in any case."""
-        return name.casefold() in {s.casefold() for s in self.schedulers}
+        """Whether ``scheduler`` (the schedule type) may be ``name``: its label (``SGM
+        Uniform``) or the name ``/schedulers`` lists (``sgm_uniform``), in any case."""
+        return _schedule_key(name) in {_schedule_key(s) for s in self.schedulers}
+
+
+def _schedule_key(name: str) -> str:
+    return " ".join(name.replace("_", " ").split()).casefold()
 
 
 def default_catalog() -> SamplerCatalog:
@@ -111,7 +122,7 @@ def default_catalog() -> SamplerCatalog:
 class Txt2ImgBody(FormatBody):
     """``StableDiffusionProcessingTxt2Img`` as this server takes it (A1111's API defaults)."""
 
-    inert = INERT | {"denoising_strength"}
+    inert = INERT | HIRES_FIELDS | {"denoising_strength"}
 
     prompt: Prompt
     negative_prompt: Text = ""
@@ -127,7 +138,7 @@ class Txt2ImgBody(FormatBody):
     n_iter: LaxInt = Field(default=1, ge=1, le=MAX_IMAGES)
     send_images: LaxBool = True
     override_settings: Settings = Field(default_factory=Settings)
-    enable_hr: Any = None
+    enable_hr: LaxBool = False
     restore_faces: Any = None
     tiling: Any = None
     subseed_strength: Any = None
@@ -171,7 +182,7 @@ class Txt2ImgBody(FormatBody):
 class Img2ImgBody(Txt2ImgBody):
     """``StableDiffusionProcessingImg2Img``: an input image, an optional mask."""
 
-    inert = INERT
+    inert = INERT | HIRES_FIELDS
 
     init_images: list[Text] = Field(min_length=1)
     mask: Text | None = None
@@ -206,6 +217,8 @@ class A1111Request:
     output_format: str
     send_images: bool
     denoising_strength: float | None = None
+    #: the hires fix (txt2img with ``enable_hr``)
+    hires: Hires | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: the body as the client sent it, echoed as the answer's ``parameters``
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -243,6 +256,8 @@ class A1111Request:
             }
             if self.model is not None:
                 job["model"] = self.model
+            if self.hires is not None:
+                job["hires"] = self.hires.native()
             job.update(self.extra)
             jobs.append(job)
         return jobs
@@ -285,13 +300,35 @@ def parse(
         except (InvalidInput, ValueError, KeyError):
             rule = unknown_name("sampler", sampler, catalog.samplers, "GET /sdapi/v1/samplers")
             problems = merge(problems, [Problem("sampler_name", rule, sampler)])
+    problems = merge(script_problems(body), problems)
+    if isinstance(body, dict):
+        settings = body.get("override_settings")
+        problems = merge(option_problems(settings, "override_settings."), problems)
+    fix: Hires | None = None
+    if parsed is not None and parsed.enable_hr:
+        fix, more = _hires(body, kind, parsed, catalog)
+        problems = merge(problems, more)
     if problems or parsed is None:
         raise InvalidInput(problems)
     req = _resolve(parsed, kind, native_scheduler, models, options or Options(), rng, body)
+    req.hires = fix
     manifest = models.manifest(req.model)
     req.model_name = manifest.name if manifest else (req.model or "")
     req.model_hash = manifest.short_hash if manifest else ""
     return req
+
+
+def _hires(
+    body: Any, kind: Kind, parsed: Txt2ImgBody, catalog: SamplerCatalog
+) -> tuple[Hires | None, list[Problem]]:
+    """The hires fix a body with ``enable_hr`` on asks for (txt2img only, as in A1111)."""
+    if kind != "txt2img":
+        return None, [Problem("enable_hr", "the hires fix is a txt2img option", True)]
+    sampler = parsed.sampler_name or parsed.sampler_index or DEFAULT_SAMPLER
+    try:
+        return parse_hires(body, sampler, parsed.scheduler, catalog), []
+    except InvalidInput as exc:
+        return None, list(exc.problems)
 
 
 def _resolve(

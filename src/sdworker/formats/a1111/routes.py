@@ -18,7 +18,7 @@ from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, Status
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.a1111.answer import sd_models as list_models
+from sdworker.formats.a1111.routes_info import add_extras, add_listings, add_settings
 from sdworker.formats.base import FormatContext, failure_of
 from sdworker.formats.http import cancel_unfinished, outputs_of, read_json, wait_all
 from sdworker.formats.web import FormatRoute, Refusal, refusal
@@ -73,7 +73,9 @@ def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
         """A1111 ``img2img`` (``mask`` → inpaint)."""
         return await _generate(ctx, fmt, flight, request, "img2img")
 
-    _add_settings(router, ctx, fmt)
+    add_settings(router, ctx, fmt)
+    add_listings(router, ctx, fmt)
+    add_extras(router, ctx, fmt)
     _add_progress(router, ctx, flight)
     return router
 
@@ -98,54 +100,14 @@ async def _generate(
     outputs: list[dict[str, Any]] = []
     for view in finished:
         failure = failure_of(view, ctx.wait_s)
-        # stopped with /interrupt: as in A1111, the images finished before it are the answer
+        # stopped with /interrupt: as in A1111, what was made before it is the answer (the
+        # running job ends with its image as it stood; the queued ones are cancelled)
         if failure is not None and not (interrupted and failure.code in _STOPPED):
             # the request is answered now: nothing else of it may keep a worker busy
             await cancel_unfinished(gateway, ids)
             raise refusal(fmt, failure.renamed(fmt.names))
         outputs += outputs_of(view)
-    if not outputs and interrupted:
-        raise refusal(fmt, Failure("cancelled", "interrupted before any image was finished"))
     return JSONResponse(fmt.encode(decoded, outputs, 0))
-
-
-def _add_settings(router: APIRouter, ctx: FormatContext, fmt: A1111Format) -> None:
-    """The routes that list and set what requests use: models, samplers, options."""
-
-    @router.get("/sd-models")
-    async def sd_models() -> Any:
-        """The baked models, titled as A1111 titles checkpoints."""
-        return list_models(ctx.manifests(), str(ctx.settings.models_dir))
-
-    @router.post("/refresh-checkpoints")
-    async def refresh_checkpoints() -> None:
-        """Read the models folder again."""
-        ctx.registry.refresh()
-
-    @router.get("/samplers")
-    async def samplers() -> Any:
-        """The sampler names ``sampler_name`` takes."""
-        return fmt.samplers()
-
-    @router.get("/schedulers")
-    async def schedulers() -> Any:
-        """The schedule types ``scheduler`` takes."""
-        return fmt.schedulers()
-
-    @router.get("/options")
-    async def get_options() -> Any:
-        """The supported options; ``sd_model_checkpoint`` is the model requests use."""
-        return fmt.get_options(ctx.models())
-
-    @router.post("/options", openapi_extra=api.A1111_OPTIONS)
-    async def set_options(request: Request) -> None:
-        """Set options; ``sd_model_checkpoint`` switches the default model of every format."""
-        try:
-            model = fmt.set_options(await read_json(request, ctx.body_limit), ctx.manifests())
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc)) from None
-        if model is not None:
-            ctx.registry.set_default(model)
 
 
 def _add_progress(router: APIRouter, ctx: FormatContext, flight: _InFlight) -> None:
@@ -157,17 +119,32 @@ def _add_progress(router: APIRouter, ctx: FormatContext, flight: _InFlight) -> N
         return await _progress(ctx.gateway(request), flight)
 
     @router.post("/interrupt")
-    async def interrupt(request: Request) -> None:
-        """Stop the oldest running request; the images it finished are its answer."""
+    async def interrupt(request: Request) -> dict[str, Any]:
+        """Stop the oldest running request: it answers with the images it finished and the
+        one being made, as it stood (A1111's answer to an interrupt)."""
         oldest = flight.oldest()
         if oldest is not None:
             oldest[1].interrupted = True
-            await cancel_unfinished(ctx.gateway(request), oldest[1].job_ids)
+            await interrupt_jobs(ctx.gateway(request), oldest[1].job_ids)
+        return {}
 
     @router.post("/skip")
-    async def skip(request: Request) -> None:
+    async def skip(request: Request) -> dict[str, Any]:
         """A1111 skips the current image of a batch; here a job is the smallest unit."""
-        await interrupt(request)
+        return await interrupt(request)
+
+
+async def interrupt_jobs(gateway: JobGateway, job_ids: list[str]) -> None:
+    """Interrupt each unfinished job: a queued one is cancelled, a running one stops early
+    and completes with what it has (the queue's ``interrupt``; a queue without one cancels)."""
+    stop = getattr(gateway, "interrupt", None)
+    if stop is None:
+        await cancel_unfinished(gateway, job_ids)
+        return
+    for job_id in job_ids:
+        view = await gateway.get(job_id)
+        if view is not None and not view.status.is_terminal():
+            await stop(job_id)
 
 
 async def _progress(gateway: JobGateway, flight: _InFlight) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""The A1111 routes that list what this server has and change nothing: LoRAs, VAEs,
+embeddings, upscalers, latent upscale modes, command-line flags, memory, prompt styles and face
+restorers, each in A1111's shape and each true of this server.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from sdworker.core.loras import LoraLibrary
+from sdworker.core.settings import Settings
+from sdworker.formats.a1111.hires import IMAGE_UPSCALERS, LATENT_MODES
+
+#: A1111 reports no device memory without CUDA in its own process; neither has this one
+DEVICE_MEMORY_NOTE = (
+    "this server process loads no torch: the models run in separate worker processes, "
+    "whose device memory is not reported here"
+)
+
+
+def loras(library: LoraLibrary) -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/loras``: the baked LoRAs (``<lora:name:scale>`` and the native ``lora``
+    take the name)."""
+    return [
+        {
+            "name": name,
+            "alias": name,
+            "path": str(library.root / f"{name}.safetensors"),
+            "metadata": {},
+        }
+        for name in library.names()
+    ]
+
+
+def sd_vae() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/sd-vae``: no separate VAE files; each baked model carries its own."""
+    return []
+
+
+def embeddings() -> dict[str, dict[str, Any]]:
+    """``GET /sdapi/v1/embeddings``: no textual-inversion embeddings are loaded."""
+    return {"loaded": {}, "skipped": {}}
+
+
+def upscalers() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/upscalers``: the image upscalers (A1111's built-in ones that need no
+    model file)."""
+    return [
+        {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+        for name in IMAGE_UPSCALERS
+    ]
+
+
+def latent_upscale_modes() -> list[dict[str, str]]:
+    """``GET /sdapi/v1/latent-upscale-modes``: what ``hr_upscaler`` takes besides upscalers."""
+    return [{"name": name} for name in LATENT_MODES]
+
+
+def prompt_styles() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/prompt-styles``: no saved styles (``styles`` must be empty)."""
+    return []
+
+
+def face_restorers() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/face-restorers``: none (``restore_faces`` must be off)."""
+    return []
+
+
+def cmd_flags(settings: Settings) -> dict[str, Any]:
+    """``GET /sdapi/v1/cmd-flags``: A1111's command-line flags as they describe this server
+    (an API without a web UI, its folders, its device); credentials are never shown."""
+    cpu = settings.device == "cpu"
+    return {
+        "api": True,
+        "nowebui": True,
+        "api_log": False,
+        "api_auth": None,
+        "api_server_stop": False,
+        "listen": False,
+        "port": None,
+        "share": False,
+        "gradio_auth": None,
+        "skip_torch_cuda_test": cpu,
+        "use_cpu": ["all"] if cpu else [],
+        "no_half": settings.dtype in ("float32", "fp32"),
+        "no_half_vae": settings.dtype in ("float32", "fp32"),
+        "precision": "full" if settings.dtype in ("float32", "fp32") else "autocast",
+        "medvram": False,
+        "lowvram": False,
+        "xformers": settings.attention == "xformers",
+        "opt_sdp_attention": settings.attention in ("auto", "sdpa"),
+        "ckpt": None,
+        "ckpt_dir": str(settings.models_dir),
+        "lora_dir": str(settings.models_dir / "loras"),
+        "vae_dir": None,
+        "embeddings_dir": None,
+        "hypernetwork_dir": None,
+        "models_dir": str(settings.models_dir),
+        "data_dir": str(settings.state_dir),
+        "freeze_settings": False,
+        "disable_safe_unpickle": False,
+        "enable_insecure_extension_access": False,
+        "disable_all_extensions": True,
+        "no_download_sd_model": True,
+        "do_not_download_clip": True,
+        "skip_install": True,
+        "skip_version_check": True,
+    }
+
+
+def _meminfo(path: Path = Path("/proc/meminfo")) -> dict[str, int]:
+    """``/proc/meminfo`` in bytes."""
+    values = {}
+    for line in path.read_text().splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            values[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return values
+
+
+def _rss(path: Path = Path("/proc/self/status")) -> int:
+    """This process's resident memory in bytes."""
+    for line in path.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no VmRSS")
+
+
+def memory() -> dict[str, Any]:
+    """``GET /sdapi/v1/memory``: the system's RAM and this server process's share of it
+    (A1111's ``ram``), and device memory as A1111 answers without CUDA (``cuda.error``)."""
+    ram: dict[str, Any]
+    try:
+        info = _meminfo()
+        total, rss = info["MemTotal"], _rss()
+        available = info.get("MemAvailable", info.get("MemFree", 0))
+        # as A1111: "used" is this process's resident memory, "free" the rest of the total
+        ram = {"free": total - rss, "used": rss, "total": total, "available": available}
+    except (OSError, KeyError, ValueError) as exc:
+        ram = {"error": f"not readable on {sys.platform} ({exc.__class__.__name__})"}
+    return {"ram": ram, "cuda": {"error": DEVICE_MEMORY_NOTE}}
+
+
+def hypernetworks() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/hypernetworks``: none."""
+    return []
+
+
+def realesrgan_models() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/realesrgan-models``: none (``/upscalers`` lists what there is)."""
+    return []
