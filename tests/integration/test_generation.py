@@ -174,7 +174,9 @@ def test_malformed_inputs_fail_alone_and_the_worker_serves_the_next(settings: An
 def test_unknown_model_lists_the_baked_ones(worker: RunpodAdapter) -> None:
     out = worker.handle_sync(job(model="sd-nope"))
     assert isinstance(out, dict)
-    assert "model: unknown model; baked models: tiny, tiny-safe (got 'sd-nope')" in out["error"]
+    assert "model: unknown model; baked models: tiny, tiny-safe;" in out["error"]
+    assert "SDWORKER_MODEL_ALIASES='sd-nope=tiny' or bake it with --alias sd-nope" in out["error"]
+    assert "(got 'sd-nope')" in out["error"]
 
 
 def test_undecodable_image_names_the_field(worker: RunpodAdapter) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from sdworker.core import schedulers
+from sdworker.core.aliases import how_to_alias
 from sdworker.core.compat import compat_problems
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.fieldtypes import LooseBool, Number, Text
@@ -263,7 +264,8 @@ def _cross_field(
         problems.append(Problem("model", "no model given and no default model is baked", None))
     elif name not in models:
         known = ", ".join(sorted(models)) or "none"
-        problems.append(Problem("model", f"unknown model; baked models: {known}", name))
+        hint = how_to_alias(name, sorted(models))
+        problems.append(Problem("model", f"unknown model; baked models: {known}; {hint}", name))
     else:
         facts = models[name]
 

@@ -136,15 +136,11 @@ def _add_progress(router: APIRouter, ctx: FormatContext, flight: _InFlight) -> N
 
 async def interrupt_jobs(gateway: JobGateway, job_ids: list[str]) -> None:
     """Interrupt each unfinished job: a queued one is cancelled, a running one stops early
-    and completes with what it has (the queue's ``interrupt``; a queue without one cancels)."""
-    stop = getattr(gateway, "interrupt", None)
-    if stop is None:
-        await cancel_unfinished(gateway, job_ids)
-        return
+    and completes with what it has (the queue's ``interrupt``)."""
     for job_id in job_ids:
         view = await gateway.get(job_id)
         if view is not None and not view.status.is_terminal():
-            await stop(job_id)
+            await gateway.interrupt(job_id)
 
 
 async def _progress(gateway: JobGateway, flight: _InFlight) -> dict[str, Any]:
