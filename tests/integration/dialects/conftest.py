@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.integration.serving import Served, serve
+
 API_KEY = "admin1234"
-
-
-@dataclass(frozen=True)
-class Served:
-    url: str
-    key: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -44,54 +27,9 @@ def dialect_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(dialect_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``sdworker serve`` on 127.0.0.1 with an API key, as a user starts it."""
     pytest.importorskip("sdworker.server.app", reason="the local endpoint is not on this branch")
-    port = _free_port()
     state = tmp_path_factory.mktemp("dialect-state")
-    src = Path(__file__).resolve().parents[3] / "src"
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "SDWORKER_MODELS_DIR": str(dialect_models),
-        "SDWORKER_STATE_DIR": str(state),
-        "SDWORKER_API_KEY": API_KEY,
-        "SDWORKER_DEVICE": "cpu",
-    }
-    log = (state / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sdworker", "serve", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((state / "serve.log").read_text())
-            try:
-                health = requests.get(
-                    f"{url}/v2/local/health", headers={"Authorization": API_KEY}, timeout=2
-                )
-                if (
-                    health.ok
-                    and health.json()["workers"]["idle"] + health.json()["workers"]["running"] > 0
-                ):
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    "sdworker serve did not become ready:\n" + (state / "serve.log").read_text()
-                )
-            time.sleep(0.3)
-        yield Served(url, API_KEY)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with serve(dialect_models, state, API_KEY) as served:
+        yield served
 
 
 def native_pixels(served: Served, job_input: dict) -> list[bytes]:  # type: ignore[type-arg]

@@ -12,13 +12,12 @@ import shutil
 import subprocess
 import time
 from dataclasses import asdict
-from typing import Any
 
 import pytest
 import requests
 from PIL import Image
 
-Served = Any
+from tests.integration.serving import Served
 
 
 def _size(data: bytes) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import pytest
 import requests
 from PIL import Image
 
-Served = Any
+from tests.integration.serving import Served
 
 openai = pytest.importorskip("openai")
 
