@@ -6,7 +6,9 @@ import asyncio
 import base64
 import io
 import json
+import subprocess
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,28 @@ def test_cmd_flags_and_memory(client: TestClient) -> None:
     memory = client.get("/sdapi/v1/memory").json()
     ram = memory["ram"]
     assert ram["total"] > ram["used"] > 0 and ram["free"] == ram["total"] - ram["used"]
-    assert "error" in memory["cuda"]
+    assert memory["cuda"] == listings.device_memory()
+
+
+def test_device_memory_is_the_drivers_reading() -> None:
+    asked: list[list[str]] = []
+
+    def smi(argv: Sequence[str]) -> str:
+        asked.append(list(argv))
+        return "81559, 1024, 80535\n81559, 0, 81559\n"
+
+    mib = 1024 * 1024
+    reading = listings.device_memory(smi)
+    assert reading == {"system": {"free": 80535 * mib, "used": 1024 * mib, "total": 81559 * mib}}
+    assert asked == [list(listings.NVIDIA_SMI)]
+
+
+def test_device_memory_without_a_reading_is_an_error() -> None:
+    def failing(argv: Sequence[str]) -> str:
+        raise subprocess.CalledProcessError(9, list(argv))
+
+    assert "CalledProcessError" in listings.device_memory(failing)["error"]
+    assert "ValueError" in listings.device_memory(lambda argv: "N/A, N/A, N/A")["error"]
 
 
 def test_memory_reads_proc(tmp_path: Path) -> None:

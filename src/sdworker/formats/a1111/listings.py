@@ -5,7 +5,10 @@ restorers, each in A1111's shape and each true of this server.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,14 @@ from sdworker.core.loras import LoraLibrary
 from sdworker.core.settings import Settings
 from sdworker.formats.a1111.hires import IMAGE_UPSCALERS, LATENT_MODES
 
-#: A1111 reports no device memory without CUDA in its own process; neither has this one
-DEVICE_MEMORY_NOTE = (
-    "this server process loads no torch: the models run in separate worker processes, "
-    "whose device memory is not reported here"
+#: why ``cuda`` has no figures: no NVIDIA driver tool on this machine (A1111 answers an
+#: ``error`` there too)
+DEVICE_MEMORY_NOTE = "no CUDA device: nvidia-smi is not on this machine's PATH"
+#: the driver's reading of the first device's memory, in MiB
+NVIDIA_SMI = (
+    "nvidia-smi",
+    "--query-gpu=memory.total,memory.used,memory.free",
+    "--format=csv,noheader,nounits",
 )
 
 
@@ -141,7 +148,25 @@ def memory() -> dict[str, Any]:
         ram = {"free": total - rss, "used": rss, "total": total, "available": available}
     except (OSError, KeyError, ValueError) as exc:
         ram = {"error": f"not readable on {sys.platform} ({exc.__class__.__name__})"}
-    return {"ram": ram, "cuda": {"error": DEVICE_MEMORY_NOTE}}
+    return {"ram": ram, "cuda": device_memory()}
+
+
+def _nvidia_smi(argv: Sequence[str]) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=5, check=True).stdout
+
+
+def device_memory(read: Callable[[Sequence[str]], str] = _nvidia_smi) -> dict[str, Any]:
+    """The first CUDA device's memory as the driver reports it (A1111's ``cuda.system``:
+    bytes ``free``, ``used``, ``total``, for every process on the device, the workers'
+    included), or ``{"error": ...}`` when no driver tool is there or it fails."""
+    if read is _nvidia_smi and shutil.which(NVIDIA_SMI[0]) is None:
+        return {"error": DEVICE_MEMORY_NOTE}
+    try:
+        first = read(NVIDIA_SMI).strip().splitlines()[0]
+        total, used, free = (int(float(v)) * 1024 * 1024 for v in first.split(","))
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError) as exc:
+        return {"error": f"nvidia-smi gave no reading ({exc.__class__.__name__})"}
+    return {"system": {"free": free, "used": used, "total": total}}
 
 
 def hypernetworks() -> list[dict[str, Any]]:
