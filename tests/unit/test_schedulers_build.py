@@ -10,9 +10,6 @@ from typing import Any
 import pytest
 
 from sdworker.core import schedulers
-
-pytest.importorskip("diffusers")
-
 from sdworker.gpu.derive import build_scheduler
 
 CONFIG = Path(__file__).resolve().parents[2] / "src/sdworker/builder/configs/sd1/scheduler"

@@ -15,7 +15,6 @@ API_KEY = "admin1234"
 
 @pytest.fixture(scope="session")
 def dialect_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("sdworker.server.app", reason="the local endpoint is not on this branch")
     from sdworker.builder.tiny import bake_tiny
 
     models = tmp_path_factory.mktemp("dialect-models")
@@ -26,7 +25,6 @@ def dialect_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def served(dialect_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """``sdworker serve`` on 127.0.0.1 with an API key, as a user starts it."""
-    pytest.importorskip("sdworker.server.app", reason="the local endpoint is not on this branch")
     state = tmp_path_factory.mktemp("dialect-state")
     with serve(dialect_models, state, API_KEY) as served:
         yield served

@@ -1,9 +1,7 @@
 """The ``webuiapi`` package (A1111's most used Python client) against ``sdworker serve``.
 
 Every call a new user would try, through the client itself with HTTP Basic auth, on the tiny
-model (64x64, two steps, so it is quick on a CPU). Hires fix, the extras upscale and interrupt
-need the native ``hires``/``upscale`` inputs and the queue's ``interrupt``; where this checkout
-has not got them yet, those tests say so and skip.
+model (64x64, two steps, so it is quick on a CPU).
 """
 
 from __future__ import annotations
@@ -15,21 +13,11 @@ from typing import Any
 
 import pytest
 import requests
+import webuiapi
 from PIL import Image
-
-from sdworker.core.jobs import JobGateway
-from sdworker.core.schema import GenerateInput
-
-webuiapi = pytest.importorskip("webuiapi")
 
 SIZE = 64
 STEPS = 2
-NATIVE_HIRES = "hires" in GenerateInput.model_fields
-NATIVE_UPSCALE = "upscale" in GenerateInput.model_fields
-QUEUE_INTERRUPT = hasattr(JobGateway, "interrupt")
-needs_hires = pytest.mark.skipif(not NATIVE_HIRES, reason="no native hires input here yet")
-needs_upscale = pytest.mark.skipif(not NATIVE_UPSCALE, reason="no native upscale input here yet")
-needs_interrupt = pytest.mark.skipif(not QUEUE_INTERRUPT, reason="no queue interrupt here yet")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +114,6 @@ def test_every_listed_sampler_and_schedule_type(api: Any) -> None:
     assert failed == {}
 
 
-@needs_hires
 def test_hires_fix_makes_the_upscaled_size_and_repeats(api: Any) -> None:
     hires = {"enable_hr": True, "hr_scale": 2, "denoising_strength": 0.6, **small(seed=5)}
     first = api.txt2img(prompt="a lighthouse", **hires)
@@ -147,7 +134,6 @@ def test_hires_refuses_upscalers_it_lacks(api: Any) -> None:
         api.txt2img(prompt="x", enable_hr=True, hr_upscaler="R-ESRGAN 4x+", **small())
 
 
-@needs_upscale
 def test_extra_single_image(api: Any) -> None:
     image = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
     result = api.extra_single_image(image, upscaler_1=webuiapi.Upscaler.Lanczos, upscaling_resize=2)
@@ -164,7 +150,6 @@ def test_extra_single_image(api: Any) -> None:
     assert same.image.size == (SIZE, SIZE)
 
 
-@needs_interrupt
 def test_interrupt_answers_with_the_image_as_it_stood(api: Any) -> None:
     answer: dict[str, Any] = {}
 

@@ -7,13 +7,12 @@ import base64
 import io
 from typing import Any
 
+import openai
 import pytest
 import requests
 from PIL import Image
 
 from tests.integration.serving import Served
-
-openai = pytest.importorskip("openai")
 
 FAST: dict[str, Any] = {"num_inference_steps": 2}
 
