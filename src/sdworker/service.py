@@ -349,22 +349,22 @@ def _parameters(request: Request, item: Generated, manifest: Manifest) -> str:
 def _infotext_extra(request: Request, sampler: str) -> dict[str, Any]:
     """The infotext fields beyond the basic ones, as A1111 writes them."""
     extra: dict[str, Any] = {}
+    hires = request.input.hires
     if request.mode != "txt2img":
         extra["Denoising strength"] = request.input.strength
-    hires = request.input.hires
-    if hires is not None and request.hires_size is not None:
-        extra.update(
-            hires_infotext(
-                hires,
-                request.hires_size,
-                sampler=sampler,
-                hires_sampler=request.hires_scheduler.label if request.hires_scheduler else None,
-                prompt=request.input.prompt,
-                negative_prompt=request.input.negative_prompt,
-            )
-        )
+    elif hires is not None:
+        extra["Denoising strength"] = hires.strength
     if request.input.clip_skip is not None and request.input.clip_skip > 1:
         extra["Clip skip"] = request.input.clip_skip
+    if hires is not None:
+        hires_sampler = request.hires_scheduler.label if request.hires_scheduler else None
+        extra |= hires_infotext(
+            hires,
+            sampler=sampler,
+            hires_sampler=hires_sampler,
+            prompt=request.input.prompt,
+            negative_prompt=request.input.negative_prompt,
+        )
     if request.input.refined:
         extra["Refiner"] = f"{request.model} refiner"
         if request.input.high_noise_frac is not None:

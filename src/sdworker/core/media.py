@@ -63,6 +63,36 @@ def infotext(
     return "\n".join(lines)
 
 
+def hires_fields(
+    *,
+    scale: float,
+    resize: tuple[int, int] | None,
+    steps: int | None,
+    upscaler: str,
+    sampler: str | None = None,
+    schedule: str | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+) -> dict[str, Any]:
+    """A hires fix's infotext entries, in A1111's order and form: ``Hires resize`` is the
+    size asked (``96x0`` when only the width was), else ``Hires upscale``; the sampler,
+    schedule type and prompts are given only where they are the second pass's own (None is
+    left out). ``Denoising strength`` is the caller's: A1111 writes it before ``Clip skip``."""
+    fields: dict[str, Any] = {
+        "Hires sampler": sampler,
+        "Hires prompt": prompt,
+        "Hires negative prompt": negative_prompt,
+        "Hires schedule type": schedule,
+    }
+    if resize is not None:
+        fields["Hires resize"] = f"{resize[0]}x{resize[1]}"
+    else:
+        fields["Hires upscale"] = scale
+    fields["Hires steps"] = steps
+    fields["Hires upscaler"] = upscaler
+    return fields
+
+
 def _num(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 

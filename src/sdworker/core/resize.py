@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sdworker.core import schedulers
 from sdworker.core.errors import Problem
 from sdworker.core.fieldtypes import Number, Text
+from sdworker.core.media import hires_fields
 from sdworker.core.rules import SAMPLERS_ROUTE, unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 
@@ -207,29 +208,25 @@ def upscale_problems(data: dict[str, Any]) -> list[Problem]:
 
 def hires_infotext(
     hires: HiresInput,
-    size: tuple[int, int],
     *,
     sampler: str,
     hires_sampler: str | None,
     prompt: str,
     negative_prompt: str,
 ) -> dict[str, Any]:
-    """The infotext fields of a hires pass, as A1111 writes them (``Hires upscale`` or, for a
-    size given, ``Hires resize``; steps, sampler and prompts only when they are the pass's
-    own)."""
-    fields: dict[str, Any] = {}
-    if hires.width is None and hires.height is None:
-        fields["Hires upscale"] = hires.scale
-    else:
-        fields["Hires resize"] = f"{size[0]}x{size[1]}"
-    if hires.steps is not None:
-        fields["Hires steps"] = hires.steps
-    fields["Hires upscaler"] = A1111_UPSCALERS[hires.upscaler]
-    if hires_sampler is not None and hires_sampler != sampler:
-        fields["Hires sampler"] = hires_sampler
-    if hires.prompt is not None and hires.prompt != prompt:
-        fields["Hires prompt"] = hires.prompt
-    if hires.negative_prompt is not None and hires.negative_prompt != negative_prompt:
-        fields["Hires negative prompt"] = hires.negative_prompt
-    fields["Denoising strength"] = hires.strength
-    return fields
+    """The infotext entries of a hires pass, as A1111 writes them (see
+    :func:`sdworker.core.media.hires_fields`)."""
+    resize = None
+    if hires.width is not None or hires.height is not None:
+        resize = (hires.width or 0, hires.height or 0)
+    return hires_fields(
+        scale=hires.scale,
+        resize=resize,
+        steps=hires.steps,
+        upscaler=A1111_UPSCALERS[hires.upscaler],
+        sampler=hires_sampler if hires_sampler != sampler else None,
+        prompt=hires.prompt if hires.prompt != prompt else None,
+        negative_prompt=(
+            hires.negative_prompt if hires.negative_prompt != negative_prompt else None
+        ),
+    )

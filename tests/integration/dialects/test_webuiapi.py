@@ -122,11 +122,14 @@ def test_hires_fix_makes_the_upscaled_size_and_repeats(api: Any) -> None:
     assert first.image.tobytes() == second.image.tobytes()
     infotext = first.info["infotexts"][0]
     assert "Hires upscale: 2" in infotext and "Hires upscaler: Latent" in infotext
+    # one infotext: the worker's PNG chunk says what A1111's info says
+    assert first.image.info["parameters"] == infotext
     for upscaler in (webuiapi.HiResUpscaler.Lanczos, webuiapi.HiResUpscaler.LatentNearestExact):
         resized = api.txt2img(
             prompt="a lighthouse", enable_hr=True, hr_resize_x=96, hr_upscaler=upscaler, **small()
         )
         assert resized.image.size == (96, 96)
+        assert resized.image.info["parameters"] == resized.info["infotexts"][0]
 
 
 def test_hires_refuses_upscalers_it_lacks(api: Any) -> None:

@@ -67,8 +67,8 @@ def test_hires_infotext_and_progress_over_both_passes(fworker: RunpodAdapter) ->
     params = image(out[0]).info["parameters"]
     assert "Size: 64x64" in params  # the first pass's, as A1111 writes it
     assert (
-        "Hires upscale: 1.5, Hires steps: 6, Hires upscaler: Latent, Hires sampler: DDIM, "
-        "Denoising strength: 0.5"
+        "Denoising strength: 0.5, Hires sampler: DDIM, Hires upscale: 1.5, Hires steps: 6, "
+        "Hires upscaler: Latent"
     ) in params
     assert image(out[0]).size == (96, 96)
     # 4 first-pass steps, then 3 of the 6 hires steps (strength 0.5): one count over both

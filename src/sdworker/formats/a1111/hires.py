@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.media import hires_fields
 from sdworker.core.rules import unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.formats.validation import FormatBody, LaxFloat, LaxInt, Text, refuse, validate
@@ -134,23 +135,21 @@ class Hires:
     def infotext(self, prompt: str, negative_prompt: str) -> dict[str, Any]:
         """The entries A1111 adds to the infotext, in its order (after ``Denoising
         strength``, which the caller writes where A1111 does)."""
-        entries: dict[str, Any] = {
-            "Hires sampler": self.sampler,
-            "Hires prompt": self.prompt if self.prompt and self.prompt != prompt else None,
-            "Hires negative prompt": (
+        resize = (self.resize_x, self.resize_y) if self.resize_x or self.resize_y else None
+        return hires_fields(
+            scale=self.scale,
+            resize=resize,
+            steps=self.steps or None,
+            upscaler=self.upscaler,
+            sampler=self.sampler,
+            schedule=self.schedule,
+            prompt=self.prompt if self.prompt and self.prompt != prompt else None,
+            negative_prompt=(
                 self.negative_prompt
                 if self.negative_prompt and self.negative_prompt != negative_prompt
                 else None
             ),
-            "Hires schedule type": self.schedule,
-        }
-        if self.resize_x or self.resize_y:
-            entries["Hires resize"] = f"{self.resize_x}x{self.resize_y}"
-        else:
-            entries["Hires upscale"] = self.scale
-        entries["Hires steps"] = self.steps or None
-        entries["Hires upscaler"] = self.upscaler
-        return entries
+        )
 
 
 def parse_hires(
