@@ -199,6 +199,7 @@ class Generator:
             passes["hires"] = hi.hires_steps(first)
         progress = Progress(jobs, calls, passes)
         images: list[list[Generated]] = [[] for _ in jobs]
+        refiner = self._refiner(loaded) if first.input.refined else None
         # LoRA adapters live on the shared modules: the gate keeps requests wanting another
         # LoRA set (a plain request wants none) out until this one is done
         with loaded.adapters.applied(
@@ -213,7 +214,7 @@ class Generator:
                 live = [(j, seed) for j, seed in call.items if jobs[j].wants(images[j])]
                 if not live:
                     continue
-                out, stopped = self._call(loaded, base, jobs, live, text, progress)
+                out, stopped = self._call(loaded, base, refiner, jobs, live, text, progress)
                 for (j, seed), image in zip(live, out, strict=True):
                     images[j].append(Generated(image, seed, None, stopped))
                 if len(jobs) > 1:
@@ -229,6 +230,7 @@ class Generator:
         self,
         loaded: LoadedModel,
         base: Any,
+        refiner: refiners.Refiner | None,
         jobs: list[Job],
         live: list[tuple[int, int]],
         text: dict[str, Any] | None,
@@ -239,11 +241,13 @@ class Generator:
         first = jobs[0].request
         pipe = self._pipeline_for(base, loaded, first, live[0][1])
         kwargs = self._call_kwargs(jobs, live, text)
-        refined, hires = first.input.refined, first.input.hires is not None
+        refined, hires = refiner is not None, first.input.hires is not None
         if refined:  # a refined job runs alone, an image per call
             kwargs = refiners.base_kwargs(first, kwargs)
         elif hires:
             kwargs = hi.first_pass_kwargs(first, kwargs)
+        # made outside inference mode, as every pipeline object is (it shares the modules)
+        img2img = type(loaded.pipeline("img2img")) if hires else None
         step_end = progress.step_end(live)
         with torch.inference_mode():
             out = pipe(**kwargs, callback_on_step_end=step_end).images
@@ -252,9 +256,9 @@ class Generator:
             if not (refined or hires):
                 return list(out), False
             again = progress.step_end(live, "hires" if hires else None)
-            if refined:
+            if refiner is not None:
                 out = refiners.refine(
-                    self._refiner(loaded),
+                    refiner,
                     first,
                     out,
                     generator=kwargs["generator"],
@@ -262,9 +266,10 @@ class Generator:
                     callback=again,
                 )
             else:
+                assert img2img is not None
                 out = hi.second_pass(
                     base,
-                    type(loaded.pipeline("img2img")),
+                    img2img,
                     loaded.scheduler_config,
                     first,
                     out,
