@@ -305,13 +305,37 @@ class JobQueue(JobLifecycle):
             return await self._stop_signals(worker_id, wait_s)
 
     async def _stop_signals(self, worker_id: str, wait_s: float) -> list[str]:
+        def due() -> tuple[list[str], float | None]:
+            self.worker_seen(worker_id)
+            return self.board.due(worker_id)
+
+        return await self._long_poll(worker_id, wait_s, self.board.event, due)
+
+    async def interrupt_signals(self, worker_id: str, wait_s: float) -> list[str]:
+        """Long-poll for ids of jobs this worker must interrupt (a local-endpoint extension:
+        the worker's own listener polls it, beside the SDK's stop channel)."""
+
+        def asked() -> tuple[list[str], float | None]:
+            return self.board.take_interrupts(worker_id), None
+
+        return await self._long_poll(worker_id, wait_s, self.board.interrupt_event, asked)
+
+    async def _long_poll(
+        self,
+        worker_id: str,
+        wait_s: float,
+        event_of: Callable[[str], asyncio.Event],
+        look: Callable[[], tuple[list[str], float | None]],
+    ) -> list[str]:
+        """A worker's signal poll: ``look`` (the ids for it now, and in how many seconds it
+        should look again, if sooner than the poll's end) until it finds some, the worker
+        retires, the endpoint closes or ``wait_s`` runs out; ``event_of`` wakes it early."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while not self._closing.is_set():
-            self.worker_seen(worker_id)
-            event = self.board.event(worker_id)
+            event = event_of(worker_id)
             event.clear()
-            ids, next_due = self.board.due(worker_id)
+            ids, next_due = look()
             if ids:
                 return ids
             if worker_id in self._retiring:
@@ -321,24 +345,6 @@ class JobQueue(JobLifecycle):
                 break
             if next_due is not None:
                 remaining = min(remaining, next_due)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
-        return []
-
-    async def interrupt_signals(self, worker_id: str, wait_s: float) -> list[str]:
-        """Long-poll for ids of jobs this worker must interrupt (a local-endpoint extension:
-        the worker's own listener polls it, beside the SDK's stop channel)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
-        while not self._closing.is_set():
-            event = self.board.interrupt_event(worker_id)
-            event.clear()
-            ids = self.board.take_interrupts(worker_id)
-            if ids:
-                return ids
-            remaining = deadline - loop.time()
-            if remaining <= 0 or worker_id in self._retiring:
-                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
         return []
