@@ -1,4 +1,4 @@
-"""The input schema: defaults, aliases, and every rule of API.md section 1."""
+"""The input schema: defaults, aliases, and every rule of docs/api.md."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def _applies(cls: str, schedule: str) -> bool:
 
 
 #: the scheduler names of RunPod's "Stable Diffusion v1" endpoint and of worker-sdxl -> the
-#: diffusers class each stands for (ONE table; the README lists it). ``IPNDM``: diffusers'
+#: diffusers class each stands for (ONE table; docs/formats/runpod-workers.md lists it). ``IPNDM``: diffusers'
 #: IPNDMScheduler counts time from 1 to 0 (a continuous schedule), while SD UNets are trained
 #: on discrete steps 0-999, so it cannot drive them; it maps to PNDMScheduler, whose PLMS is
 #: the same linear multistep family and runs every SD model.

@@ -1,4 +1,4 @@
-"""The job ``input``: a pydantic model of API.md section 1, and validation into a request.
+"""The job ``input``: a pydantic model of docs/api.md, and validation into a request.
 
 :func:`parse_input` reports every bad field at once, each with its rule and the value received,
 before anything touches a model. Cross-field rules (mask needs image, the pixel budget, known
@@ -63,7 +63,7 @@ def _lora_list(value: Any) -> Any:
 
 
 class GenerateInput(BaseModel):
-    """The native job input, field for field as API.md section 1 lists it."""
+    """The native job input, field for field as docs/api.md lists it."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -2,7 +2,7 @@
 passed down.
 
 Nothing in the package reads ``os.environ`` except :meth:`Settings.from_env`; every field is
-listed, with its variable and default, in the README.
+listed, with its variable and default, in docs/settings.md.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def documented(cls) -> list[tuple[str, str, Any]]:
-        """(variable, field, default) for every setting, for the README and ``--help``."""
+        """(variable, field, default) for every setting, for docs/settings.md and ``--help``."""
         return [(env_name(name), name, f.default) for name, f in cls.model_fields.items()]
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from sdworker.core.errors import Problem
 
-#: native field -> the other spellings accepted for it (and who sends them), as the README lists
+#: native field -> the other spellings accepted for it (and who sends them), as
+#: docs/formats/runpod-workers.md lists them
 FIELD_SPELLINGS: dict[str, tuple[str, ...]] = {
     "num_images": ("num_images_per_prompt", "num_outputs"),  # diffusers; RunPod SD v1
     "image": ("init_image", "image_url"),  # RunPod SD v1; worker-sdxl

@@ -5,7 +5,7 @@ is a group of one) and makes its pipeline calls:
 
 * a request alone runs each image as its own call with its own generator seeded ``seed + i``.
   Batched matrix kernels are not batch-invariant (a 4-image batch differs from 1-image runs in
-  the last bits), so this is what keeps API.md's promise that image *i* of ``seed: s`` is
+  the last bits), so this is what keeps the promise (docs/api.md) that image *i* of ``seed: s`` is
   bit-identical to image 0 of ``seed: s + i``;
 * a group of several runs as one call: every image of every request, each with its own CPU
   generator (the same starting noise as a single run; the pixels may differ in the last bits,

@@ -67,7 +67,7 @@ def deliver(
     uploaders: Uploaders | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict[str, Any]]:
-    """The job's output list (API.md section 1), one entry per image, in order.
+    """The job's output list (docs/api.md), one entry per image, in order.
 
     ``upload`` is the input field (``None`` when not given). Without ``upload: true`` the
     images go inline when the output fits ``limit_bytes`` (default
