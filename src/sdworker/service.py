@@ -232,7 +232,7 @@ class Service:
         (out of memory at its size, say) never fails another. An ``interrupted`` request
         stops early and is answered with its images so far (the last one decoded as it
         stood); a ``cancelled`` one is answered with :class:`Cancelled`."""
-        from sdworker.gpu.generate import Job
+        from sdworker.gpu.steps import Job
 
         sinks = progress or [None] * len(group)
         stops = cancelled or [_never] * len(group)

@@ -21,8 +21,7 @@ request. A call may have a second stage: the SDXL refiner, or a hires pass (:mod
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -38,8 +37,8 @@ from sdworker.gpu import prompts
 from sdworker.gpu import refiner as refiners
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.pipelines import LoadedModel, PipelineCache
-from sdworker.gpu.results import Generated, Inputs
-from sdworker.gpu.steps import Progress, StepCallback, plan
+from sdworker.gpu.results import Generated
+from sdworker.gpu.steps import Job, Progress, plan
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +128,6 @@ def _hires_key(request: Request) -> Hashable:
         return False
     steps = hires.steps or request.input.num_inference_steps
     return (request.hires_size, hires.upscaler, steps, hires.strength, _scheduler_key(spec))
-
-
-@dataclass(frozen=True)
-class Job:
-    """One request in a group: what to generate, where its progress goes, whether it is off."""
-
-    request: Request
-    inputs: Inputs
-    on_step: StepCallback | None = None
-    cancelled: Callable[[], bool] = lambda: False
-    #: asked to stop early: its images so far, and the one being made as it stands
-    interrupted: Callable[[], bool] = lambda: False
-
-    def wants(self, made: list[Generated]) -> bool:
-        """Whether this job wants another image, having ``made`` these."""
-        return not self.cancelled() and not (made and self.interrupted())
 
 
 class Generator:

@@ -10,12 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdworker.core.errors import Cancelled
+from sdworker.core.schema import Request
+from sdworker.gpu.results import Generated, Inputs
 
-if TYPE_CHECKING:
-    from sdworker.gpu.generate import Job
+#: called with (steps done, total steps) after every denoising step
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request in a group: what to generate, where its progress goes, whether it is off."""
+
+    request: Request
+    inputs: Inputs
+    on_step: StepCallback | None = None
+    cancelled: Callable[[], bool] = lambda: False
+    #: asked to stop early: its images so far, and the one being made as it stands
+    interrupted: Callable[[], bool] = lambda: False
+
+    def wants(self, made: list[Generated]) -> bool:
+        """Whether this job wants another image, having ``made`` these."""
+        return not self.cancelled() and not (made and self.interrupted())
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,3 @@ class StepEnd:
             pipe._interrupt = True
             self.interrupted = True
         return kwargs
-
-
-#: called with (steps done, total steps) after every denoising step
-StepCallback = Callable[[int, int], None]
