@@ -29,10 +29,9 @@ from sdworker.formats.a1111.request import (
     MAX_IMAGES,
     A1111Request,
     Kind,
-    SamplerCatalog,
-    default_catalog,
     parse,
 )
+from sdworker.formats.a1111.samplers import SamplerCatalog, default_catalog
 from sdworker.formats.base import Decoded, FormatContext, Models, http_status
 
 if TYPE_CHECKING:

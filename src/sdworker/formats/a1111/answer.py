@@ -11,7 +11,8 @@ from typing import Any
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.core.media import infotext as write_infotext
-from sdworker.formats.a1111.request import A1111Request, SamplerCatalog
+from sdworker.formats.a1111.request import A1111Request
+from sdworker.formats.a1111.samplers import SamplerCatalog
 from sdworker.formats.modelref import a1111_title
 
 

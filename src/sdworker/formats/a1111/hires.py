@@ -11,18 +11,15 @@ entries A1111 writes for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.media import hires_fields
-from sdworker.core.rules import unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from sdworker.formats.a1111.samplers import SamplerCatalog
 from sdworker.formats.validation import FormatBody, LaxFloat, LaxInt, Text, refuse, validate
-
-if TYPE_CHECKING:
-    from sdworker.formats.a1111.request import SamplerCatalog
 
 #: A1111's latent upscale modes (``/latent-upscale-modes``) → the native ``hires.upscaler``
 LATENT_MODES: dict[str, str] = {
@@ -164,11 +161,9 @@ def parse_hires(
     hr_sampler = _other(parsed.hr_sampler_name, sampler)
     hr_schedule = _other(parsed.hr_scheduler, schedule or "")
     if hr_sampler and not catalog.knows_sampler(hr_sampler):
-        rule = unknown_name("sampler", hr_sampler, catalog.samplers, "GET /sdapi/v1/samplers")
-        problems.append(Problem("hr_sampler_name", rule, hr_sampler))
+        problems.append(Problem("hr_sampler_name", catalog.unknown_sampler(hr_sampler), hr_sampler))
     if hr_schedule and not catalog.knows_schedule(hr_schedule):
-        listing = "GET /sdapi/v1/schedulers"
-        rule = unknown_name("schedule type", hr_schedule, catalog.schedulers, listing)
+        rule = catalog.unknown_schedule(hr_schedule)
         problems.append(Problem("hr_scheduler", rule, hr_schedule))
     if problems:
         raise InvalidInput(problems)

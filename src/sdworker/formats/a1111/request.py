@@ -9,15 +9,12 @@ here, so they agree on limits, options and the jobs they make.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput, Problem
-from sdworker.core.rules import unknown_name
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.formats.a1111 import hires
@@ -29,6 +26,7 @@ from sdworker.formats.a1111.options import (
     Settings,
     option_problems,
 )
+from sdworker.formats.a1111.samplers import SamplerCatalog
 from sdworker.formats.a1111.scripts import script_problems
 from sdworker.formats.base import Models
 from sdworker.formats.validation import (
@@ -76,49 +74,6 @@ OFF_ONLY: dict[str, tuple[Any, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class SamplerCatalog:
-    """What A1111 calls samplers and schedule types, and how a pair becomes a native name."""
-
-    samplers: list[str]
-    schedulers: list[str]
-    #: (sampler_name, scheduler or None) → native ``scheduler``; raises on an unknown pair
-    normalise: Callable[[str, str | None], str]
-
-    def knows_sampler(self, name: str) -> bool:
-        """Whether ``sampler_name`` may be ``name`` (with or without a schedule type in it)."""
-        try:
-            self.normalise(name, None)
-        except (InvalidInput, ValueError, KeyError):
-            return False
-        return True
-
-    def knows_schedule(self, name: str) -> bool:
-        """Whether ``scheduler`` (the schedule type) may be ``name``: its label (``SGM
-        Uniform``) or the name ``/schedulers`` lists (``sgm_uniform``), in any case."""
-        return _schedule_key(name) in {_schedule_key(s) for s in self.schedulers}
-
-
-def _schedule_key(name: str) -> str:
-    return " ".join(name.replace("_", " ").split()).casefold()
-
-
-def default_catalog() -> SamplerCatalog:
-    """The catalog of :mod:`sdworker.core.schedulers`."""
-
-    def normalise(sampler: str, scheduler: str | None) -> str:
-        name = schedulers.normalise(sampler, scheduler)
-        if name is None or schedulers.resolve(name) is None:
-            raise InvalidInput.one("sampler_name", "unknown sampler", sampler)
-        return name
-
-    return SamplerCatalog(
-        samplers=list(schedulers.A1111_SAMPLERS),
-        schedulers=list(schedulers.A1111_SCHEDULERS),
-        normalise=normalise,
-    )
-
-
 class Txt2ImgBody(FormatBody):
     """``StableDiffusionProcessingTxt2Img`` as this server takes it (A1111's API defaults)."""
 
@@ -160,10 +115,7 @@ class Txt2ImgBody(FormatBody):
             return None  # A1111 falls back to its default sampler
         catalog: SamplerCatalog = (info.context or {})["catalog"]
         if not catalog.knows_sampler(value):
-            listing = "GET /sdapi/v1/samplers"
-            raise refuse(
-                "unknown_sampler", unknown_name("sampler", value, catalog.samplers, listing)
-            )
+            raise refuse("unknown_sampler", catalog.unknown_sampler(value))
         return value
 
     @field_validator("scheduler")
@@ -173,9 +125,7 @@ class Txt2ImgBody(FormatBody):
             return None
         catalog: SamplerCatalog = (info.context or {})["catalog"]
         if not catalog.knows_schedule(value):
-            listing = "GET /sdapi/v1/schedulers"
-            message = unknown_name("schedule type", value, catalog.schedulers, listing)
-            raise refuse("unknown_schedule_type", message)
+            raise refuse("unknown_schedule_type", catalog.unknown_schedule(value))
         return value
 
 
@@ -298,7 +248,7 @@ def parse(
         try:
             native_scheduler = catalog.normalise(sampler, parsed.scheduler)
         except (InvalidInput, ValueError, KeyError):
-            rule = unknown_name("sampler", sampler, catalog.samplers, "GET /sdapi/v1/samplers")
+            rule = catalog.unknown_sampler(sampler)
             problems = merge(problems, [Problem("sampler_name", rule, sampler)])
     problems = merge(script_problems(body), problems)
     if isinstance(body, dict):
