@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats import routers
+from sdworker.formats.registry import routers
 from sdworker.server.app import create_app
 from tests.fuzz.conftest import fuzz_seed
 from tests.fuzz.strategies import json_values, native_inputs

@@ -1,25 +1,28 @@
 """What every request format shares: the :class:`Format` contract, the :class:`FormatContext`
 its routes read, and how a :class:`~sdworker.core.jobs.Failure` becomes an HTTP status.
 
-A format is one object that knows a service's request and answer shapes:
+A format is one object that knows a service's request and answer shapes. It writes three
+hooks, as a LitServe API writes ``decode_request`` and ``encode_response``:
 
 * ``decode(body, models, **where)`` → :class:`Decoded` (the native inputs, and the format's
   own reading of the request, which encoding needs) or a raised
   :class:`~sdworker.core.errors.SdworkerError` whose problems carry the format's field names;
 * ``encode(decoded, outputs, execution_ms)`` → the format's answer for finished jobs;
 * ``encode_error(failure)`` → ``(HTTP status, the format's error body)``;
-* ``router(ctx)`` → its HTTP routes on the local endpoint.
 
-The HTTP routes and the RunPod envelopes (:mod:`sdworker.runpod.envelopes`) call the same
-object, so a format is written once. This module imports no web framework: worker processes
-read formats without loading one (the routes' own pieces are in :mod:`.web`).
+and says how its calls are answered (:attr:`Format.answers`: wait for the jobs, or answer at
+once with :meth:`Format.accepted` and a status URL). The route pipeline
+(:mod:`.pipeline`) runs every format's requests through those hooks, and the RunPod envelopes
+(:mod:`sdworker.runpod.envelopes`) call the same object inside a job, so a format is written
+once. This module imports no web framework: worker processes read formats without loading one.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
@@ -28,7 +31,7 @@ from sdworker.core.settings import Settings
 from sdworker.formats.modelref import find_manifest
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter, Request
+    from fastapi import Request
 
 R = TypeVar("R")
 
@@ -63,37 +66,76 @@ class Decoded(Generic[R]):
 
     inputs: list[dict[str, Any]]
     request: R
+    #: where to POST the answer, for a request answered at once (DeepInfra's ``webhook``)
+    webhook: str | None = None
+    #: the jobs the inputs became, in order, once the endpoint has queued them
+    job_ids: list[str] = field(default_factory=list)
 
 
-class Format(Protocol[R]):
-    """One request format (see the module docstring)."""
+@dataclass(frozen=True)
+class Queued:
+    """A request answered before its jobs finish: its (first) job, where to poll for it, and
+    its place in the queue."""
+
+    job_id: str
+    status_url: str | None
+    position: int | None
+
+
+#: how the endpoint answers a format's calls: ``sync`` waits for the jobs and answers with
+#: :meth:`Format.encode`; ``queued`` answers at once with :meth:`Format.accepted`, and the
+#: format's status route reports the result
+Answers = Literal["sync", "queued"]
+
+
+class Format(ABC, Generic[R]):
+    """One request format (see the module docstring): three hooks to write, and the choices
+    the route pipeline reads, each with the default most formats want."""
 
     #: a short name: ``a1111``, ``salad``, ``stochastic``, ``deepinfra``, ``openai``
-    name: str
+    name: ClassVar[str]
     #: native field → the format's spelling, for failures of the native jobs
-    names: Mapping[str, str]
+    names: Mapping[str, str] = {}
     #: the content type of its error bodies (None: JSON)
-    media_type: str | None
+    media_type: str | None = None
+    answers: Answers = "sync"
+    #: whether its routes read form fields (``curl -F``, url-encoded) as well as JSON
+    forms: bool = False
 
+    @abstractmethod
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[R]:
         """The native inputs of ``body``; raises with problems in the format's names."""
-        ...
 
+    @abstractmethod
     def encode(self, decoded: Decoded[R], outputs: list[dict[str, Any]], execution_ms: int) -> Any:
         """The format's answer, from the outputs of every native input in order."""
-        ...
 
+    @abstractmethod
     def encode_error(self, failure: Failure) -> tuple[int, Any]:
         """The HTTP status and the format's body for a request that failed."""
-        ...
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """The format's routes on the local endpoint."""
-        ...
+    def accepted(self, decoded: Decoded[R], queued: Queued) -> tuple[int, Any]:
+        """The HTTP status and body that answer a request at once (``answers`` is
+        ``queued``, or the request has a ``webhook``)."""
+        raise NotImplementedError(f"the {self.name} format answers every call when it is done")
+
+    def wants_urls(self, decoded: Decoded[R]) -> bool:
+        """Whether every output must carry a fetchable ``url`` (the endpoint stores the
+        images a worker sent inline, as long as the job's result)."""
+        return False
+
+    def headers(self, decoded: Decoded[R], outputs: list[dict[str, Any]]) -> dict[str, str]:
+        """Response headers of a finished request."""
+        return {}
+
+    def webhook_body(self, decoded: Decoded[R], status: int, body: Any) -> Any:
+        """What the webhook of ``decoded`` receives, for the answer ``(status, body)``."""
+        return body
 
 
 #: failure codes that are no one's input, by the HTTP status they answer
 _STATUSES: dict[str, int] = {
+    "job_not_found": 404,
     "payload_too_large": 413,
     "cancelled": 409,
     "timed_out": 504,

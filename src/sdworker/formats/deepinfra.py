@@ -13,33 +13,23 @@ and has no effect (no watermark is ever added).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core.errors import InvalidInput, ModelNotFound, SdworkerError
-from sdworker.core.jobs import Failure, JobGateway, JobView
+from sdworker.core.errors import InvalidInput, ModelNotFound
+from sdworker.core.jobs import Failure
 from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.netguard import UrlRefused, check_url
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.base import (
-    Decoded,
-    FormatContext,
-    Models,
-    WebhookSend,
-    failure_of,
-    http_status,
-)
-from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
+from sdworker.formats.base import Decoded, Format, FormatContext, Models, Queued, http_status
 from sdworker.formats.modelref import resolve, unknown_model
+from sdworker.formats.pipeline import Pipeline
 from sdworker.formats.validation import (
     FormatBody,
     LaxBool,
@@ -51,7 +41,7 @@ from sdworker.formats.validation import (
     refuse,
     validate,
 )
-from sdworker.formats.web import FormatRoute, Refusal, refusal
+from sdworker.formats.web import FormatRoute, Refusal
 
 PATH = "/v1/inference/{model:path}"
 MAX_IMAGES = 4
@@ -151,12 +141,13 @@ def _native(parsed: DeepInfraBody, model: str) -> dict[str, Any]:
     return native
 
 
-class DeepInfraFormat:
-    """The DeepInfra inference API."""
+class DeepInfraFormat(Format[DeepInfraBody]):
+    """The DeepInfra inference API: one synchronous call, or an answer at once and the result
+    POSTed to the request's ``webhook``."""
 
     name = "deepinfra"
     names: Mapping[str, str] = NATIVE_TO_DEEPINFRA
-    media_type: str | None = None
+    forms = True
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[DeepInfraBody]:
         """DeepInfra fields → a native input for the model the URL names (``where``'s
@@ -168,13 +159,14 @@ class DeepInfraFormat:
         parsed, problems = validate(DeepInfraBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)
-        return Decoded([_native(parsed, name)], parsed)
+        return Decoded([_native(parsed, name)], parsed, webhook=parsed.webhook or None)
 
     def encode(
         self, decoded: Decoded[Any], outputs: list[dict[str, Any]], execution_ms: int
     ) -> dict[str, Any]:
-        """DeepInfra's answer (its ``request_id`` is left to the route)."""
-        return response("", outputs, execution_ms)
+        """DeepInfra's answer; its ``request_id`` is the job's (empty inside a RunPod job)."""
+        request_id = decoded.job_ids[0] if decoded.job_ids else ""
+        return response(request_id, outputs, execution_ms)
 
     def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
         """FastAPI's validation shape (DeepInfra is a FastAPI service): one entry per bad
@@ -182,9 +174,17 @@ class DeepInfraFormat:
         status = http_status(failure, client=422, not_found=404)
         return status, error_body(failure.message, failure)
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """One inference per call; auth by ``Authorization: bearer <key>``."""
-        return _router(self, ctx)
+    def accepted(self, decoded: Decoded[DeepInfraBody], queued: Queued) -> tuple[int, Any]:
+        """A call with a ``webhook``, answered at once: its ``request_id``, ``queued``."""
+        return 200, {"request_id": queued.job_id, "inference_status": status_block("queued", 0)}
+
+    def webhook_body(self, decoded: Decoded[DeepInfraBody], status: int, body: Any) -> Any:
+        """The answer a synchronous call would get; a failed one says ``failed`` and names
+        the request."""
+        if status != 200:
+            body.setdefault("request_id", decoded.job_ids[0])
+            body["inference_status"] = status_block("failed", 0)
+        return body
 
 
 def response(
@@ -233,78 +233,22 @@ def error_body(message: str, failure: Failure | None = None) -> dict[str, Any]:
 DEEPINFRA = DeepInfraFormat()
 
 
-def _answer(view: JobView | None, wait_s: float) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) for a job as it stands after waiting."""
-    failure = failure_of(view, wait_s)
-    if failure is None and view is not None:
-        return 200, response(view.id, outputs_of(view), view.execution_time_ms)
-    assert failure is not None
-    return DEEPINFRA.encode_error(failure.renamed(DEEPINFRA.names))
-
-
-def _router(fmt: DeepInfraFormat, ctx: FormatContext) -> APIRouter:
-    """A ``webhook`` answer is POSTed by the server's webhook sender (``ctx.webhooks``). When
-    the app shuts down, requests still waiting for their job are cancelled."""
-    waiting: set[asyncio.Task[None]] = set()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
-
+def deepinfra_router(ctx: FormatContext) -> APIRouter:
+    """One inference per call; auth by ``Authorization: bearer <key>``. A ``webhook`` answer
+    is POSTed by the server's webhook sender (``ctx.webhooks``); when the app shuts down,
+    webhook answers still waiting for their job are cancelled."""
+    pipe = Pipeline(DEEPINFRA, ctx)
     denied = Refusal(401, error_body("missing or wrong 'Authorization: bearer <key>' header"))
-    check = auth.bearer(ctx.settings, denied)
     router = APIRouter(
         tags=["DeepInfra"],
-        lifespan=lifespan,
+        lifespan=pipe.lifespan,
         route_class=FormatRoute,
-        dependencies=[Depends(check)],
+        dependencies=[Depends(auth.bearer(ctx.settings, denied))],
     )
 
     @router.post(PATH, openapi_extra=api.DEEPINFRA_INFERENCE)
-    async def inference(request: Request, model: str) -> JSONResponse:
+    async def inference(request: Request, model: str) -> Response:
         """Run one inference; with ``webhook`` answer at once and POST the result there."""
-        try:
-            limit = ctx.body_limit
-            body = await (
-                read_form(request, limit) if is_form(request) else read_json(request, limit)
-            )
-            decoded = fmt.decode(body, ctx.models(), model=model)
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc)) from None
-        gateway = ctx.gateway(request)
-        view = await gateway.submit(decoded.inputs[0])
-        webhook = decoded.request.webhook
-        if webhook:
-            send = ctx.webhooks(request)
-            task = asyncio.create_task(_answer_at(webhook, gateway, view.id, ctx.wait_s, send))
-            waiting.add(task)
-            task.add_done_callback(waiting.discard)
-            return JSONResponse(
-                {"request_id": view.id, "inference_status": status_block("queued", 0)}
-            )
-        finished = await wait_finished(gateway, view.id, ctx.wait_s)
-        if finished is not None and not finished.status.is_terminal():
-            await gateway.cancel(view.id)
-        status, answer = _answer(finished, ctx.wait_s)
-        return JSONResponse(answer, status_code=status)
+        return await pipe(request, model=model)
 
     return router
-
-
-async def _answer_at(
-    url: str, gateway: JobGateway, job_id: str, wait_s: float, send: WebhookSend
-) -> None:
-    """Wait for the job, then hand DeepInfra's answer to ``send`` (which retries)."""
-    finished = await wait_finished(gateway, job_id, wait_s)
-    if finished is not None and not finished.status.is_terminal():
-        await gateway.cancel(job_id)
-    status, body = _answer(finished, wait_s)
-    if status != 200:
-        body.setdefault("request_id", job_id)
-        body["inference_status"] = status_block("failed", 0)
-    send(url, body)

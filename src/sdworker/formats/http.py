@@ -1,12 +1,10 @@
-"""Reading a format's request body (with a size cap, never a 5xx for what a client sent) and
-waiting on the queue for its jobs."""
+"""Reading a format's request body: JSON or form fields, with a size cap, and never a 5xx for
+what a client sent."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 from typing import Any
 
 from fastapi import Request
@@ -16,10 +14,7 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
 from sdworker.core.errors import InvalidInput, PayloadTooLarge, Problem
-from sdworker.core.jobs import JobGateway, JobView
 
-#: how long one wait on the queue lasts before the loop checks its own deadline again
-_WAIT_SLICE_S = 30.0
 _FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -67,7 +62,9 @@ def is_form(request: Request) -> bool:
 
 async def read_form(request: Request, limit: int) -> dict[str, Any]:
     """Form fields as ``curl -F`` sends them, read with the size cap; an uploaded file becomes
-    base64 text. A field given twice is a problem: which one was meant is not ours to guess."""
+    base64 text, and ``name[]`` (the array spelling some clients use, the ``openai`` package
+    among them) is ``name``. A field given twice is a problem: which one was meant is not ours
+    to guess."""
     raw = await read_body(request, limit)
 
     async def replay() -> Message:
@@ -78,7 +75,8 @@ async def read_form(request: Request, limit: int) -> dict[str, Any]:
     try:
         form_request = Request(request.scope, replay)
         async with form_request.form(max_part_size=limit) as form:
-            for key, value in form.multi_items():
+            for given, value in form.multi_items():
+                key = given.removesuffix("[]") or given
                 if key in fields:
                     problems.append(Problem(key, "is given more than once", has_value=False))
                 if isinstance(value, UploadFile):
@@ -94,38 +92,3 @@ async def read_form(request: Request, limit: int) -> dict[str, Any]:
     if problems:
         raise InvalidInput(problems)
     return fields
-
-
-async def wait_finished(gateway: JobGateway, job_id: str, timeout_s: float) -> JobView | None:
-    """Wait until the job is terminal or ``timeout_s`` passes (in slices, so a long wait is
-    not one long call); the job as it is then."""
-    deadline = time.monotonic() + timeout_s
-    view = await gateway.get(job_id)
-    while view is not None and not view.status.is_terminal():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        view = await gateway.wait(job_id, min(left, _WAIT_SLICE_S))
-    return view
-
-
-async def wait_all(
-    gateway: JobGateway, job_ids: list[str], timeout_s: float
-) -> list[JobView | None]:
-    """:func:`wait_finished` for each job, together."""
-    return list(await asyncio.gather(*(wait_finished(gateway, j, timeout_s) for j in job_ids)))
-
-
-async def cancel_unfinished(gateway: JobGateway, job_ids: list[str]) -> None:
-    """Cancel those of ``job_ids`` still queued or running: their request is answered."""
-    for job_id in job_ids:
-        view = await gateway.get(job_id)
-        if view is not None and not view.status.is_terminal():
-            await gateway.cancel(job_id)
-
-
-def outputs_of(view: JobView | None) -> list[dict[str, Any]]:
-    """The list of output objects of a finished job (empty when it has none)."""
-    if view is None or not isinstance(view.output, list):
-        return []
-    return [o for o in view.output if isinstance(o, dict)]

@@ -6,23 +6,28 @@ upload, else a file the local endpoint serves (the route stores each image once 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import field_validator
 
-from sdworker.core.errors import InvalidInput, ModelNotFound, Problem, SdworkerError
-from sdworker.core.jobs import Failure, JobGateway, JobView, Status
-from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
+from sdworker.core.errors import InvalidInput, ModelNotFound, Problem
+from sdworker.core.jobs import Failure, JobGateway, Status
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.base import Decoded, FormatContext, Models, failure_of, http_status
-from sdworker.formats.http import outputs_of, read_json
+from sdworker.formats.base import (
+    Decoded,
+    Format,
+    FormatContext,
+    Models,
+    Queued,
+    failure_of,
+    http_status,
+)
 from sdworker.formats.modelref import resolve, unknown_model
+from sdworker.formats.pipeline import Pipeline, with_urls
 from sdworker.formats.validation import (
     FormatBody,
     LaxFloat,
@@ -33,7 +38,7 @@ from sdworker.formats.validation import (
     refuse,
     validate,
 )
-from sdworker.formats.web import FormatRoute, Refusal, refusal
+from sdworker.formats.web import FormatRoute, Refusal
 
 SUBMIT = "/v1/modelApi/submit/{model:path}"
 RESULT = "/v1/modelApi/inference/{job_id}"
@@ -95,12 +100,12 @@ class StochasticBody(FormatBody):
         return value
 
 
-class StochasticFormat:
-    """The Stochastic model API."""
+class StochasticFormat(Format[StochasticBody]):
+    """The Stochastic model API: a request is queued and polled at its ``responseUrl``."""
 
     name = "stochastic"
     names: Mapping[str, str] = NATIVE_TO_STOCHASTIC
-    media_type: str | None = None
+    answers = "queued"
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[StochasticBody]:
         """``{"prompt", "params"}`` → a native input for the model the URL names (``where``'s
@@ -142,9 +147,9 @@ class StochasticFormat:
         )
         return status, error_body(failure.message, failure.problems)
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """Submit and poll; auth by the ``apiKey`` header."""
-        return _router(self, ctx)
+    def accepted(self, decoded: Decoded[StochasticBody], queued: Queued) -> tuple[int, Any]:
+        """``{"success", "data": {"id", "responseUrl", "queuePosition"}}``."""
+        return 200, submitted(queued.job_id, queued.status_url or "", queued.position)
 
 
 def submitted(job_id: str, response_url: str, position: int | None) -> dict[str, Any]:
@@ -178,16 +183,17 @@ def error_body(message: str, problems: tuple[Problem, ...] | list[Problem] = ())
 STOCHASTIC = StochasticFormat()
 
 
-def _router(
-    fmt: StochasticFormat, ctx: FormatContext, urls: dict[str, list[str]] | None = None
-) -> APIRouter:
-    """Image URLs are made once per job and then reused: ``urls`` (job id → its image URLs)
+def stochastic_router(ctx: FormatContext, urls: dict[str, list[str]] | None = None) -> APIRouter:
+    """Submit and poll; auth by the ``apiKey`` header.
+
+    Image URLs are made once per job and then reused: ``urls`` (job id → its image URLs)
     is the cache; each submit drops the entries of jobs the queue has forgotten, so it holds
     no more than the jobs the queue still keeps."""
     cache: dict[str, list[str]] = {} if urls is None else urls
     denied = Refusal(401, error_body("missing or wrong apiKey header"))
     check = auth.header_or_bearer(ctx.settings, "apiKey", denied)
     router = APIRouter(tags=["Stochastic"], route_class=FormatRoute, dependencies=[Depends(check)])
+    pipe = Pipeline(STOCHASTIC, ctx)
 
     async def prune(gateway: JobGateway) -> None:
         for job_id in list(cache):
@@ -195,19 +201,14 @@ def _router(
                 cache.pop(job_id, None)
 
     @router.post(SUBMIT, openapi_extra=api.STOCHASTIC_SUBMIT)
-    async def submit(request: Request, model: str) -> JSONResponse:
+    async def submit(request: Request, model: str) -> Response:
         """Queue a request: ``{"success", "data": {"id", "responseUrl", "queuePosition"}}``."""
-        try:
-            body = await read_json(request, ctx.body_limit)
-            decoded = fmt.decode(body, ctx.models(), model=model)
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc)) from None
-        gateway = ctx.gateway(request)
-        await prune(gateway)
-        view = await gateway.submit(decoded.inputs[0])
-        position = await gateway.queue_position(view.id)
-        url = str(request.url_for("stochastic_result", job_id=view.id))
-        return JSONResponse(submitted(view.id, url, position))
+        await prune(ctx.gateway(request))
+
+        def result_url(job_id: str) -> str:
+            return str(request.url_for("stochastic_result", job_id=job_id))
+
+        return await pipe(request, status_url=result_url, model=model)
 
     @router.get(RESULT, name="stochastic_result")
     async def poll(request: Request, job_id: str) -> JSONResponse:
@@ -216,39 +217,16 @@ def _router(
         view = await gateway.get(job_id)
         if view is None:
             cache.pop(job_id, None)
-            raise Refusal(404, error_body(f"no request {job_id!r} (unknown or expired)"))
+            raise pipe.not_found(job_id)
         if view.status is Status.COMPLETED:
             if job_id not in cache:
-                cache[job_id] = await _image_urls(gateway, view, str(request.base_url))
+                outputs = await with_urls(gateway, view, str(request.base_url))
+                cache[job_id] = [str(o["url"]) for o in outputs]
             return JSONResponse(result(job_id, view.status, cache[job_id]))
-        if view.status.is_terminal():
-            failure = failure_of(view, ctx.wait_s)
-            assert failure is not None  # terminal and not completed
-            raise refusal(fmt, failure.renamed(fmt.names))
+        failure = failure_of(view, ctx.wait_s)
+        if view.status.is_terminal() and failure is not None:
+            raise pipe.refuse(failure.renamed(STOCHASTIC.names))
         position = await gateway.queue_position(job_id)
         return JSONResponse(result(job_id, view.status, None, position))
 
     return router
-
-
-def stochastic_router(ctx: FormatContext, urls: dict[str, list[str]] | None = None) -> APIRouter:
-    """The Stochastic routes with an explicit URL cache (see :func:`_router`)."""
-    return _router(STOCHASTIC, ctx, urls)
-
-
-async def _image_urls(gateway: JobGateway, view: JobView, base_url: str) -> list[str]:
-    """Each image's URL: the S3 one when the worker uploaded it, else a served file (at the
-    address the client used, unless the server has an explicit public URL)."""
-    found: list[str] = []
-    for index, out in enumerate(outputs_of(view)):
-        if out.get("url"):
-            found.append(str(out["url"]))
-            continue
-        fmt = str(out.get("format") or "png")
-        data: Any = out.get("image") or ""
-        name = f"{view.id}-{index}.{EXTENSIONS.get(fmt, fmt)}"
-        url = await gateway.store_file(
-            view.id, name, base64.b64decode(data), CONTENT_TYPES.get(fmt, "image/png")
-        )
-        found.append(urljoin(base_url, url))
-    return found

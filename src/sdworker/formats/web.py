@@ -9,9 +9,6 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from sdworker.core.jobs import Failure
-from sdworker.formats.base import Format
-
 
 class Refusal(Exception):
     """An answer a route gives early (bad auth, a bad body): raised, and turned into the
@@ -54,9 +51,3 @@ class FormatRoute(APIRoute):
                 return refusal.response()
 
         return refusing
-
-
-def refusal(fmt: Format[Any], failure: Failure) -> Refusal:
-    """``failure`` answered in ``fmt``'s shape, ready to raise."""
-    status, body = fmt.encode_error(failure)
-    return Refusal(status, body, media_type=fmt.media_type)

@@ -161,7 +161,7 @@ def serve_command(argv: list[str]) -> int:
     shown_url = (args.public_url or local_url).rstrip("/")
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    from sdworker.formats import routers
+    from sdworker.formats.registry import routers
 
     app = create_app(
         settings,

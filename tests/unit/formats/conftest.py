@@ -183,10 +183,7 @@ def make_client(
 ) -> TestClient:
     from sdworker.formats.a1111 import A1111Format
     from sdworker.formats.base import FormatContext
-    from sdworker.formats.deepinfra import DEEPINFRA
-    from sdworker.formats.openai import OPENAI
-    from sdworker.formats.salad import SALAD
-    from sdworker.formats.stochastic import STOCHASTIC
+    from sdworker.formats.registry import format_routers
 
     settings = Settings(
         models_dir=Path("/models"),
@@ -199,8 +196,8 @@ def make_client(
     ctx = FormatContext(registry, settings, lambda request: gateway)
     cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
     app = FastAPI()
-    for fmt in (A1111Format(catalog=lambda: cat), SALAD, STOCHASTIC, DEEPINFRA, OPENAI):
-        app.include_router(fmt.router(ctx))
+    for router in format_routers(ctx, A1111Format(catalog=lambda: cat)):
+        app.include_router(router)
     return TestClient(app)
 
 

@@ -278,15 +278,15 @@ def saved_options_client(registry: ModelRegistry, state: Path, saved: dict[str, 
     from fastapi import FastAPI
 
     from sdworker.core.settings import Settings
-    from sdworker.formats.a1111 import A1111Format
     from sdworker.formats.a1111.options import STORE_NAME
+    from sdworker.formats.a1111.routes import a1111_router
     from sdworker.formats.base import FormatContext
 
     state.mkdir(exist_ok=True)
     (state / STORE_NAME).write_text(json.dumps(saved))
     settings = Settings(models_dir=Path("/models"), state_dir=state)
     app = FastAPI()
-    app.include_router(A1111Format().router(FormatContext(registry, settings, lambda r: None)))
+    app.include_router(a1111_router(FormatContext(registry, settings, lambda r: None)))
     return TestClient(app)
 
 

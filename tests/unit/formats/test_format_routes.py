@@ -322,7 +322,7 @@ def _deepinfra_app(registry: Any, gateway: Any, posted: list[Any]) -> TestClient
 
     from sdworker.core.settings import Settings
     from sdworker.formats.base import FormatContext
-    from sdworker.formats.deepinfra import DEEPINFRA
+    from sdworker.formats.deepinfra import deepinfra_router
     from sdworker.server.webhooks import WebhookSender
 
     async def poster(url: str, body: dict[str, Any]) -> int:
@@ -338,7 +338,7 @@ def _deepinfra_app(registry: Any, gateway: Any, posted: list[Any]) -> TestClient
         webhooks=lambda request: sender.send,
     )
     app = FastAPI()
-    app.include_router(DEEPINFRA.router(ctx))
+    app.include_router(deepinfra_router(ctx))
     return TestClient(app)
 
 

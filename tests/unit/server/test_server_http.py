@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats import routers
+from sdworker.formats.registry import routers
 from sdworker.server.app import create_app
 from sdworker.server.clock import ManualClock
 from sdworker.server.queue import JobQueue

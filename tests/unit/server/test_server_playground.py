@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats import routers
+from sdworker.formats.registry import routers
 from sdworker.server.app import create_app
 from sdworker.server.clock import ManualClock
 
@@ -197,7 +197,7 @@ def test_the_server_imports_no_model_code() -> None:
         "import sys\n"
         "import sdworker.server.app, sdworker.server.cli, sdworker.server.playground\n"
         "import sdworker.formats.openapi\n"
-        "from sdworker.formats import routers\n"
+        "from sdworker.formats.registry import routers\n"
         "import sdworker.formats.a1111.routes, sdworker.formats.deepinfra\n"
         "heavy = ('torch', 'diffusers', 'sdworker.gpu.pipelines', 'sdworker.gpu.generate',"
         " 'sdworker.runpod.adapter')\n"

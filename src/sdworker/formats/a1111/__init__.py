@@ -1,18 +1,17 @@
 """The AUTOMATIC1111 web UI API (``/sdapi/v1``): requests, answers, options and routes.
 
-:data:`A1111Format` is the format object both the HTTP routes (:mod:`.routes`) and the RunPod
+:class:`A1111Format` is the format object both the HTTP routes (:mod:`.routes`) and the RunPod
 envelope use: ``decode`` makes one native job per ``n_iter`` iteration, ``encode`` writes
-A1111's ``{"images", "parameters", "info"}``.
+A1111's ``{"images", "parameters", "info"}``. The extras upscale is a format object of its own
+(:class:`.extras.ExtrasFormat`): another body, another answer, A1111's errors.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.formats.a1111.answer import (
@@ -23,7 +22,7 @@ from sdworker.formats.a1111.answer import (
     schedulers,
     sd_models,
 )
-from sdworker.formats.a1111.options import STORE_NAME, Options, get_options, set_options
+from sdworker.formats.a1111.options import Options, get_options, set_options
 from sdworker.formats.a1111.request import (
     MAX_BATCH,
     MAX_IMAGES,
@@ -32,12 +31,7 @@ from sdworker.formats.a1111.request import (
     parse,
 )
 from sdworker.formats.a1111.samplers import SamplerCatalog, default_catalog
-from sdworker.formats.base import Decoded, FormatContext, Models, http_status
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-log = logging.getLogger(__name__)
+from sdworker.formats.base import Decoded, Format, Models, http_status
 
 #: native field → the A1111 field a client wrote, for failures coming back from a job
 NATIVE_TO_A1111: dict[str, str] = {
@@ -64,7 +58,7 @@ NATIVE_TO_A1111: dict[str, str] = {
 }
 
 
-class A1111Format:
+class A1111Format(Format[A1111Request]):
     """The A1111 format, with the state A1111 keeps: its options (and a seed source).
 
     ``catalog`` gives the sampler names, read at each call."""
@@ -104,16 +98,6 @@ class A1111Format:
         """422 for what the client can fix (as A1111's FastAPI validation), never 500."""
         return http_status(failure, client=422), error_body(failure)
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """The ``/sdapi/v1`` routes, sharing this object's options, which from now on are
-        the endpoint's store (saved under its state directory, read back from there)."""
-        if self.options.path is None:
-            self.options = _restore(ctx, self.options)
-        # imported here: worker processes read A1111 envelopes without the web framework
-        from sdworker.formats.a1111.routes import a1111_router
-
-        return a1111_router(ctx, self)
-
     # -- what needs no generation -----------------------------------------------------------
 
     def current(self, models: Models) -> Manifest | None:
@@ -140,21 +124,6 @@ class A1111Format:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /sdapi/v1/schedulers``."""
         return schedulers(self.catalog())
-
-
-def _restore(ctx: FormatContext, options: Options) -> Options:
-    """The endpoint's saved options over ``options``; a saved checkpoint is the default model
-    again (and forgotten when it is no longer baked)."""
-    stored = Options.load(ctx.settings.state_dir / STORE_NAME)
-    stored.values = {**options.values, **stored.values}
-    model = stored.model
-    if model is not None:
-        try:
-            ctx.registry.set_default(model)
-        except SdworkerError:
-            log.warning("the saved sd_model_checkpoint %r is not baked; forgetting it", model)
-            del stored.values["sd_model_checkpoint"]
-    return stored
 
 
 __all__ = [

@@ -19,9 +19,12 @@ from PIL import Image
 from pydantic import Field, ValidationInfo, field_validator
 
 from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.jobs import Failure
 from sdworker.core.settings import MAX_SIDE
+from sdworker.formats.a1111.answer import error_body
 from sdworker.formats.a1111.hires import IMAGE_UPSCALERS
 from sdworker.formats.a1111.pnginfo import decode_image_field, is_image
+from sdworker.formats.base import Decoded, Format, Models, http_status
 from sdworker.formats.validation import (
     FormatBody,
     LaxBool,
@@ -158,3 +161,25 @@ def answer(extras: Extras, outputs: list[dict[str, Any]]) -> dict[str, Any]:
     if extras.canvas is not None and outputs:
         image = _on_canvas(image, extras.canvas)
     return {"html_info": extras.html_info, "image": image}
+
+
+class ExtrasFormat(Format[Extras]):
+    """``extra-single-image`` as a format of its own: its body, its answer, A1111's errors."""
+
+    name = "a1111-extras"
+    names = EXTRAS_NAMES
+
+    def decode(self, body: Any, models: Models, **where: str) -> Decoded[Extras]:
+        """The native upscale job (none when the upscaler is "None": the image is the answer)."""
+        extras = parse_extras(body)
+        return Decoded([extras.job] if extras.job is not None else [], extras)
+
+    def encode(
+        self, decoded: Decoded[Extras], outputs: list[dict[str, Any]], execution_ms: int
+    ) -> dict[str, Any]:
+        """A1111's ``{"html_info", "image"}``."""
+        return answer(decoded.request, outputs)
+
+    def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
+        """As every A1111 route: 422 for what the client can fix."""
+        return http_status(failure, client=422), error_body(failure)

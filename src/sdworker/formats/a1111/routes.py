@@ -1,117 +1,99 @@
 """``/sdapi/v1``: the AUTOMATIC1111 web UI API on the local endpoint's queue.
 
-txt2img/img2img are synchronous as in A1111: the request waits for its jobs. ``progress``
-and ``interrupt`` act on the oldest A1111 request still running, as A1111's single-job
-state does.
+txt2img, img2img and the extras upscale are synchronous as in A1111: the call waits for its
+jobs (the route pipeline, :mod:`sdworker.formats.pipeline`). ``progress`` and ``interrupt``
+act on the oldest generation still running, as A1111's single-job state does. The other
+routes answer from what this server has: models, samplers, options, LoRAs, ``png-info``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from sdworker.core.errors import SdworkerError
-from sdworker.core.jobs import Failure, JobGateway, Status
+from sdworker.core.jobs import JobGateway, Status
+from sdworker.core.loras import LoraLibrary
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
-from sdworker.formats.a1111.routes_info import add_extras, add_listings, add_settings
-from sdworker.formats.base import FormatContext, failure_of
-from sdworker.formats.http import cancel_unfinished, outputs_of, read_json, wait_all
-from sdworker.formats.web import FormatRoute, Refusal, refusal
+from sdworker.formats.a1111 import A1111Format, listings, scripts
+from sdworker.formats.a1111.answer import sd_models as list_models
+from sdworker.formats.a1111.extras import ExtrasFormat
+from sdworker.formats.a1111.options import STORE_NAME, Options
+from sdworker.formats.a1111.pnginfo import png_info
+from sdworker.formats.base import FormatContext
+from sdworker.formats.pipeline import InFlight, Pipeline
+from sdworker.formats.web import FormatRoute, Refusal
 
-if TYPE_CHECKING:
-    from sdworker.formats.a1111 import A1111Format
+log = logging.getLogger(__name__)
 
 PREFIX = "/sdapi/v1"
-#: how the jobs of an interrupted request end
-_STOPPED = ("cancelled", "timed_out")
 
 
-@dataclass
-class _Running:
-    """One A1111 request in flight: its jobs, for progress and interrupt."""
-
-    job_ids: list[str]
-    started: float
-    interrupted: bool = False
-
-
-@dataclass
-class _InFlight:
-    running: dict[str, _Running] = field(default_factory=dict)
-
-    def oldest(self) -> tuple[str, _Running] | None:
-        """The first request still running, with its token."""
-        return next(iter(self.running.items()), None)
-
-
-def a1111_router(ctx: FormatContext, fmt: A1111Format) -> APIRouter:
-    """The A1111 routes for ``fmt`` (whose options they read and set)."""
-    flight = _InFlight()
+def a1111_router(ctx: FormatContext, fmt: A1111Format | None = None) -> APIRouter:
+    """The A1111 routes for ``fmt`` (a new one by default), whose options they read and set:
+    from now on they are the endpoint's store (saved under its state directory, read back
+    from there)."""
+    fmt = fmt or A1111Format()
+    if fmt.options.path is None:
+        fmt.options = _restore(ctx, fmt.options)
     denied = Refusal(
         401, {"detail": "Incorrect username or password"}, headers={"WWW-Authenticate": "Basic"}
     )
-    check = auth.basic_or_bearer(ctx.settings, denied)
     router = APIRouter(
         prefix=PREFIX,
         tags=["AUTOMATIC1111"],
         route_class=FormatRoute,
-        dependencies=[Depends(check)],
+        dependencies=[Depends(auth.basic_or_bearer(ctx.settings, denied))],
     )
+    generate = Pipeline(fmt, ctx)
+    extras = Pipeline(ExtrasFormat(), ctx)
 
     @router.post("/txt2img", openapi_extra=api.A1111_TXT2IMG)
-    async def txt2img(request: Request) -> JSONResponse:
+    async def txt2img(request: Request) -> Response:
         """A1111 ``txt2img``: ``{"images", "parameters", "info"}``."""
-        return await _generate(ctx, fmt, flight, request, "txt2img")
+        return await generate(request, kind="txt2img")
 
     @router.post("/img2img", openapi_extra=api.A1111_IMG2IMG)
-    async def img2img(request: Request) -> JSONResponse:
+    async def img2img(request: Request) -> Response:
         """A1111 ``img2img`` (``mask`` → inpaint)."""
-        return await _generate(ctx, fmt, flight, request, "img2img")
+        return await generate(request, kind="img2img")
 
-    add_settings(router, ctx, fmt)
-    add_listings(router, ctx, fmt)
-    add_extras(router, ctx, fmt)
-    _add_progress(router, ctx, flight)
+    @router.post("/extra-single-image", openapi_extra=api.A1111_EXTRAS)
+    async def extra_single_image(request: Request) -> Response:
+        """Upscale one image with an upscaler ``/upscalers`` lists: ``{"html_info", "image"}``."""
+        return await extras(request)
+
+    _add_progress(router, ctx, generate.flight)
+    _add_settings(router, ctx, fmt, generate)
+    _add_listings(router, ctx, generate)
     return router
 
 
-async def _generate(
-    ctx: FormatContext, fmt: A1111Format, flight: _InFlight, request: Request, kind: str
-) -> JSONResponse:
-    """Submit the request's jobs, wait for all of them, answer in A1111's shape."""
-    try:
-        body = await read_json(request, ctx.body_limit)
-        decoded = fmt.decode(body, ctx.models(), kind=kind)
-    except SdworkerError as exc:
-        raise refusal(fmt, Failure.of(exc)) from None
-    gateway = ctx.gateway(request)
-    ids = [(await gateway.submit(job)).id for job in decoded.inputs]
-    flight.running[ids[0]] = _Running(ids, time.monotonic())
-    try:
-        finished = await wait_all(gateway, ids, ctx.wait_s)
-    finally:
-        entry = flight.running.pop(ids[0], None)
-    interrupted = entry is not None and entry.interrupted
-    outputs: list[dict[str, Any]] = []
-    for view in finished:
-        failure = failure_of(view, ctx.wait_s)
-        # stopped with /interrupt: as in A1111, what was made before it is the answer (the
-        # running job ends with its image as it stood; the queued ones are cancelled)
-        if failure is not None and not (interrupted and failure.code in _STOPPED):
-            # the request is answered now: nothing else of it may keep a worker busy
-            await cancel_unfinished(gateway, ids)
-            raise refusal(fmt, failure.renamed(fmt.names))
-        outputs += outputs_of(view)
-    return JSONResponse(fmt.encode(decoded, outputs, 0))
+def _restore(ctx: FormatContext, options: Options) -> Options:
+    """The endpoint's saved options over ``options``; a saved checkpoint is the default model
+    again (and forgotten when it is no longer baked)."""
+    stored = Options.load(ctx.settings.state_dir / STORE_NAME)
+    stored.values = {**options.values, **stored.values}
+    model = stored.model
+    if model is not None:
+        try:
+            ctx.registry.set_default(model)
+        except SdworkerError:
+            log.warning("the saved sd_model_checkpoint %r is not baked; forgetting it", model)
+            del stored.values["sd_model_checkpoint"]
+    return stored
 
 
-def _add_progress(router: APIRouter, ctx: FormatContext, flight: _InFlight) -> None:
-    """``progress``, ``interrupt`` and ``skip``, on the oldest request in flight."""
+# -- progress and interrupt ------------------------------------------------------------------
+
+
+def _add_progress(router: APIRouter, ctx: FormatContext, flight: InFlight) -> None:
+    """``progress``, ``interrupt`` and ``skip``, on the oldest generation in flight."""
 
     @router.get("/progress")
     async def progress(request: Request) -> Any:
@@ -143,7 +125,7 @@ async def interrupt_jobs(gateway: JobGateway, job_ids: list[str]) -> None:
             await gateway.interrupt(job_id)
 
 
-async def _progress(gateway: JobGateway, flight: _InFlight) -> dict[str, Any]:
+async def _progress(gateway: JobGateway, flight: InFlight) -> dict[str, Any]:
     """A1111's ``/progress`` for the oldest running request (all zero when idle)."""
     state: dict[str, Any] = {
         "skipped": False,
@@ -195,3 +177,86 @@ async def _progress(gateway: JobGateway, flight: _InFlight) -> dict[str, Any]:
     answer["progress"] = round(fraction, 4)
     answer["eta_relative"] = round(elapsed / fraction - elapsed, 2) if fraction > 0 else 0.0
     return answer
+
+
+# -- what requests use, and what this server has ---------------------------------------------
+
+
+def _add_settings(
+    router: APIRouter, ctx: FormatContext, fmt: A1111Format, pipe: Pipeline[Any]
+) -> None:
+    """The routes that list and set what requests use: models, samplers, options."""
+
+    @router.get("/sd-models")
+    async def sd_models() -> Any:
+        """The baked models, titled as A1111 titles checkpoints."""
+        return list_models(ctx.manifests(), str(ctx.settings.models_dir))
+
+    @router.post("/refresh-checkpoints")
+    async def refresh_checkpoints() -> None:
+        """Read the models folder again."""
+        ctx.registry.refresh()
+
+    @router.get("/samplers")
+    async def samplers() -> Any:
+        """The sampler names ``sampler_name`` takes."""
+        return fmt.samplers()
+
+    @router.get("/schedulers")
+    async def schedulers() -> Any:
+        """The schedule types ``scheduler`` takes."""
+        return fmt.schedulers()
+
+    @router.get("/options")
+    async def get_options() -> Any:
+        """Every option A1111 knows; ``sd_model_checkpoint`` is the model requests use."""
+        return fmt.get_options(ctx.models())
+
+    @router.post("/options", openapi_extra=api.A1111_OPTIONS)
+    async def set_options(request: Request) -> None:
+        """Set options (kept for the endpoint, whichever worker runs a job);
+        ``sd_model_checkpoint`` switches the default model of every format."""
+        with pipe.refusals():
+            model = fmt.set_options(await pipe.read(request), ctx.manifests())
+        if model is not None:
+            ctx.registry.set_default(model)
+
+
+def _add_listings(router: APIRouter, ctx: FormatContext, pipe: Pipeline[Any]) -> None:
+    """What this server has, in A1111's shapes, and ``png-info``."""
+    library = LoraLibrary(ctx.settings.models_dir / "loras")
+    empty: dict[str, Any] = {
+        "/sd-vae": listings.sd_vae,
+        "/embeddings": listings.embeddings,
+        "/upscalers": listings.upscalers,
+        "/latent-upscale-modes": listings.latent_upscale_modes,
+        "/scripts": scripts.scripts,
+        "/script-info": scripts.script_info,
+        "/memory": listings.memory,
+        "/prompt-styles": listings.prompt_styles,
+        "/face-restorers": listings.face_restorers,
+        "/hypernetworks": listings.hypernetworks,
+        "/realesrgan-models": listings.realesrgan_models,
+    }
+    for path, answer_of in empty.items():
+        router.add_api_route(path, answer_of, methods=["GET"])
+
+    @router.get("/loras")
+    async def loras() -> Any:
+        """The baked LoRAs (``models_dir/loras``)."""
+        return listings.loras(library)
+
+    @router.post("/refresh-loras")
+    async def refresh_loras() -> None:
+        """LoRAs are read from the folder at each listing: nothing to do."""
+
+    @router.get("/cmd-flags")
+    async def cmd_flags() -> Any:
+        """A1111's command-line flags, as they describe this server."""
+        return listings.cmd_flags(ctx.settings)
+
+    @router.post("/png-info", openapi_extra=api.A1111_PNG_INFO)
+    async def pnginfo(request: Request) -> Any:
+        """The generation parameters in an image's ``parameters`` text chunk."""
+        with pipe.refusals():
+            return png_info(await pipe.read(request))

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdworker.core.errors import InvalidInput, ModelNotFound
 from sdworker.core.jobs import Failure
-from sdworker.formats.base import Decoded, Models, http_status
+from sdworker.formats.base import Decoded, Format, Models, http_status
 from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.openai.errors import error_body
 from sdworker.formats.openai.mask import native_mask
@@ -34,11 +34,6 @@ from sdworker.formats.openai.request import (
 )
 from sdworker.formats.validation import validate
 
-if TYPE_CHECKING:
-    from fastapi import APIRouter
-
-    from sdworker.formats.base import FormatContext
-
 #: native field → OpenAI's name, for failures of the native job
 NATIVE_TO_OPENAI: dict[str, str] = {
     "num_images": "n",
@@ -48,12 +43,12 @@ NATIVE_TO_OPENAI: dict[str, str] = {
 }
 
 
-class OpenAIFormat:
-    """The OpenAI Images API."""
+class OpenAIFormat(Format[ImagesRequest]):
+    """The OpenAI Images API: one synchronous call per request, JSON or multipart."""
 
     name = "openai"
     names: Mapping[str, str] = NATIVE_TO_OPENAI
-    media_type: str | None = None
+    forms = True
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[ImagesRequest]:
         """A body of the ``where["kind"]`` endpoint (``generations``, ``edits``,
@@ -119,11 +114,15 @@ class OpenAIFormat:
             code = failure.code
         return status, error_body(failure.message, status, param, code)
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """The Images API and the model list, under ``/v1`` and ``/v1/openai``."""
-        from sdworker.formats.openai.routes import openai_router
+    def wants_urls(self, decoded: Decoded[ImagesRequest]) -> bool:
+        """A ``url`` answer needs a fetchable URL for every image."""
+        return decoded.request.response_format == "url"
 
-        return openai_router(self, ctx)
+    def headers(
+        self, decoded: Decoded[ImagesRequest], outputs: list[dict[str, Any]]
+    ) -> dict[str, str]:
+        """``x-sdworker-seeds``: each image's seed, in order."""
+        return {SEEDS_HEADER: ",".join(str(o.get("seed")) for o in outputs)}
 
 
 def _edit_mask(parsed: EditBody, max_pixels: int) -> str:

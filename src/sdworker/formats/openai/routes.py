@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import base64
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from sdworker.core.errors import SdworkerError
-from sdworker.core.jobs import Failure, JobGateway, JobView
 from sdworker.core.manifest import MANIFEST_NAME
-from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
 from sdworker.formats import auth
-from sdworker.formats.base import Decoded, FormatContext, failure_of
-from sdworker.formats.http import is_form, outputs_of, read_form, read_json, wait_finished
+from sdworker.formats.base import FormatContext
 from sdworker.formats.modelref import unknown_model
-from sdworker.formats.openai import docs
+from sdworker.formats.openai import OPENAI, docs
 from sdworker.formats.openai.errors import error_body
-from sdworker.formats.openai.request import SEEDS_HEADER, ImagesRequest
-from sdworker.formats.web import FormatRoute, Refusal, refusal
-
-if TYPE_CHECKING:
-    from sdworker.formats.openai import OpenAIFormat
+from sdworker.formats.pipeline import Pipeline
+from sdworker.formats.web import FormatRoute, Refusal
 
 #: OpenAI's own base path, and DeepInfra's OpenAI-compatible one
 PREFIXES = ("/v1", "/v1/openai")
+KINDS = ("generations", "edits", "variations")
 OWNER = "sdworker"
 
 
-def openai_router(fmt: OpenAIFormat, ctx: FormatContext) -> APIRouter:
+def openai_router(ctx: FormatContext) -> APIRouter:
     """``POST {prefix}/images/{generations,edits,variations}``, ``GET {prefix}/models`` and
     ``GET {prefix}/models/{model}``. An images call waits for its job up to
     ``SDWORKER_DIALECT_WAIT_S`` and cancels it if it has not finished by then."""
@@ -48,97 +40,37 @@ def openai_router(fmt: OpenAIFormat, ctx: FormatContext) -> APIRouter:
         route_class=FormatRoute,
         dependencies=[Depends(auth.bearer(ctx.settings, denied))],
     )
-
-    async def images(request: Request, kind: str) -> JSONResponse:
-        try:
-            body = await _read(request, ctx)
-            decoded = fmt.decode(body, ctx.models(), kind=kind)
-        except SdworkerError as exc:
-            raise refusal(fmt, Failure.of(exc).renamed(fmt.names)) from None
-        gateway = ctx.gateway(request)
-        view = await gateway.submit(decoded.inputs[0])
-        finished = await wait_finished(gateway, view.id, ctx.wait_s)
-        if finished is not None and not finished.status.is_terminal():
-            await gateway.cancel(view.id)
-        failure = failure_of(finished, ctx.wait_s)
-        if failure is not None:
-            raise refusal(fmt, failure.renamed(fmt.names))
-        assert finished is not None  # failure_of says a job it cannot find has failed
-        return await _answer(fmt, decoded, gateway, finished, str(request.base_url))
-
+    pipe = Pipeline(OPENAI, ctx)
     for prefix in PREFIXES:
-        for kind in ("generations", "edits", "variations"):
+        suffix = prefix.replace("/", "_")
+        for kind in KINDS:
             router.add_api_route(
                 f"{prefix}/images/{kind}",
-                _endpoint(images, kind),
+                _images(pipe, kind),
                 methods=["POST"],
-                name=f"openai_{kind}{prefix.replace('/', '_')}",
+                name=f"openai_{kind}{suffix}",
                 summary=f"OpenAI images.{kind}",
                 openapi_extra=docs.BODIES[kind],
             )
         router.add_api_route(
-            f"{prefix}/models",
-            _models(ctx),
-            methods=["GET"],
-            name=f"openai_models{prefix.replace('/', '_')}",
+            f"{prefix}/models", _models(ctx), methods=["GET"], name=f"openai_models{suffix}"
         )
         router.add_api_route(
             f"{prefix}/models/{{model:path}}",
             _model(ctx),
             methods=["GET"],
-            name=f"openai_model{prefix.replace('/', '_')}",
+            name=f"openai_model{suffix}",
         )
     return router
 
 
-def _endpoint(images: Any, kind: str) -> Any:
-    async def endpoint(request: Request) -> JSONResponse:
-        return await images(request, kind)
+def _images(pipe: Pipeline[Any], kind: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        return await pipe(request, kind=kind)
 
     endpoint.__name__ = f"images_{kind}"
     endpoint.__doc__ = f"OpenAI's ``images.{kind}``: waits for the images."
     return endpoint
-
-
-async def _read(request: Request, ctx: FormatContext) -> Any:
-    """The JSON or multipart body; the ``openai`` package sends a list of images as
-    ``image[]``, which is ``image`` here (one image per edit)."""
-    if not is_form(request):
-        return await read_json(request, ctx.body_limit)
-    fields = await read_form(request, ctx.body_limit)
-    if "image[]" in fields and "image" not in fields:
-        fields["image"] = fields.pop("image[]")
-    return fields
-
-
-async def _answer(
-    fmt: OpenAIFormat,
-    decoded: Decoded[ImagesRequest],
-    gateway: JobGateway,
-    view: JobView,
-    base_url: str,
-) -> JSONResponse:
-    """The answer, with a fetchable URL for each image a ``url`` answer has inline."""
-    outputs = outputs_of(view)
-    if decoded.request.response_format == "url":
-        outputs = [await _with_url(gateway, view.id, i, o, base_url) for i, o in enumerate(outputs)]
-    seeds = ",".join(str(o.get("seed")) for o in outputs)
-    body = fmt.encode(decoded, outputs, view.execution_time_ms or 0)
-    return JSONResponse(body, headers={SEEDS_HEADER: seeds})
-
-
-async def _with_url(
-    gateway: JobGateway, job_id: str, index: int, out: dict[str, Any], base_url: str
-) -> dict[str, Any]:
-    """``out`` with its ``url``: the worker's upload, else a file the endpoint keeps as long
-    as the job's result, under the job's unguessable id."""
-    if out.get("url"):
-        return out
-    kind = str(out.get("format") or "png")
-    data = base64.b64decode(str(out.get("image") or ""))
-    name = f"{index}-{out.get('seed')}.{EXTENSIONS.get(kind, kind)}"
-    url = await gateway.store_file(job_id, name, data, CONTENT_TYPES.get(kind, "image/png"))
-    return {**out, "url": urljoin(base_url, url)}
 
 
 def _model_entry(name: str, created: int, root: str | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ one image, ``images_base64`` for several. Over HTTP a task is queued (202 with i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -18,7 +18,7 @@ from sdworker.core.aliases import how_to_alias
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
-from sdworker.formats.base import Decoded, FormatContext, Models, http_status
+from sdworker.formats.base import Decoded, Format, Models, Queued, http_status
 from sdworker.formats.modelref import resolve, strip_ref
 from sdworker.formats.validation import (
     FormatBody,
@@ -32,9 +32,6 @@ from sdworker.formats.validation import (
     refuse,
     validate,
 )
-
-if TYPE_CHECKING:
-    from fastapi import APIRouter
 
 #: pipeline class → what it needs: (image, mask_image)
 PIPELINES: dict[str, tuple[bool, bool]] = {
@@ -159,12 +156,13 @@ def _pipeline_problems(inputs: ModelInputs, pipeline: str | None) -> list[Proble
     return problems
 
 
-class SaladFormat:
-    """docker-diffusers-api (Salad Inference Endpoints)."""
+class SaladFormat(Format[SaladBody]):
+    """docker-diffusers-api (Salad Inference Endpoints): a task is queued and polled."""
 
     name = "salad"
     names: Mapping[str, str] = NATIVE_TO_SALAD
     media_type: str | None = "application/problem+json"
+    answers = "queued"
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[SaladBody]:
         """``{"modelInputs", "callInputs"}`` → one native input.
@@ -214,12 +212,9 @@ class SaladFormat:
         status = http_status(failure, client=400)
         return status, problem_details(status, failure.message, failure.problems)
 
-    def router(self, ctx: FormatContext) -> APIRouter:
-        """``POST`` a task, ``GET`` its result; auth by the ``Salad-Api-Key`` header."""
-        # imported here: worker processes read Salad envelopes without the web framework
-        from sdworker.formats.salad.routes import salad_router
-
-        return salad_router(self, ctx)
+    def accepted(self, decoded: Decoded[SaladBody], queued: Queued) -> tuple[int, Any]:
+        """202 ``{"requestId", "resultUrl"}``: the task is queued, its result is polled there."""
+        return 202, {"requestId": queued.job_id, "resultUrl": queued.status_url}
 
 
 def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> dict[str, Any]:
