@@ -54,7 +54,11 @@ def how_to_alias(name: str | None, baked: list[str]) -> str:
     )
 
 
-def unknown_model_message(name: str | None, baked: list[str]) -> str:
-    """The one message every format gives for a model name that is neither baked nor an alias."""
+def unknown_model_message(name: str | None, baked: list[str], *, named: bool = True) -> str:
+    """The one message for a model name that is neither baked nor an alias, wherever it is
+    found (the registry, the native input's rules, every request format): the baked names,
+    and how to make the name an alias. ``named=False`` leaves the name out, for a problem
+    that shows it as its value."""
+    subject = f"unknown model {name!r}" if named else "unknown model"
     names = ", ".join(baked) or "none (run `sdworker bake`)"
-    return f"unknown model {name!r}; baked models: {names}; {how_to_alias(name, baked)}"
+    return f"{subject}; baked models: {names}; {how_to_alias(name, baked)}"

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from sdworker.core import schedulers
-from sdworker.core.aliases import how_to_alias
+from sdworker.core.aliases import unknown_model_message
 from sdworker.core.compat import compat_problems
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.fieldtypes import LooseBool, Number, Text
@@ -263,9 +263,8 @@ def _cross_field(
     if name is None:
         problems.append(Problem("model", "no model given and no default model is baked", None))
     elif name not in models:
-        known = ", ".join(sorted(models)) or "none"
-        hint = how_to_alias(name, sorted(models))
-        problems.append(Problem("model", f"unknown model; baked models: {known}; {hint}", name))
+        rule = unknown_model_message(name, sorted(models), named=False)
+        problems.append(Problem("model", rule, name))
     else:
         facts = models[name]
 

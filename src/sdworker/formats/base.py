@@ -24,11 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
+from sdworker.core.aliases import unknown_model_message
+from sdworker.core.errors import ModelNotFound
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats.modelref import find_manifest
+from sdworker.formats.modelref import find_manifest, resolve
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -58,6 +60,21 @@ class Models:
     def manifest(self, name: str | None) -> Manifest | None:
         """The baked model called exactly ``name``, if it is known here."""
         return find_manifest(self.manifests or [], name)
+
+    def resolve(self, ref: str) -> str:
+        """The baked model ``ref`` names, in any of the ways :func:`.modelref.resolve` reads;
+        :class:`ModelNotFound` when none does. Where the models are not known here, ``ref``
+        passes through to the job's own validation."""
+        if self.manifests is None:
+            return ref
+        name = resolve(self.manifests, ref)
+        if name is None:
+            raise ModelNotFound(self.unknown_message(ref))
+        return name
+
+    def unknown_message(self, ref: str | None) -> str:
+        """The message for a model name no baked model answers to."""
+        return unknown_model_message(ref, [m.name for m in self.manifests or []])
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core.errors import InvalidInput, ModelNotFound
+from sdworker.core.errors import InvalidInput
 from sdworker.core.jobs import Failure
 from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.netguard import UrlRefused, check_url
@@ -28,7 +28,6 @@ from sdworker.core.settings import MAX_SIDE, MIN_SIDE
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.base import Decoded, Format, FormatContext, Models, Queued, http_status
-from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.pipeline import Pipeline
 from sdworker.formats.validation import (
     FormatBody,
@@ -152,10 +151,7 @@ class DeepInfraFormat(Format[DeepInfraBody]):
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[DeepInfraBody]:
         """DeepInfra fields → a native input for the model the URL names (``where``'s
         ``model``); the request keeps its ``webhook``."""
-        model = where.get("model", "")
-        name = resolve(models.manifests or [], model) if models.manifests is not None else model
-        if name is None:
-            raise ModelNotFound(unknown_model(models.manifests or [], model))
+        name = models.resolve(where.get("model", ""))
         parsed, problems = validate(DeepInfraBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)

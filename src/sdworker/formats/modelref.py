@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-from sdworker.core.aliases import unknown_model_message
 from sdworker.core.manifest import Manifest
 
 _TITLE = re.compile(r"^(?P<name>.*?)\s*\[(?P<hash>[0-9a-fA-F]{8,64})\]$")
@@ -54,12 +53,6 @@ def resolve(manifests: list[Manifest], ref: str) -> str | None:
         if source and (lowered == source.lower() or lowered == source.rsplit("/", 1)[-1].lower()):
             return manifest.name
     return None
-
-
-def unknown_model(manifests: list[Manifest], ref: str | None) -> str:
-    """The message for a model name no baked model answers to: the baked names, and how to
-    make the name an alias."""
-    return unknown_model_message(ref, [m.name for m in manifests])
 
 
 def find_manifest(manifests: list[Manifest], name: str | None) -> Manifest | None:

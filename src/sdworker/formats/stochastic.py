@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import field_validator
 
-from sdworker.core.errors import InvalidInput, ModelNotFound, Problem
+from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.jobs import Failure, JobGateway, Status
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
@@ -26,7 +26,6 @@ from sdworker.formats.base import (
     failure_of,
     http_status,
 )
-from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.pipeline import Pipeline, with_urls
 from sdworker.formats.validation import (
     FormatBody,
@@ -112,10 +111,7 @@ class StochasticFormat(Format[StochasticBody]):
         ``model``). With uploads on, the worker uploads and the S3 URL is the
         ``presigned_url``; otherwise the images come back inline and the endpoint serves them.
         """
-        model = where.get("model", "")
-        name = resolve(models.manifests or [], model) if models.manifests is not None else model
-        if name is None:
-            raise ModelNotFound(unknown_model(models.manifests or [], model))
+        name = models.resolve(where.get("model", ""))
         parsed, problems = validate(StochasticBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)

@@ -14,10 +14,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sdworker.core.errors import InvalidInput, ModelNotFound
+from sdworker.core.errors import InvalidInput
 from sdworker.core.jobs import Failure
 from sdworker.formats.base import Decoded, Format, Models, http_status
-from sdworker.formats.modelref import resolve, unknown_model
 from sdworker.formats.openai.errors import error_body
 from sdworker.formats.openai.mask import native_mask
 from sdworker.formats.openai.request import (
@@ -57,7 +56,8 @@ class OpenAIFormat(Format[ImagesRequest]):
         parsed, problems = validate(BODIES[kind], body)
         if problems or parsed is None:
             raise InvalidInput(problems)
-        model = self._model(parsed.model, models)
+        # no model: the default one
+        model = models.resolve(parsed.model) if parsed.model else None
         native = native_input(parsed, model, models.uploads)
         if isinstance(parsed, EditBody):
             native["image"] = parsed.image
@@ -67,16 +67,6 @@ class OpenAIFormat(Format[ImagesRequest]):
             native["image"] = parsed.image
             native["strength"] = parsed.strength or VARIATION_STRENGTH
         return Decoded([native], request_of(kind, parsed))
-
-    @staticmethod
-    def _model(given: str | None, models: Models) -> str | None:
-        """The baked model ``given`` names (None: the default model)."""
-        if not given or models.manifests is None:
-            return given or None
-        name = resolve(models.manifests, given)
-        if name is None:
-            raise ModelNotFound(unknown_model(models.manifests, given))
-        return name
 
     def encode(
         self, decoded: Decoded[ImagesRequest], outputs: list[dict[str, Any]], execution_ms: int

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from sdworker.core.manifest import MANIFEST_NAME
 from sdworker.formats import auth
 from sdworker.formats.base import FormatContext
-from sdworker.formats.modelref import unknown_model
 from sdworker.formats.openai import OPENAI, docs
 from sdworker.formats.openai.errors import error_body
 from sdworker.formats.pipeline import Pipeline
@@ -106,7 +105,7 @@ def _model(ctx: FormatContext) -> Any:
         for entry in _entries(ctx):
             if entry["id"] == model:
                 return JSONResponse(entry)
-        message = unknown_model(ctx.manifests(), model)
+        message = ctx.models().unknown_message(model)
         raise Refusal(404, error_body(message, 404, "model", "model_not_found"))
 
     return retrieve_model

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core.aliases import how_to_alias
+from sdworker.core.aliases import unknown_model_message
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
@@ -116,12 +116,8 @@ class CallInputs(FormatBody):
             return strip_ref(value)[0]
         name = resolve(manifests, value)
         if name is None:
-            names = [m.name for m in manifests]
-            raise refuse(
-                "unknown_model",
-                f"unknown model; baked models: {', '.join(names) or 'none'}; "
-                + how_to_alias(value, names),
-            )
+            rule = unknown_model_message(value, [m.name for m in manifests], named=False)
+            raise refuse("unknown_model", rule)
         return name
 
 
