@@ -1,9 +1,11 @@
-"""The job queue: lifecycle, retention, timeouts, stop signals and webhooks over :class:`JobStore`.
+"""The job queue: what the routes and the workers ask of the jobs, over :class:`JobStore`.
 
-It implements :class:`~sdworker.core.jobs.JobGateway` for the client routes and the
-job-take / job-done / job-stream / job-stop side for the ``runpod`` worker loop. Everything
-runs on one event loop, so each state change is a single synchronous store call with no
-``await`` in between: no two coroutines can interleave inside a transition.
+It is the :class:`~sdworker.core.jobs.JobGateway` of the client routes and the
+job-take / job-done / job-stream / job-stop side of the ``runpod`` worker loop, and it sweeps
+for expired results and TTLs, long runs and silent workers. The transitions themselves (and
+the stop signals, webhooks and wake-ups they set off) are its :class:`JobLifecycle`'s.
+Everything runs on one event loop, so each state change is a single synchronous store call
+with no ``await`` in between: no two coroutines can interleave inside a transition.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput, JobStateConflict
-from sdworker.core.jobs import JobView, Status
+from sdworker.core.jobs import JobGateway, JobView, Status
 from sdworker.core.settings import Settings
 from sdworker.server.auth import file_signature
 from sdworker.server.clock import Clock
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 _WORKER_SILENCE_S = 30.0
 
 
-class JobQueue(JobLifecycle):
+class JobQueue(JobGateway):
     """The durable queue behind every route; one per server."""
 
     def __init__(
@@ -46,11 +48,22 @@ class JobQueue(JobLifecycle):
         files: FileStore | None = None,
         public_url: str | None = None,
     ) -> None:
-        super().__init__(settings, store=store, clock=clock, webhooks=webhooks, files=files)
+        self.lifecycle = JobLifecycle(
+            settings, store=store, clock=clock, webhooks=webhooks, files=files
+        )
+        self.settings = settings
+        self.store = self.lifecycle.store
+        self.clock = self.lifecycle.clock
+        self.webhooks = self.lifecycle.webhooks
+        self.files = self.lifecycle.files
+        self.board = self.lifecycle.board
         #: prefixes file URLs; without it they are relative to the requesting client's base URL
         self.public_url = public_url.rstrip("/") if public_url else None
         #: set by the supervisor: stops a worker whose handler asked to be replaced
         self.on_retire: Callable[[str], None] | None = None
+        #: set by the supervisor: kills a worker that stopped answering (its jobs are requeued)
+        self.on_lost: Callable[[str], None] | None = None
+        self._retiring: set[str] = set()
         self._closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -59,13 +72,13 @@ class JobQueue(JobLifecycle):
     async def start(self) -> None:
         """Recover jobs a previous server left running, then sweep in the background."""
         for job in self.store.select("status = ?", [Status.IN_PROGRESS.value]):
-            self._lost(job, "the server stopped while the job was running")
+            self.lifecycle.lost(job, "the server stopped while the job was running")
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     def release_polls(self) -> None:
         """Answer every worker long-poll now, and later ones at once (the server is stopping)."""
         self._closing.set()
-        self._job_ready.set()
+        self.lifecycle.job_ready.set()
         self.board.wake_all()
 
     async def close(self) -> None:
@@ -77,6 +90,60 @@ class JobQueue(JobLifecycle):
                 await self._sweeper
         await self.webhooks.close()
         self.store.close()
+
+    def worker_gone(self, worker_id: str, reason: str) -> None:
+        """A worker process died: its jobs are retried once, then failed."""
+        self.board.forget(worker_id)
+        self._retiring.discard(worker_id)
+        held = self.store.select(
+            "status = ? AND worker_id = ?", [Status.IN_PROGRESS.value, worker_id]
+        )
+        for job in held:
+            self.lifecycle.lost(job, reason)
+
+    # -- time-based behaviour ---------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire results and TTLs, time out long runs. Called periodically; tests call it."""
+        now = self.clock.now()
+        for job in self.store.select("expires_at <= ?", [now]):
+            self.lifecycle.expire(job)
+        for job in self.store.select(
+            "status = ? AND timeout_at <= ?", [Status.IN_PROGRESS.value, now]
+        ):
+            limit_ms = round((job.timeout_at or now) * 1000 - (job.started_at or now) * 1000)
+            error = f"execution timeout exceeded ({limit_ms} ms)"
+            self.lifecycle.finish(job, Status.TIMED_OUT, error=error)
+        self._find_lost(now)
+
+    def _find_lost(self, now: float) -> None:
+        """A worker that holds a job and has not answered for ``worker_lost_s`` (no poll: the
+        SDK polls its stop channel even while a job runs) is lost: it is stopped for good and
+        its jobs are retried or failed, as if its process had died."""
+        limit = self.settings.worker_lost_s
+        if limit <= 0:
+            return
+        running = self.store.select("status = ?", [Status.IN_PROGRESS.value])
+        silent = {
+            job.worker_id: self.board.silent_for(job.worker_id, now, job.started_at or now)
+            for job in running
+            if job.worker_id is not None
+        }
+        for worker_id, seconds in silent.items():
+            if seconds > limit:
+                if self.on_lost is not None:
+                    self.on_lost(worker_id)
+                self.worker_gone(
+                    worker_id, f"worker {worker_id} did not answer for {seconds:.0f} s"
+                )
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception:  # a bad sweep must not stop the next one
+                log.exception("queue sweep failed")
 
     # -- the client side (JobGateway) -------------------------------------------------------
 
@@ -110,38 +177,38 @@ class JobQueue(JobLifecycle):
             sync=sync,
         )
         self.store.insert(job)
-        self._job_ready.set()
+        self.lifecycle.job_ready.set()
         return job.view()
 
     async def get(self, job_id: str) -> JobView | None:
-        job = self._live(job_id)
+        job = self.lifecycle.live(job_id)
         return job.view() if job else None
 
     async def wait(self, job_id: str, timeout_s: float) -> JobView | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            job = self._live(job_id)
+            job = self.lifecycle.live(job_id)
             if job is None or job.status.is_terminal():
                 return job.view() if job else None
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return job.view()
-            event = self._finished.setdefault(job_id, asyncio.Event())
+            event = self.lifecycle.finished(job_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), remaining)
 
     async def cancel(self, job_id: str) -> JobView | None:
-        job = self._live(job_id)
+        job = self.lifecycle.live(job_id)
         if job is None or job.status.is_terminal():
             return job.view() if job else None
-        self._finish(job, Status.CANCELLED)
+        self.lifecycle.finish(job, Status.CANCELLED)
         return await self.get(job_id)
 
     async def interrupt(self, job_id: str) -> JobView | None:
         """Cancel a queued job; ask a running one to stop early and end COMPLETED with what
         it made (the worker's interrupt listener hears it; see :meth:`interrupt_signals`)."""
-        job = self._live(job_id)
+        job = self.lifecycle.live(job_id)
         if job is None or job.status.is_terminal():
             return job.view() if job else None
         if job.status is Status.IN_QUEUE:
@@ -152,7 +219,7 @@ class JobQueue(JobLifecycle):
 
     async def retry(self, job_id: str) -> JobView | None:
         """Send a FAILED or TIMED_OUT job back to the queue under the same id."""
-        job = self._live(job_id)
+        job = self.lifecycle.live(job_id)
         if job is None:
             return None
         if job.status not in (Status.FAILED, Status.TIMED_OUT):
@@ -164,19 +231,19 @@ class JobQueue(JobLifecycle):
         ttl_s = job.policy["ttl"] / 1000.0 if "ttl" in job.policy else self.settings.job_ttl_s
         self.store.update(job_id, attempts=0, expires_at=now + ttl_s)
         self.store.incr("retried")
-        self._job_ready.set()
+        self.lifecycle.job_ready.set()
         return await self.get(job_id)
 
     async def purge(self) -> int:
         """Drop every queued job; running ones are untouched."""
         ids = self.store.purge_queued()
         for job_id in ids:
-            self._notify(job_id)
+            self.lifecycle.notify(job_id)
         return len(ids)
 
     async def stream(self, job_id: str) -> tuple[JobView, list[Any]] | None:
         """The job and the stream chunks produced since the last call."""
-        job = self._live(job_id)
+        job = self.lifecycle.live(job_id)
         if job is None:
             return None
         return job.view(), self.store.take_chunks(job_id)
@@ -235,19 +302,19 @@ class JobQueue(JobLifecycle):
         deadline = loop.time() + wait_s
         while not self._closing.is_set() and worker_id not in self._retiring:
             self.worker_seen(worker_id)
-            self._job_ready.clear()
+            self.lifecycle.job_ready.clear()
             jobs = self.store.claim(
                 worker_id, count, self.clock.now(), self.settings.execution_timeout_s
             )
             if jobs:
                 # there may be more: let the next waiting worker look too
-                self._job_ready.set()
+                self.lifecycle.job_ready.set()
                 return [job.as_task() for job in jobs]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._job_ready.wait(), remaining)
+                await asyncio.wait_for(self.lifecycle.job_ready.wait(), remaining)
         return []
 
     async def report(
@@ -260,7 +327,7 @@ class JobQueue(JobLifecycle):
         """
         if payload.get("status") != Status.IN_PROGRESS.value:
             self.board.settle(worker_id, job_id)  # the worker is done with it, whatever it was
-        job = self._held(job_id, worker_id)
+        job = self.lifecycle.held(job_id, worker_id)
         if job is not None:
             self._record(job, payload, is_stream=is_stream)
         if payload.get("stopPod"):
@@ -273,12 +340,12 @@ class JobQueue(JobLifecycle):
         if payload.get("error"):
             # the output of a failed job carries the failure as data (code, problems)
             error = _error_text(payload["error"])
-            self._finish(job, Status.FAILED, error=error, output=payload.get("output"))
+            self.lifecycle.finish(job, Status.FAILED, error=error, output=payload.get("output"))
             return
         output = payload.get("output")
         if is_stream and not output:
             output = [chunk.get("output") for chunk in self.store.all_chunks(job.id)]
-        self._finish(job, Status.COMPLETED, output=output)
+        self.lifecycle.finish(job, Status.COMPLETED, output=output)
 
     def _retire(self, worker_id: str) -> None:
         """Give the worker no more jobs, answer its long polls now, and have it stopped."""
@@ -290,12 +357,12 @@ class JobQueue(JobLifecycle):
             return
         log.info("worker %s asked to be replaced after its job", worker_id)
         self._retiring.add(worker_id)
-        self._job_ready.set()
+        self.lifecycle.job_ready.set()
         self.board.wake(worker_id)
         self.on_retire(worker_id)
 
     async def stream_chunk(self, job_id: str, worker_id: str, payload: dict[str, Any]) -> None:
-        if self._held(job_id, worker_id) is not None:
+        if self.lifecycle.held(job_id, worker_id) is not None:
             self.store.add_chunk(job_id, payload)
 
     async def stop_signals(self, worker_id: str, wait_s: float) -> list[str]:
@@ -353,10 +420,10 @@ class JobQueue(JobLifecycle):
         """A job-done the server cannot read: the job fails with ``reason`` rather than wait
         for a result that will never come in a readable form."""
         self.board.settle(worker_id, job_id)
-        job = self._held(job_id, worker_id)
+        job = self.lifecycle.held(job_id, worker_id)
         if job is not None:
             log.warning("job %s: unreadable result from %s: %s", job_id, worker_id, reason)
-            self._finish(
+            self.lifecycle.finish(
                 job, Status.FAILED, error=f"the worker's result could not be read: {reason}"
             )
 
