@@ -49,7 +49,8 @@ def _resnet_tail(tail: str) -> str:
     return f"{_UNET_RESNET.get(layer, layer)}.{param}"
 
 
-def unet_key(key: str, layers_per_block: int, up_blocks_with_attention: set[int]) -> str:
+# one rule per kind of block, tried in turn: a flat table, however many branches it counts
+def unet_key(key: str, layers_per_block: int, up_blocks_with_attention: set[int]) -> str:  # noqa: C901
     """The original name of one diffusers UNet parameter (without the ``model.diffusion_model.``)."""
     per = layers_per_block + 1
     for new, old in _UNET_FIXED.items():

@@ -242,7 +242,8 @@ def _with_hires(request: Request) -> Request:
     return replace(request, hires_size=size, hires_scheduler=spec)
 
 
-def _cross_field(
+# the cross-field rules, listed in turn until they move to one place of their own
+def _cross_field(  # noqa: C901
     data: dict[str, Any],
     models: dict[str, ModelFacts],
     default_model: str | None,

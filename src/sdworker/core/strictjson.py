@@ -74,25 +74,40 @@ def find(value: Any, root: str = "output", max_depth: int = MAX_DEPTH) -> tuple[
         path = where or "body"
         if depth > max_depth:
             return path, f"nested deeper than {max_depth} levels"
-        if isinstance(item, _Refused):
-            return path, f"{item.text} is not JSON"
-        if isinstance(item, float) and not math.isfinite(item):
-            return path, f"{item!r} is not JSON"
-        if isinstance(item, str):
-            if _lone_surrogate(item):
-                return path, "a lone surrogate (unpaired \\ud800-\\udfff) is not JSON text"
-        elif isinstance(item, dict):
+        reason = _refusal(item)
+        if reason is not None:
+            return path, reason
+        if isinstance(item, dict):
             for key, child in reversed(list(item.items())):
-                if not isinstance(key, str):
-                    return path, f"key {key!r} is not a string"
-                if _lone_surrogate(key):
-                    return path, "a key holds a lone surrogate, which is not JSON text"
+                reason = _key_refusal(key)
+                if reason is not None:
+                    return path, reason
                 stack.append((f"{where}.{key}" if where else key, child, depth + 1))
         elif isinstance(item, (list, tuple)):
             for index in reversed(range(len(item))):
                 stack.append((f"{path}[{index}]", item[index], depth + 1))
-        elif item is not None and not isinstance(item, (bool, int, float)):
-            return path, f"a {type(item).__name__} is not JSON"
+    return None
+
+
+def _refusal(item: Any) -> str | None:
+    """Why ``item`` itself (not what it contains) cannot be strict JSON, or None."""
+    if isinstance(item, _Refused):
+        return f"{item.text} is not JSON"
+    if isinstance(item, float) and not math.isfinite(item):
+        return f"{item!r} is not JSON"
+    if isinstance(item, str) and _lone_surrogate(item):
+        return "a lone surrogate (unpaired \\ud800-\\udfff) is not JSON text"
+    if item is None or isinstance(item, (str, bool, int, float, dict, list, tuple)):
+        return None
+    return f"a {type(item).__name__} is not JSON"
+
+
+def _key_refusal(key: Any) -> str | None:
+    """Why ``key`` cannot be a key of a strict JSON object, or None."""
+    if not isinstance(key, str):
+        return f"key {key!r} is not a string"
+    if _lone_surrogate(key):
+        return "a key holds a lone surrogate, which is not JSON text"
     return None
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import field_validator
 
 from sdworker.core.errors import InvalidInput, Problem
-from sdworker.core.jobs import Failure, JobGateway, Status
+from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.base import (
@@ -179,27 +179,41 @@ def error_body(message: str, problems: tuple[Problem, ...] | list[Problem] = ())
 STOCHASTIC = StochasticFormat()
 
 
-def stochastic_router(ctx: FormatContext, urls: dict[str, list[str]] | None = None) -> APIRouter:
-    """Submit and poll; auth by the ``apiKey`` header.
+class ImageUrls:
+    """Each finished job's image URLs, made once and then reused (``urls``: job id → its
+    URLs). Entries of jobs the queue has forgotten are dropped at each submit, so it holds no
+    more than the jobs the queue still keeps."""
 
-    Image URLs are made once per job and then reused: ``urls`` (job id → its image URLs)
-    is the cache; each submit drops the entries of jobs the queue has forgotten, so it holds
-    no more than the jobs the queue still keeps."""
-    cache: dict[str, list[str]] = {} if urls is None else urls
+    def __init__(self, urls: dict[str, list[str]] | None = None) -> None:
+        self.urls: dict[str, list[str]] = {} if urls is None else urls
+
+    async def prune(self, gateway: JobGateway) -> None:
+        """Forget the jobs the queue no longer keeps."""
+        for job_id in list(self.urls):
+            if await gateway.get(job_id) is None:
+                self.urls.pop(job_id, None)
+
+    async def of(self, gateway: JobGateway, view: JobView, base_url: str) -> list[str]:
+        """The finished job's image URLs (its files stored the first time)."""
+        if view.id not in self.urls:
+            outputs = await with_urls(gateway, view, base_url)
+            self.urls[view.id] = [str(o["url"]) for o in outputs]
+        return self.urls[view.id]
+
+
+def stochastic_router(ctx: FormatContext, urls: dict[str, list[str]] | None = None) -> APIRouter:
+    """Submit and poll; auth by the ``apiKey`` header. ``urls`` holds the image URLs made
+    for finished jobs (see :class:`ImageUrls`)."""
+    images = ImageUrls(urls)
     denied = Refusal(401, error_body("missing or wrong apiKey header"))
     check = auth.header_or_bearer(ctx.settings, "apiKey", denied)
     router = APIRouter(tags=["Stochastic"], route_class=FormatRoute, dependencies=[Depends(check)])
     pipe = Pipeline(STOCHASTIC, ctx)
 
-    async def prune(gateway: JobGateway) -> None:
-        for job_id in list(cache):
-            if await gateway.get(job_id) is None:
-                cache.pop(job_id, None)
-
     @router.post(SUBMIT, openapi_extra=api.STOCHASTIC_SUBMIT)
     async def submit(request: Request, model: str) -> Response:
         """Queue a request: ``{"success", "data": {"id", "responseUrl", "queuePosition"}}``."""
-        await prune(ctx.gateway(request))
+        await images.prune(ctx.gateway(request))
 
         def result_url(job_id: str) -> str:
             return str(request.url_for("stochastic_result", job_id=job_id))
@@ -212,13 +226,11 @@ def stochastic_router(ctx: FormatContext, urls: dict[str, list[str]] | None = No
         gateway = ctx.gateway(request)
         view = await gateway.get(job_id)
         if view is None:
-            cache.pop(job_id, None)
+            images.urls.pop(job_id, None)
             raise pipe.not_found(job_id)
         if view.status is Status.COMPLETED:
-            if job_id not in cache:
-                outputs = await with_urls(gateway, view, str(request.base_url))
-                cache[job_id] = [str(o["url"]) for o in outputs]
-            return JSONResponse(result(job_id, view.status, cache[job_id]))
+            found = await images.of(gateway, view, str(request.base_url))
+            return JSONResponse(result(job_id, view.status, found))
         failure = failure_of(view, ctx.wait_s)
         if view.status.is_terminal() and failure is not None:
             raise pipe.refuse(failure.renamed(STOCHASTIC.names))

@@ -69,7 +69,8 @@ _PLAIN = re.compile(r"[^\\()\[\]:]+|:")
 Fragments = list[tuple[str, float]]
 
 
-def parse_weights(text: str) -> Fragments:
+# a tokenizer: one branch per kind of token, each a few lines; split up, it would not read
+def parse_weights(text: str) -> Fragments:  # noqa: C901
     """Split a prompt into ``(text, weight)`` fragments; neighbours of equal weight merged.
 
     Understands AUTOMATIC1111's attention syntax (``(a:1.3)``, ``(a)``, ``[a]``, nesting

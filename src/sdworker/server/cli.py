@@ -108,14 +108,8 @@ def _registry(settings: Settings) -> ModelRegistry | None:
     return registry
 
 
-def serve_command(argv: list[str]) -> int:
-    """Run the endpoint until interrupted; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(f"sdworker serve: {exc}", file=sys.stderr)
-        return 2
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings the command line gives (over the environment's)."""
     overrides: dict[str, object] = {}
     if args.workers is not None:
         overrides["workers"] = args.workers
@@ -125,7 +119,18 @@ def serve_command(argv: list[str]) -> int:
         overrides["endpoint_id"] = args.endpoint_id
     if args.state_dir is not None:
         overrides["state_dir"] = args.state_dir
-    settings = settings.with_(**overrides)
+    return overrides
+
+
+def serve_command(argv: list[str]) -> int:
+    """Run the endpoint until interrupted; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"sdworker serve: {exc}", file=sys.stderr)
+        return 2
+    settings = settings.with_(**_overrides(args))
 
     if not is_loopback(args.host) and not settings.api_key:
         print(
