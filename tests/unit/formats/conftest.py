@@ -1,13 +1,16 @@
-"""Fakes shared by the request-format unit tests: a sampler catalog, manifests, a model registry,
-an in-memory queue."""
+"""What the request-format unit tests share: the sampler catalog, manifests, a model registry,
+an in-memory queue (a fake, held to the real queue by ``test_gateway_contract.py``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import io
 import tempfile
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,39 +19,19 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput
-from sdworker.core.jobs import Failure, JobView, Status
+from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats.a1111 import SamplerCatalog
-
-SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "Euler a", "Euler", "LMS", "Heun", "DDIM", "UniPC"]
-SCHEDULERS = ["Automatic", "Uniform", "Karras", "Exponential"]
-
-
-def fake_normalise(sampler: str, scheduler: str | None) -> str:
-    """sdworker.core.schedulers' rule in miniature: a sampler, optionally with a schedule type folded in."""
-    lowered = {s.lower(): s for s in SAMPLERS}
-    name = sampler.strip()
-    for sched in SCHEDULERS[1:]:
-        if name.lower().endswith(" " + sched.lower()):
-            base = name[: -len(sched) - 1]
-            if base.lower() in lowered:
-                return f"{lowered[base.lower()]} {sched}"
-    if name.lower() not in lowered:
-        raise InvalidInput.one("scheduler", "unknown", sampler)
-    if scheduler is None or scheduler.lower() == "automatic":
-        return lowered[name.lower()]
-    match = [s for s in SCHEDULERS if s.lower() == scheduler.lower()]
-    if not match:
-        raise InvalidInput.one("scheduler", "unknown", scheduler)
-    return f"{lowered[name.lower()]} {match[0]}"
+from sdworker.formats.a1111 import SamplerCatalog, default_catalog
 
 
 @pytest.fixture
 def catalog() -> SamplerCatalog:
-    return SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
+    """The real catalog (``sdworker.core.schedulers``' names and rules): pure code, no fake."""
+    return default_catalog()
 
 
 def make_manifest(name: str, sha: str = "", source: str = "") -> Manifest:
@@ -102,8 +85,10 @@ def fake_run(job: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-class FakeGateway:
-    """An in-memory :class:`JobGateway`; with ``auto`` a job finishes when first looked at."""
+class FakeGateway(JobGateway):
+    """An in-memory :class:`JobGateway` that behaves as the real queue does (held to it by
+    ``test_gateway_contract.py``, and to its interface by mypy); with ``auto`` a job finishes
+    when first looked at, by ``run``."""
 
     def __init__(
         self, run: Callable[[dict[str, Any]], list[dict[str, Any]]] = fake_run, auto: bool = True
@@ -113,8 +98,16 @@ class FakeGateway:
         self.jobs: dict[str, JobView] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
         self.cancelled: list[str] = []
+        #: running jobs asked to stop early (a real worker would end them COMPLETED)
+        self.interrupted: list[str] = []
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    def start(self, job_id: str) -> None:
+        """A worker takes the job."""
+        self.jobs[job_id].status = Status.IN_PROGRESS
 
     def finish(self, job_id: str) -> None:
+        """The job runs (``run``) and ends COMPLETED, or FAILED with its failure as data."""
         view = self.jobs[job_id]
         if view.status.is_terminal():
             return
@@ -128,6 +121,18 @@ class FakeGateway:
             view.error = output.pop("error")
             view.output = output
             view.status = Status.FAILED
+        self._notify(job_id)
+
+    def _notify(self, job_id: str) -> None:
+        # a test may finish a job from its own thread while a route waits on the client's loop
+        for loop, event in list(self._waiters.get(job_id, [])):
+            with contextlib.suppress(RuntimeError):  # that loop is gone: no one waits there
+                loop.call_soon_threadsafe(event.set)
+
+    def _view(self, job_id: str) -> JobView | None:
+        """The job as it is now: a copy, as the queue hands out (no caller sees it change)."""
+        view = self.jobs.get(job_id)
+        return replace(view) if view is not None else None
 
     async def submit(
         self,
@@ -137,28 +142,49 @@ class FakeGateway:
         policy: dict[str, Any] | None = None,
         sync: bool = False,
     ) -> JobView:
+        found = strictjson.find(job_input, "input")
+        if found is not None:
+            raise InvalidInput.one(found[0], found[1], has_value=False)
         view = JobView(id=uuid.uuid4().hex, status=Status.IN_QUEUE, input=job_input)
         self.jobs[view.id] = view
-        return view
+        return replace(view)
 
     async def get(self, job_id: str) -> JobView | None:
         if job_id in self.jobs and self.auto:
             self.finish(job_id)
-        return self.jobs.get(job_id)
+        return self._view(job_id)
 
     async def wait(self, job_id: str, timeout_s: float) -> JobView | None:
-        return await self.get(job_id)
+        view = await self.get(job_id)
+        if view is None or view.status.is_terminal():
+            return view
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        waiters = self._waiters.setdefault(job_id, [])
+        waiters.append(waiter)
+        try:
+            if not self.jobs[job_id].status.is_terminal():  # it may have ended meanwhile
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter[1].wait(), timeout_s)
+        finally:
+            waiters.remove(waiter)
+        return self._view(job_id)
 
     async def cancel(self, job_id: str) -> JobView | None:
         view = self.jobs.get(job_id)
         if view is not None and not view.status.is_terminal():
             view.status = Status.CANCELLED
             self.cancelled.append(job_id)
-        return view
+            self._notify(job_id)
+        return self._view(job_id)
 
     async def interrupt(self, job_id: str) -> JobView | None:
-        """Nothing runs here: a job not yet finished is cancelled, as the queue does a queued one."""
-        return await self.cancel(job_id)
+        """A queued job is cancelled; a running one is asked to stop (and runs on for now)."""
+        view = self.jobs.get(job_id)
+        if view is not None and view.status is Status.IN_QUEUE:
+            return await self.cancel(job_id)
+        if view is not None and view.status is Status.IN_PROGRESS:
+            self.interrupted.append(job_id)
+        return self._view(job_id)
 
     async def queue_position(self, job_id: str) -> int | None:
         queued = [j for j, v in self.jobs.items() if v.status is Status.IN_QUEUE]
@@ -194,7 +220,7 @@ def make_client(
     if body_limit is not None:
         settings = settings.with_(runsync_body_limit_bytes=body_limit)
     ctx = FormatContext(registry, settings, lambda request: gateway)
-    cat = catalog or SamplerCatalog(SAMPLERS, SCHEDULERS, fake_normalise)
+    cat = catalog or default_catalog()
     app = FastAPI()
     for router in format_routers(ctx, A1111Format(catalog=lambda: cat)):
         app.include_router(router)
