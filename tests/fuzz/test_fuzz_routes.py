@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdworker.core.manifest import Manifest
@@ -23,7 +22,7 @@ from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
 from sdworker.formats.registry import routers
 from sdworker.server.app import create_app
-from tests.fuzz.conftest import fuzz_seed
+from tests.fuzz.conftest import EXAMPLES, fuzz_seed
 from tests.fuzz.strategies import json_values, native_inputs
 
 JSON_ROUTES = [
@@ -165,5 +164,17 @@ def test_deep_nesting_and_oversize_bodies(client: TestClient) -> None:
     still_up(client)
 
 
-def test_fuzzed_bodies_leave_the_endpoint_up(client: TestClient, tmp_path: Path) -> None:
+@fuzz_seed
+@settings(max_examples=max(1, EXAMPLES // 4))  # each example posts to every route, twice
+@given(value=json_values, raw=st.binary(max_size=256))
+def test_fuzzed_bodies_leave_the_endpoint_up(client: TestClient, value: Any, raw: bytes) -> None:
+    """After a generated body on every route, the endpoint still serves the next client: it
+    answers its health check, and a good job is queued and read back."""
+    for route in JSON_ROUTES:
+        client.post(route, content=body_text(value), headers={"Content-Type": "application/json"})
+        client.post(route, content=raw, headers={"Content-Type": "multipart/form-data; boundary=x"})
     still_up(client)
+    job = client.post("/v2/local/run", json={"input": {"prompt": "the next client"}})
+    assert job.status_code == 200, job.text
+    status = client.get(f"/v2/local/status/{job.json()['id']}")
+    assert status.status_code == 200 and status.json()["status"] == "IN_QUEUE", status.text
