@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SDWORKER_MODELS_DIR ?= models
 
-.PHONY: run test lint setup wheel-smoke clean
+.PHONY: run test test-without-torch lint setup wheel-smoke clean
 
 ## run: set up, bake the offline tiny model, generate test_input.json's images into outputs/
 run: $(STAMP)
@@ -14,6 +14,10 @@ run: $(STAMP)
 ## test: set up and run the whole test suite
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## test-without-torch: the unit tests not marked torch, with torch hidden (they must not need it)
+test-without-torch: $(STAMP)
+	PYTHONPATH=tests/without_torch $(BIN)/python -m pytest -q -m "not torch" tests/unit
 
 ## wheel-smoke: build the wheel, install it in a new venv, bake, generate and serve from an empty folder
 wheel-smoke: $(STAMP)

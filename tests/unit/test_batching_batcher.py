@@ -12,7 +12,6 @@ import pytest
 
 from sdworker.core.schema import ModelFacts, parse_input
 from sdworker.core.settings import Settings
-from sdworker.gpu.generate import batch_key
 from sdworker.runpod.batcher import Batcher, Entry
 
 
@@ -199,12 +198,15 @@ FACTS = {"m": ModelFacts("m", 512, 512), "n": ModelFacts("n", 512, 512)}
 
 
 def key_of(**fields: Any) -> Hashable | None:
+    from sdworker.gpu.generate import batch_key  # the GPU side's module: torch
+
     raw = {"prompt": "p", "seed": 1, **fields}
     return batch_key(
         parse_input(raw, models=FACTS, default_model="m", max_pixels=2048**2, loras=["l"])
     )
 
 
+@pytest.mark.torch
 def test_batch_key_ignores_prompt_seed_and_output_but_not_the_settings() -> None:
     base = key_of()
     assert base is not None
@@ -225,6 +227,7 @@ def test_batch_key_ignores_prompt_seed_and_output_but_not_the_settings() -> None
     assert key_of(scheduler="Euler a") == key_of(scheduler="EulerAncestralDiscreteScheduler")
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(
     "fields",
     [

@@ -153,12 +153,14 @@ def test_guess_family(shapes: dict[str, tuple[int, ...]], family: str | None) ->
 
 
 def _write_lora(path: Path, width: int = 8) -> None:
+    """A LoRA file (safetensors' torch writer: the tests that call this carry the marker)."""
     import torch
     from safetensors.torch import save_file
 
     save_file({"unet.a.attn2.to_k.lora_A.weight": torch.ones(4, width)}, str(path))
 
 
+@pytest.mark.torch
 def test_library_reads_a_file_once_while_it_is_cached(tmp_path: Path) -> None:
     for name in ("a", "b", "c"):
         _write_lora(tmp_path / f"{name}.safetensors")
@@ -172,6 +174,7 @@ def test_library_reads_a_file_once_while_it_is_cached(tmp_path: Path) -> None:
     assert library.disk_reads == 4
 
 
+@pytest.mark.torch
 def test_library_rereads_a_file_baked_again(tmp_path: Path) -> None:
     path = tmp_path / "a.safetensors"
     _write_lora(path)
@@ -182,6 +185,7 @@ def test_library_rereads_a_file_baked_again(tmp_path: Path) -> None:
     assert library.disk_reads == 2
 
 
+@pytest.mark.torch
 def test_library_family_prefers_what_the_bake_recorded(tmp_path: Path) -> None:
     _write_lora(tmp_path / "a.safetensors", width=768)
     assert LoraLibrary(tmp_path).family("a") == "sd1"
@@ -194,6 +198,7 @@ def test_library_names_a_missing_lora(tmp_path: Path) -> None:
         LoraLibrary(tmp_path).tensors("nope")
 
 
+@pytest.mark.torch
 def test_bake_records_the_family_guess(tmp_path: Path) -> None:
     from sdworker.builder.loras import bake_loras
 

@@ -148,6 +148,7 @@ def test_the_unknown_model_message_lists_models_and_the_fix(tmp_path: Path) -> N
     assert message == unknown_model_message("stable-diffusion-2", ["sd21"])
 
 
+@pytest.mark.torch  # baking the tiny model
 def test_bake_alias_is_recorded_in_the_manifest(tmp_path: Path) -> None:
     from sdworker.builder.cli import bake_command
 

@@ -1,6 +1,8 @@
 """The pipeline cache: eviction (least recently used first, never a model in use) and its
 locking (a load never blocks requests for models already loaded; one load per model)."""
 
+# ruff: noqa: E402 -- nothing here imports without torch: the module is skipped first
+
 from __future__ import annotations
 
 import threading
@@ -9,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 from sdworker.core.errors import ModelDamaged, OutOfMemory
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelInfo
 from sdworker.core.settings import Settings
 from sdworker.gpu.pipelines import LoadedModel, PipelineCache
+
+pytestmark = pytest.mark.torch
 
 MB = 1024**2
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdworker.gpu.prompts import parse_weights
+pytestmark = pytest.mark.torch  # the parser lives in the module that encodes prompts
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,12 @@ from sdworker.gpu.prompts import parse_weights
     ],
 )
 def test_parse_weights(prompt: str, fragments: list[tuple[str, float]]) -> None:
+    from sdworker.gpu.prompts import parse_weights
+
     assert parse_weights(prompt) == fragments
 
 
 def test_weights_cancel_out_exactly() -> None:
+    from sdworker.gpu.prompts import parse_weights
+
     assert parse_weights("[(x)]") == [("x", 1.0)]

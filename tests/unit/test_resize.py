@@ -10,7 +10,6 @@ import pytest
 from sdworker.core.errors import InvalidInput
 from sdworker.core.resize import hires_infotext, hires_size, upscale_size
 from sdworker.core.schema import ModelFacts, Request, parse_input
-from sdworker.gpu.generate import batch_key
 
 MODELS = {"tiny": ModelFacts("tiny", 512, 512), "xl": ModelFacts("xl", 1024, 1024, "sdxl")}
 
@@ -126,7 +125,10 @@ def test_upscale_rules() -> None:
     assert found["upscale.upscaler"] == "must be one of 'lanczos' or 'nearest'"
 
 
+@pytest.mark.torch
 def test_hires_jobs_batch_only_with_the_same_hires_pass() -> None:
+    from sdworker.gpu.generate import batch_key  # the GPU side's module: torch
+
     def key(**hires: Any) -> Any:
         return batch_key(parse({"prompt": "x", "width": 256, "height": 256, "hires": hires}))
 

@@ -12,6 +12,8 @@ import pytest
 from sdworker.core import schedulers
 from sdworker.gpu.derive import build_scheduler
 
+pytestmark = pytest.mark.torch  # diffusers builds the schedulers
+
 CONFIG = Path(__file__).resolve().parents[2] / "src/sdworker/builder/configs/sd1/scheduler"
 
 
