@@ -13,7 +13,6 @@ and has no effect (no watermark is ever added).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -145,7 +144,7 @@ class DeepInfraFormat(Format[DeepInfraBody]):
     POSTed to the request's ``webhook``."""
 
     name = "deepinfra"
-    names: Mapping[str, str] = NATIVE_TO_DEEPINFRA
+    names = NATIVE_TO_DEEPINFRA
     forms = True
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[DeepInfraBody]:

@@ -6,7 +6,6 @@ upload, else a file the local endpoint serves (the route stores each image once 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -103,7 +102,7 @@ class StochasticFormat(Format[StochasticBody]):
     """The Stochastic model API: a request is queued and polled at its ``responseUrl``."""
 
     name = "stochastic"
-    names: Mapping[str, str] = NATIVE_TO_STOCHASTIC
+    names = NATIVE_TO_STOCHASTIC
     answers = "queued"
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[StochasticBody]:

@@ -9,7 +9,7 @@ A1111's ``{"images", "parameters", "info"}``. The extras upscale is a format obj
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sdworker.core.jobs import Failure
@@ -64,8 +64,7 @@ class A1111Format(Format[A1111Request]):
     ``catalog`` gives the sampler names, read at each call."""
 
     name = "a1111"
-    names: Mapping[str, str] = NATIVE_TO_A1111
-    media_type: str | None = None
+    names = NATIVE_TO_A1111
 
     def __init__(
         self,

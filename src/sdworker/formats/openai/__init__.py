@@ -11,7 +11,6 @@ names (a native ``width`` problem is one of ``size``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from sdworker.core.errors import InvalidInput
@@ -46,7 +45,7 @@ class OpenAIFormat(Format[ImagesRequest]):
     """The OpenAI Images API: one synchronous call per request, JSON or multipart."""
 
     name = "openai"
-    names: Mapping[str, str] = NATIVE_TO_OPENAI
+    names = NATIVE_TO_OPENAI
     forms = True
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[ImagesRequest]:

@@ -9,7 +9,6 @@ one image, ``images_base64`` for several. Over HTTP a task is queued (202 with i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -156,8 +155,8 @@ class SaladFormat(Format[SaladBody]):
     """docker-diffusers-api (Salad Inference Endpoints): a task is queued and polled."""
 
     name = "salad"
-    names: Mapping[str, str] = NATIVE_TO_SALAD
-    media_type: str | None = "application/problem+json"
+    names = NATIVE_TO_SALAD
+    media_type = "application/problem+json"
     answers = "queued"
 
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[SaladBody]:
