@@ -77,6 +77,12 @@ class Models:
         return unknown_model_message(ref, [m.name for m in self.manifests or []])
 
 
+#: how the endpoint answers a format's calls: ``sync`` waits for the jobs and answers with
+#: :meth:`Format.encode`; ``queued`` answers at once with :meth:`Format.accepted`, and the
+#: format's status route reports the result
+Answers = Literal["sync", "queued"]
+
+
 @dataclass
 class Decoded(Generic[R]):
     """A request the format read: the native inputs to run in turn, and its own reading."""
@@ -85,8 +91,20 @@ class Decoded(Generic[R]):
     request: R
     #: where to POST the answer, for a request answered at once (DeepInfra's ``webhook``)
     webhook: str | None = None
+    #: how this request is answered, where not as its format's ``answers`` (a format whose
+    #: clients choose, by a header or a field, to wait or not)
+    answers: Answers | None = None
     #: the jobs the inputs became, in order, once the endpoint has queued them
     job_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An answer that is not JSON: its bytes and their content type (an image, as services
+    that answer with the picture itself do)."""
+
+    content: bytes
+    media_type: str
 
 
 @dataclass(frozen=True)
@@ -97,12 +115,6 @@ class Queued:
     job_id: str
     status_url: str | None
     position: int | None
-
-
-#: how the endpoint answers a format's calls: ``sync`` waits for the jobs and answers with
-#: :meth:`Format.encode`; ``queued`` answers at once with :meth:`Format.accepted`, and the
-#: format's status route reports the result
-Answers = Literal["sync", "queued"]
 
 
 class Format(ABC, Generic[R]):
@@ -125,7 +137,8 @@ class Format(ABC, Generic[R]):
 
     @abstractmethod
     def encode(self, decoded: Decoded[R], outputs: list[dict[str, Any]], execution_ms: int) -> Any:
-        """The format's answer, from the outputs of every native input in order."""
+        """The format's answer, from the outputs of every native input in order: a JSON
+        value, or :class:`Raw` bytes."""
 
     @abstractmethod
     def encode_error(self, failure: Failure) -> tuple[int, Any]:

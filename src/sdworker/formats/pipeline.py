@@ -6,10 +6,12 @@
 2. **decode** it with the format's :meth:`~.base.Format.decode`;
 3. **submit** each native input to the queue;
 4. **wait** for the jobs (a ``sync`` format), cancelling them if the client leaves first or
-   the wait runs out, or **answer at once** (a ``queued`` format, or a request with a
-   webhook) with :meth:`~.base.Format.accepted` and, for a webhook, POST the answer later;
-5. **answer** with :meth:`~.base.Format.encode`, or with :meth:`~.base.Format.encode_error`
-   for the first failure, the failure's fields in the format's names.
+   the wait runs out, or **answer at once** (a ``queued`` format, a request decoded to be
+   answered so, or one with a webhook) with :meth:`~.base.Format.accepted` and, for a
+   webhook, POST the answer later;
+5. **answer** with :meth:`~.base.Format.encode` (JSON, or :class:`~.base.Raw` bytes), or
+   with :meth:`~.base.Format.encode_error` for the first failure, the failure's fields in the
+   format's names.
 
 A format's routes declare paths and hand the request to its pipeline; a refusal at any step
 comes back in the format's own shape. The pipeline also keeps the synchronous calls in flight
@@ -35,7 +37,7 @@ from fastapi.responses import JSONResponse
 from sdworker.core.errors import SdworkerError
 from sdworker.core.jobs import Failure, JobGateway, JobView
 from sdworker.core.media import CONTENT_TYPES, EXTENSIONS
-from sdworker.formats.base import Decoded, Format, FormatContext, Queued, failure_of
+from sdworker.formats.base import Decoded, Format, FormatContext, Queued, Raw, failure_of
 from sdworker.formats.http import is_form, read_form, read_json
 from sdworker.formats.web import Refusal
 
@@ -106,7 +108,7 @@ class Pipeline(Generic[R]):
         decoded = await self.decode(request, **where)
         gateway = self.ctx.gateway(request)
         decoded.job_ids = [(await gateway.submit(job)).id for job in decoded.inputs]
-        if self.fmt.answers == "queued" or decoded.webhook:
+        if (decoded.answers or self.fmt.answers) == "queued" or decoded.webhook:
             return await self._accept(request, gateway, decoded, status_url)
         with self.flight.track(decoded.job_ids) as running:
             views = await self._wait(request, gateway, decoded.job_ids)
@@ -220,7 +222,9 @@ class Pipeline(Generic[R]):
     # -- what routes of a format share ---------------------------------------------------------
 
     def response(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-        """A JSON answer; an error one in the format's content type."""
+        """The answer: JSON (an error in the format's content type), or :class:`Raw` bytes."""
+        if isinstance(body, Raw):
+            return Response(body.content, status, headers, media_type=body.media_type)
         media_type = self.fmt.media_type if status >= 400 else None
         return JSONResponse(body, status_code=status, headers=headers, media_type=media_type)
 

@@ -16,7 +16,15 @@ from sdworker.core.errors import InvalidInput
 from sdworker.core.jobs import Failure, Status
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats.base import Decoded, Format, FormatContext, Models, Queued, http_status
+from sdworker.formats.base import (
+    Decoded,
+    Format,
+    FormatContext,
+    Models,
+    Queued,
+    Raw,
+    http_status,
+)
 from sdworker.formats.pipeline import CLIENT_LEFT, Pipeline
 from sdworker.formats.web import FormatRoute
 from tests.unit.formats.conftest import FakeGateway, make_client
@@ -31,12 +39,15 @@ class Echo(Format[dict[str, Any]]):
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[dict[str, Any]]:
         if not isinstance(body, dict) or not isinstance(body.get("words"), str):
             raise InvalidInput.one("words", "is required", has_value=False)
-        jobs = [{"prompt": body["words"], "seed": k, **body.get("native", {})} for k in range(2)]
-        return Decoded(jobs, body, webhook=body.get("webhook"))
+        jobs = [{"prompt": body["words"], "seed": k} for k in range(2)]
+        later = "queued" if body.get("later") else None  # the client chooses not to wait
+        return Decoded(jobs, body, webhook=body.get("webhook"), answers=later)
 
     def encode(
         self, decoded: Decoded[dict[str, Any]], outputs: list[dict[str, Any]], execution_ms: int
     ) -> dict[str, Any]:
+        if decoded.request.get("raw"):
+            return Raw(bytes(o["seed"] for o in outputs), "application/x-seeds")
         return {"seeds": [o["seed"] for o in outputs], "ms": execution_ms}
 
     def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
@@ -73,6 +84,18 @@ def test_a_sync_call_answers_with_every_jobs_outputs(registry: ModelRegistry) ->
     r = echo_app(registry, gateway, Echo()).post("/echo", json={"words": "hi"})
     assert r.status_code == 200 and r.json() == {"seeds": [0, 1], "ms": 84}
     assert [v.status for v in gateway.jobs.values()] == [Status.COMPLETED] * 2
+
+
+def test_an_answer_may_be_bytes_of_their_own_type(registry: ModelRegistry) -> None:
+    r = echo_app(registry, FakeGateway(), Echo()).post("/echo", json={"words": "hi", "raw": 1})
+    assert r.status_code == 200 and r.content == bytes([0, 1])
+    assert r.headers["content-type"] == "application/x-seeds"
+
+
+def test_a_request_may_choose_not_to_wait(registry: ModelRegistry) -> None:
+    gateway = FakeGateway(auto=False)
+    r = echo_app(registry, gateway, Echo()).post("/echo", json={"words": "hi", "later": 1})
+    assert r.status_code == 202 and r.json()["id"] == next(iter(gateway.jobs))
 
 
 def test_a_bad_body_is_refused_in_the_formats_shape(registry: ModelRegistry) -> None:
