@@ -107,7 +107,7 @@ class Pipeline(Generic[R]):
     ) -> Response:
         decoded = await self.decode(request, **where)
         gateway = self.ctx.gateway(request)
-        decoded.job_ids = [(await gateway.submit(job)).id for job in decoded.inputs]
+        decoded.job_ids = await self._submit(gateway, decoded.inputs)
         if (decoded.answers or self.fmt.answers) == "queued" or decoded.webhook:
             return await self._accept(request, gateway, decoded, status_url)
         with self.flight.track(decoded.job_ids) as running:
@@ -136,6 +136,19 @@ class Pipeline(Generic[R]):
         """The request read and decoded; a bad one is refused in the format's shape."""
         with self.refusals():
             return self.fmt.decode(await self.read(request), self.ctx.models(), **where)
+
+    async def _submit(self, gateway: JobGateway, inputs: list[dict[str, Any]]) -> list[str]:
+        """Queue each native input; an input the queue refuses (a value JSON cannot carry) is
+        refused in the format's shape, and the call's jobs queued before it are cancelled."""
+        job_ids: list[str] = []
+        try:
+            with self.refusals():
+                for job in inputs:
+                    job_ids.append((await gateway.submit(job)).id)
+        except Refusal:
+            await cancel_unfinished(gateway, job_ids)
+            raise
+        return job_ids
 
     async def _wait(
         self, request: Request, gateway: JobGateway, job_ids: list[str]

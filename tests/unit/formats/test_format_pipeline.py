@@ -40,6 +40,7 @@ class Echo(Format[dict[str, Any]]):
         if not isinstance(body, dict) or not isinstance(body.get("words"), str):
             raise InvalidInput.one("words", "is required", has_value=False)
         jobs = [{"prompt": body["words"], "seed": k} for k in range(2)]
+        jobs[1].update(body.get("second", {}))
         later = "queued" if body.get("later") else None  # the client chooses not to wait
         return Decoded(jobs, body, webhook=body.get("webhook"), answers=later)
 
@@ -128,6 +129,19 @@ def test_a_failed_job_is_answered_in_the_formats_names_and_its_other_jobs_cancel
 
 def _refuse_width(job: dict[str, Any]) -> list[dict[str, Any]]:
     raise InvalidInput.one("width", "is odd", 65)
+
+
+def test_an_input_the_queue_refuses_is_refused_in_the_formats_shape(
+    registry: ModelRegistry,
+) -> None:
+    gateway = FakeGateway(auto=False)
+    body = b'{"words": "hi", "second": {"guidance_scale": NaN}}'
+    r = echo_app(registry, gateway, Echo()).post(
+        "/echo", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and "input.guidance_scale" in r.json()["oops"]
+    assert gateway.cancelled == list(gateway.jobs)  # the first job, queued before, is cancelled
+    assert len(gateway.jobs) == 1
 
 
 def test_a_queued_format_answers_at_once_with_where_to_poll(registry: ModelRegistry) -> None:
