@@ -24,6 +24,7 @@ from sdworker.core.errors import InvalidInput
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
+from sdworker.core.schema import ModelFacts, parse_input
 from sdworker.core.settings import Settings
 from sdworker.formats.a1111 import SamplerCatalog, default_catalog
 
@@ -66,14 +67,14 @@ def registry(tmp_path: Path, manifests: list[Manifest]) -> ModelRegistry:
     return ModelRegistry(Settings(models_dir=tmp_path, default_model="tiny"))
 
 
+#: what the native rules need to know of the models ``manifests`` bakes
+FACTS = {name: ModelFacts(name, 64, 64) for name in ("tiny", "v1-5-pruned-emaonly")}
+
+
 def fake_run(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stand-in for generation: a 8x8 PNG per image whose colour encodes its seed."""
-    if job.get("width", 64) % 8:
-        raise InvalidInput.one("width", "must be a multiple of 8", job["width"])
-    if job.get("num_inference_steps", 25) > 500:
-        raise InvalidInput.one(
-            "num_inference_steps", "must be at most 500", job["num_inference_steps"]
-        )
+    """A stand-in for generation: the job checked by the native input's own rules, then an
+    8x8 PNG per image whose colour encodes its seed."""
+    parse_input(job, models=FACTS, default_model="tiny", max_pixels=2048 * 2048)
     seed = job.get("seed")
     seed = 1234 if seed is None else seed
     out = []
