@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sdworker import families
 from sdworker.builder.layout import atomic_model_dir, scratch_dir, write_manifest
-from sdworker.core.errors import BuildError
-from sdworker.core.manifest import Family
 
 
-def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -> Path:
-    """Bake a random-weights model with the real ``family`` architecture into ``models_dir``."""
+def bake_random(models_dir: Path, name: str, *, config: str, seed: int = 0) -> Path:
+    """Bake a random-weights model of the real architecture the shipped configs ``config``
+    describe into ``models_dir``."""
     import shutil
 
     import torch
@@ -24,10 +24,8 @@ def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -
     from sdworker.builder.describe import config_folder, describe_folder, restore_index_names
     from sdworker.builder.files import read_model_index
 
-    if family not in ("sd1", "sdxl"):
-        raise BuildError(f"random weights are offered for sd1 and sdxl, not {family}")
     with scratch_dir() as scratch, atomic_model_dir(models_dir, name) as tmp:
-        cfg = config_folder(family, scratch / "config")
+        cfg = config_folder(config, scratch / "config")
         index = read_model_index((cfg / "model_index.json").read_text())
         torch.manual_seed(seed)
         components = {key: _component(cfg, key, value) for key, value in _entries(index)}
@@ -42,8 +40,9 @@ def bake_random(models_dir: Path, name: str, *, family: Family, seed: int = 0) -
                 shutil.copytree(cfg / key, tmp / key)
         shutil.copyfile(cfg / "model_index.json", tmp / "model_index.json")
         restore_index_names(tmp, index)
-        manifest = describe_folder(tmp, name, f"random:{family}:seed={seed}")
-        write_manifest(tmp, manifest, weights="unet/diffusion_pytorch_model.safetensors")
+        manifest = describe_folder(tmp, name, f"random:{config}:seed={seed}")
+        denoiser = families.get(manifest.family).denoiser
+        write_manifest(tmp, manifest, weights=f"{denoiser}/diffusion_pytorch_model.safetensors")
     return models_dir / name
 
 

@@ -12,24 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the diffusers schedulers that run Stable Diffusion models (SD 1.x, 2.x, XL)
-DIFFUSERS_SCHEDULERS: tuple[str, ...] = (
-    "DDIMScheduler",
-    "DDPMScheduler",
-    "DEISMultistepScheduler",
-    "DPMSolverMultistepScheduler",
-    "DPMSolverSDEScheduler",
-    "DPMSolverSinglestepScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "EulerDiscreteScheduler",
-    "HeunDiscreteScheduler",
-    "KDPM2AncestralDiscreteScheduler",
-    "KDPM2DiscreteScheduler",
-    "LCMScheduler",
-    "LMSDiscreteScheduler",
-    "PNDMScheduler",
-    "UniPCMultistepScheduler",
-)
+from sdworker.families import scheduler_classes
+
+#: every diffusers scheduler class some family runs on (each family says which run it)
+DIFFUSERS_SCHEDULERS: tuple[str, ...] = scheduler_classes()
 
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
 

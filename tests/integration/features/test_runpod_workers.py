@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from sdworker.core.settings import Settings
-from sdworker.gpu.pipelines import tensor_bytes
+from sdworker.gpu.weights import tensor_bytes
 from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
