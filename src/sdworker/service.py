@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from sdworker.core import schedulers
 from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
 from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
 from sdworker.core.input.resize import budget_problem
@@ -292,7 +293,8 @@ def _logged(exc: BaseException, job_id: str) -> BaseException:
 
 def _parameters(request: Request, item: Generated, manifest: Manifest) -> str:
     """The image's A1111 infotext (its PNG ``parameters``)."""
-    sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
+    label = request.scheduler.label if request.scheduler else manifest.default_scheduler
+    sampler, schedule = schedulers.infotext_names(label)
     # A1111 writes the first pass's size; the hires fields say what it became
     width, height = item.image.size
     if request.hires_size and request.width and request.height:
@@ -307,6 +309,7 @@ def _parameters(request: Request, item: Generated, manifest: Manifest) -> str:
         # a distilled model's CFG scale is its true CFG's (1: off)
         guidance_scale=(given.true_cfg_scale or 1.0) if distilled else given.guidance_scale,
         distilled_guidance=given.guidance_scale if distilled else None,
+        schedule_type=schedule,
         seed=item.seed,
         width=width,
         height=height,

@@ -113,6 +113,20 @@ RUNPOD_SCHEDULERS: dict[str, str] = {
 }
 
 
+#: how Forge names the flow-match schedulers in an infotext: (sampler, schedule type); the
+#: shifted linear sigmas of diffusers' flow-match schedulers are Forge's "Simple" schedule
+FLOW_MATCH_LABELS: dict[str, tuple[str, str]] = {
+    "FlowMatchEulerDiscreteScheduler": ("Euler", "Simple"),
+    "FlowMatchHeunDiscreteScheduler": ("Heun", "Simple"),
+}
+
+
+def infotext_names(label: str) -> tuple[str, str | None]:
+    """The sampler and schedule type an infotext names for the scheduler called ``label``
+    (a flow-match class as Forge names it; any other name as it is)."""
+    return FLOW_MATCH_LABELS.get(label, (label, None))
+
+
 @dataclass(frozen=True)
 class SchedulerSpec:
     """A diffusers scheduler class and the config values that make a named sampler."""
