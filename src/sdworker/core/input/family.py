@@ -129,12 +129,14 @@ def guidance(draft: Draft) -> list[Problem]:
     facts = _model(draft)
     if facts is None or facts.family.guidance != "distilled":
         return []
-    negative, true_cfg = draft.input.negative_prompt, draft.input.true_cfg_scale
-    if negative and not facts.family.applies("true_cfg_scale"):
+    negative = draft.input.negative_prompt
+    true_cfg = draft.input.true_cfg_scale or 1.0  # 1: off, as it is by default
+    takes_true_cfg = facts.family.applies("true_cfg_scale")
+    if negative and not takes_true_cfg:
         return [Problem("negative_prompt", f"does not apply to {_of(facts)}", negative)]
-    if negative and (true_cfg is None or true_cfg <= 1):
+    if negative and true_cfg <= 1:
         return [Problem("negative_prompt", _needs_true_cfg(facts.family), negative)]
-    if not negative and "true_cfg_scale" in draft.given and true_cfg is not None and true_cfg > 1:
+    if not negative and takes_true_cfg and true_cfg > 1:
         rule = "needs negative_prompt (true CFG guides away from it)"
         return [Problem("true_cfg_scale", rule, true_cfg)]
     return []

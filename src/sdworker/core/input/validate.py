@@ -118,6 +118,11 @@ def _without(body: Mapping[str, Any], locs: Sequence[tuple[int | str, ...]]) -> 
 
 
 def merge(problems: list[Problem], more: Sequence[Problem]) -> list[Problem]:
-    """``problems`` plus those of ``more`` on fields not already reported."""
+    """``problems`` plus those of ``more`` on fields not already reported (one per field)."""
+    merged = list(problems)
     seen = {p.field for p in problems}
-    return problems + [p for p in more if p.field not in seen]
+    for problem in more:
+        if problem.field not in seen:
+            merged.append(problem)
+            seen.add(problem.field)
+    return merged
