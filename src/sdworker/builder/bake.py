@@ -35,7 +35,12 @@ log = logging.getLogger("sdworker.builder")
 CHECKPOINT_EXTS = (".safetensors", ".ckpt")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: the full-size random-weights references, and the shipped configs each is built from
-RANDOM: dict[str, str] = {"random-sd15": "sd1", "random-sdxl": "sdxl"}
+RANDOM: dict[str, str] = {
+    "random-sd15": "sd1",
+    "random-sdxl": "sdxl",
+    "random-flux-schnell": "flux-schnell",
+    "random-sd35-medium": "sd35-medium",
+}
 #: how an original-layout (single-file) checkpoint's keys tell its family, and the shipped
 #: configs that describe it: the text encoder's keys are each family's own
 CHECKPOINT_FAMILIES: tuple[tuple[str, str], ...] = (

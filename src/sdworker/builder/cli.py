@@ -9,7 +9,8 @@
     sdworker bake tiny-sd3 | tiny-flux | tiny-flux-kontext | tiny-flux-fill [--name NAME]
                                              the tiny SD 3, FLUX.1 schnell, Kontext and Fill
                                              test models
-    sdworker bake random-sd15 | random-sdxl  full-size architectures with random weights
+    sdworker bake random-sd15 | random-sdxl | random-flux-schnell | random-sd35-medium
+                                             full-size architectures with random weights
     sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--refiner REF]
                                              a hub id, a local diffusers folder, or a single
                                              .safetensors/.ckpt checkpoint

@@ -106,24 +106,39 @@ def weights_file(folder: Path, denoiser: str = "unet") -> str:
 # ------------------------------------------------------------------------------ local folder
 
 
-#: the CLIP tokenizers each shipped config folder needs, and the token each pads with:
-#: OpenCLIP-trained encoders (SD 2.x's, SDXL's second) pad with "!", OpenAI's CLIP with EOS
+#: a tokenizer folder that holds a T5 tokenizer (built from the CLIP words), not a CLIP one
+T5 = "t5"
+#: the tokenizers each shipped config folder needs: a CLIP one by the token it pads with
+#: (OpenCLIP-trained encoders, SD 2.x's and the second of SDXL and SD 3, pad with "!",
+#: OpenAI's CLIP with its end-of-text token), or :data:`T5`
 _TOKENIZERS: dict[str, dict[str, str]] = {
     "sd1": {"tokenizer": EOS},
     "sd2": {"tokenizer": "!"},
     "sdxl": {"tokenizer": EOS, "tokenizer_2": "!"},
+    "flux-schnell": {"tokenizer": EOS, "tokenizer_2": T5},
+    "sd35-medium": {"tokenizer": EOS, "tokenizer_2": "!", "tokenizer_3": T5},
 }
 
 
 def config_folder(name: str, dest: Path) -> Path:
-    """The shipped config folder ``name`` copied to ``dest``, with its CLIP tokenizers."""
+    """The shipped config folder ``name`` copied to ``dest``, with its tokenizers."""
+    from sdworker.builder.t5_tokenizer import write_t5_tokenizer
+
     src = CONFIGS_DIR / name
     if not src.is_dir() or name not in _TOKENIZERS:
         raise BuildError(f"no shipped configs {name!r} (shipped: {', '.join(_TOKENIZERS)})")
     shutil.copytree(src, dest)
     for folder, pad in _TOKENIZERS[name].items():
-        write_tokenizer(dest / folder, pad_token=pad)
+        if pad == T5:
+            write_t5_tokenizer(dest / folder)
+        else:
+            write_tokenizer(dest / folder, pad_token=pad)
     return dest
+
+
+def tokenizer_folders(name: str) -> list[str]:
+    """The tokenizer folders of the shipped config folder ``name``."""
+    return list(_TOKENIZERS.get(name, {}))
 
 
 def restore_index_names(folder: Path, config_index: dict[str, Any]) -> None:

@@ -27,8 +27,8 @@ FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteSche
 #: each release's recommended settings, by what its hub id or folder name says
 _RELEASE_DEFAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
     (r"turbo", {"num_inference_steps": 4, "guidance_scale": 0.0}),
-    (r"3\.5.*medium|medium.*3\.5", {"num_inference_steps": 40, "guidance_scale": 4.5}),
-    (r"3\.5.*large|large.*3\.5", {"num_inference_steps": 28, "guidance_scale": 3.5}),
+    (r"3\.?5.*medium|medium.*3\.?5", {"num_inference_steps": 40, "guidance_scale": 4.5}),
+    (r"3\.?5.*large|large.*3\.?5", {"num_inference_steps": 28, "guidance_scale": 3.5}),
 )
 
 
