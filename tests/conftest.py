@@ -35,20 +35,27 @@ FAMILY_MODELS = ("tiny-sd3", "tiny-flux", "tiny-flux-kontext", "tiny-flux-fill")
 
 @pytest.fixture(scope="session")
 def family_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder with the tiny SD 3 and FLUX.1 models, a FLUX.1 LoRA in diffusers'
-    layout (``flux-ink``) and an SD 1.x one (``sd-ink``), baked once per session."""
+    """A models folder with the tiny SD 3 and FLUX.1 models, FLUX.1 and SD 3 LoRAs in
+    diffusers' layout (``flux-ink``, ``sd3-ink``) and an SD 1.x one (``sd-ink``), baked once
+    per session."""
     from sdworker.builder.loras import bake_loras
     from sdworker.builder.tiny_flux import bake_tiny_flux
     from sdworker.builder.tiny_sd3 import bake_tiny_sd3
-    from tests.loras import write_flux_lora, write_sd_lora
+    from tests.loras import write_sd_lora, write_transformer_lora
 
     root = tmp_path_factory.mktemp("family-models")
     bake_tiny_sd3(root)
     for ref in FAMILY_MODELS[1:]:
         bake_tiny_flux(root, ref=ref)
     made = tmp_path_factory.mktemp("family-loras")
-    bake_loras(root, [write_flux_lora(made / "flux-ink.safetensors", root / "tiny-flux")])
-    bake_loras(root, [write_sd_lora(made / "sd-ink.safetensors")])
+    bake_loras(
+        root,
+        [
+            write_transformer_lora(made / "flux-ink.safetensors", root / "tiny-flux"),
+            write_transformer_lora(made / "sd3-ink.safetensors", root / "tiny-sd3"),
+            write_sd_lora(made / "sd-ink.safetensors"),
+        ],
+    )
     return root
 
 

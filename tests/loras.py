@@ -6,24 +6,24 @@ from pathlib import Path
 from typing import Any
 
 
-def write_flux_lora(path: Path, model_dir: Path, seed: int = 0) -> Path:
-    """A FLUX.1 LoRA for the tiny model in ``model_dir``, made as trainers make them (a PEFT
-    adapter on the transformer's attention, saved by diffusers' ``save_lora_weights``: the
-    diffusers layout), from seeded random weights whose up matrices are not zero, so it
-    changes the image from the first step."""
+def write_transformer_lora(path: Path, model_dir: Path, seed: int = 0) -> Path:
+    """A LoRA for the tiny SD 3 or FLUX.1 model in ``model_dir``, made as trainers make them
+    (a PEFT adapter on the transformer's attention, saved by the pipeline's
+    ``save_lora_weights``: diffusers' layout), from seeded random weights whose up matrices
+    are not zero, so it changes the image from the first step."""
     import torch
-    from diffusers import FluxPipeline
+    from diffusers import DiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    pipe: Any = FluxPipeline.from_pretrained(str(model_dir), local_files_only=True)
+    pipe: Any = DiffusionPipeline.from_pretrained(str(model_dir), local_files_only=True)
     torch.manual_seed(seed)
     config = LoraConfig(
         r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v"]
     )
     pipe.transformer.add_adapter(config)
     layers = get_peft_model_state_dict(pipe.transformer)
-    FluxPipeline.save_lora_weights(
+    type(pipe).save_lora_weights(
         str(path.parent), weight_name=path.name, transformer_lora_layers=layers
     )
     return path

@@ -103,6 +103,17 @@ def test_a_lora_of_another_family_is_refused(family_worker: RunpodAdapter) -> No
     )
 
 
+def test_requests_batch_by_the_family_key(family_worker: RunpodAdapter) -> None:
+    service = family_worker.service
+    one, two = (service.prepare(job(seed=s)["input"]) for s in (50, 51))
+    other = service.prepare(job(negative_prompt="fog", true_cfg_scale=3.0)["input"])
+    assert one.batch_key == two.batch_key != other.batch_key
+    both = service.execute([one, two])
+    alone = service.execute([two])
+    assert all(isinstance(out, list) for out in (*both, *alone))
+    assert [out[0]["seed"] for out in both] == [50, 51]  # type: ignore[index]
+
+
 def test_progress_interrupt_and_cancel(family_worker: RunpodAdapter) -> None:
     steps: list[dict[str, Any]] = []
     out = family_worker.handle_sync(job(num_inference_steps=3), on_progress=steps.append)

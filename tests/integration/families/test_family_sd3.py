@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from sdworker.core.settings import Settings
+from sdworker.gpu.pipelines import PipelineCache
 from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
@@ -52,9 +53,24 @@ def test_schedulers_sequence_length_and_clip_skip(family_worker: RunpodAdapter) 
     assert "does not run SD 3.x models (model 'tiny-sd3')" in refused["error"]
 
 
+def test_an_sd3_lora(family_worker: RunpodAdapter) -> None:
+    plain = pixels(run(family_worker)[0])
+    styled = pixels(run(family_worker, lora="sd3-ink")[0])
+    assert not np.array_equal(plain, styled)
+    assert np.array_equal(plain, pixels(run(family_worker)[0]))
+    refused = family_worker.handle_sync(job(lora="flux-ink"))
+    assert "is made for FLUX.1 models; model 'tiny-sd3' is SD 3.x" in refused["error"]
+
+
 def test_without_t5(family_settings: Settings, family_models_dir: Path) -> None:
     worker = RunpodAdapter(family_settings.with_(drop_t5=True))
     out = worker.handle_sync(job())
     assert isinstance(out, list), out
-    loaded = worker.service.generator.cache.get("tiny-sd3")
+    cache = worker.service.generator.cache
+    loaded = cache.get("tiny-sd3")
     assert loaded.base.text_encoder_3 is None and loaded.base.tokenizer_3 is None
+    # the memory estimate (the family's) leaves the T5 out too
+    registry = worker.service.registry
+    info = registry.get("tiny-sd3")
+    with_t5 = PipelineCache(family_settings, registry)._estimate(info)
+    assert cache._estimate(info) < with_t5
