@@ -119,6 +119,13 @@ class GenerateInput(BaseModel):
         """Whether the SDXL refiner runs after the base."""
         return self.refiner_inference_steps is not None or self.high_noise_frac is not None
 
+    @property
+    def refiner_strength(self) -> float:
+        """How far the refiner re-noises a finished txt2img image: the ``strength`` given,
+        else the refiner's own default."""
+        given = "strength" in self.model_fields_set and self.image is None
+        return self.strength if given else REFINER_STRENGTH
+
 
 #: fields of the input (native names and the other spellings), for messages and for dialects
 INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, *spellings())

@@ -29,7 +29,7 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
 
 from sdworker.core.errors import ModelDamaged
-from sdworker.core.schema import REFINER_STRENGTH, Request
+from sdworker.core.schema import Request
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.weights import parameter_count, tensor_bytes
 
@@ -127,7 +127,6 @@ def refine(
     if req.high_noise_frac is not None:
         kwargs["denoising_start"] = req.high_noise_frac
     else:
-        given = "strength" in req.model_fields_set and request.mode == "txt2img"
-        kwargs["strength"] = req.strength if given else REFINER_STRENGTH
+        kwargs["strength"] = req.refiner_strength
     images: list[Any] = pipe(**kwargs, callback_on_step_end=callback).images
     return images

@@ -7,7 +7,6 @@ import math
 
 from sdworker.core.errors import Problem
 from sdworker.core.input.context import Draft
-from sdworker.core.schema import REFINER_STRENGTH
 
 #: the fields that ask for the SDXL refiner
 REFINER_FIELDS = ("refiner_inference_steps", "high_noise_frac")
@@ -54,7 +53,7 @@ def _steps(draft: Draft) -> list[Problem]:
             rule = f"leaves the refiner no step of {refiner_steps}"
             return [Problem("high_noise_frac", rule, frac)]
         return []
-    strength = refiner_strength(draft)
+    strength = given.refiner_strength
     if int(refiner_steps * strength) >= 1:
         return []
     need = math.ceil(1 / strength)
@@ -65,11 +64,3 @@ def _steps(draft: Draft) -> list[Problem]:
             refiner_steps,
         )
     ]
-
-
-def refiner_strength(draft: Draft) -> float:
-    """How far the refiner re-noises a finished txt2img image: the input's ``strength``, else
-    the refiner's own default."""
-    if "strength" in draft.given and draft.input.image is None:
-        return draft.input.strength
-    return REFINER_STRENGTH
