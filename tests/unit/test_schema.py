@@ -225,3 +225,12 @@ def test_unknown_scheduler_suggests_the_closest_names_once() -> None:
     assert problem.message.endswith("(GET /sdapi/v1/samplers lists them all)")
     # a few suggestions, not the ~80 valid names
     assert problem.message.count("'") <= 6
+
+
+def test_an_unknown_field_gets_the_closest_known_name() -> None:
+    assert problems_of({"prompt": "x", "widht": 512})["widht"] == (
+        "is not a known field (did you mean 'width'?)"
+    )
+    assert problems_of({"prompt": "x", "num_output": 2})["num_output"] == (
+        "is not a known field (did you mean 'num_outputs'?)"
+    )
