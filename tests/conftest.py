@@ -29,6 +29,36 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+#: the tiny models of the families beside SD: SD 3, FLUX.1 schnell, Kontext and Fill
+FAMILY_MODELS = ("tiny-sd3", "tiny-flux", "tiny-flux-kontext", "tiny-flux-fill")
+
+
+@pytest.fixture(scope="session")
+def family_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with the tiny SD 3 and FLUX.1 models, FLUX.1 and SD 3 LoRAs in
+    diffusers' layout (``flux-ink``, ``sd3-ink``) and an SD 1.x one (``sd-ink``), baked once
+    per session."""
+    from sdworker.builder.loras import bake_loras
+    from sdworker.builder.tiny_flux import bake_tiny_flux
+    from sdworker.builder.tiny_sd3 import bake_tiny_sd3
+    from tests.loras import write_sd_lora, write_transformer_lora
+
+    root = tmp_path_factory.mktemp("family-models")
+    bake_tiny_sd3(root)
+    for ref in FAMILY_MODELS[1:]:
+        bake_tiny_flux(root, ref=ref)
+    made = tmp_path_factory.mktemp("family-loras")
+    bake_loras(
+        root,
+        [
+            write_transformer_lora(made / "flux-ink.safetensors", root / "tiny-flux"),
+            write_transformer_lora(made / "sd3-ink.safetensors", root / "tiny-sd3"),
+            write_sd_lora(made / "sd-ink.safetensors"),
+        ],
+    )
+    return root
+
+
 @pytest.fixture(scope="session")
 def settings(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(

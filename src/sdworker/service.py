@@ -20,15 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from sdworker.core.errors import Cancelled, InvalidInput, Problem, SdworkerError
+from sdworker.core import schedulers
+from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
+from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
+from sdworker.core.input.resize import budget_problem
 from sdworker.core.jobs import Failure
-from sdworker.core.loras import LoraLibrary, family_name
+from sdworker.core.loras import LoraLibrary
 from sdworker.core.manifest import Manifest
 from sdworker.core.media import infotext
 from sdworker.core.models import ModelRegistry
-from sdworker.core.resize import budget_problem, hires_infotext, upscale_size
-from sdworker.core.schema import ModelFacts, Request, parse_input
-from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
+from sdworker.core.resize import hires_infotext, upscale_size
+from sdworker.core.schema import STRENGTH_MODES, Request
+from sdworker.core.settings import MAX_SIDE, MIN_SIDE, Settings
 from sdworker.gpu.results import Generated, Inputs
 from sdworker.output.delivery import Uploaders, check_delivery, deliver
 from sdworker.output.imageio import (
@@ -108,60 +111,23 @@ class Service:
 
     # -- prepare ----------------------------------------------------------------------------
 
-    def model_facts(self) -> dict[str, ModelFacts]:
-        return {
-            m.name: ModelFacts(
-                m.name,
-                m.manifest.native_width,
-                m.manifest.native_height,
-                m.manifest.family,
-                m.manifest.has_refiner,
-            )
-            for m in self.registry.all()
-        }
+    def input_context(self) -> InputContext:
+        """What validation knows of this deployment: its models, LoRAs and limits."""
+        return InputContext(
+            models={m.name: ModelFacts.of(m.manifest) for m in self.registry.all()},
+            default_model=self.registry.default_name,
+            limits=Limits(self.settings.max_pixels, self.settings.max_prompt_chars),
+            loras=self.loras,
+        )
 
     def prepare(self, job_input: Any, *, job_id: str = "local", s3_config: Any = None) -> Prepared:
         """Validate ``job_input`` and decode its images; raise :class:`SdworkerError`."""
-        request = parse_input(
-            self.registry.named(job_input),
-            models=self.model_facts(),
-            default_model=self.registry.default_name,
-            max_pixels=self.settings.max_pixels,
-            loras=self.loras.names(),
-            max_prompt_chars=self.settings.max_prompt_chars,
-        )
-        if request.mode == "upscale":
-            check_delivery(request.input.upload, s3_config, self.settings)
-            return Prepared(request, self._upscale_input(request), job_id, s3_config)
-        self._check_lora_families(request)
-        model = self.registry.get(request.model).manifest
-        if request.input.safety_checker and not model.has_safety_checker:
-            raise InvalidInput.one(
-                request.field_name("safety_checker"),
-                f"model {request.model!r} ships no safety checker",
-                True,
-            )
+        request = parse_input(self.registry.named(job_input), self.input_context())
         check_delivery(request.input.upload, s3_config, self.settings)
+        if request.mode == "upscale":
+            return Prepared(request, self._upscale_input(request), job_id, s3_config)
         request, inputs = self._decode_images(request)
         return Prepared(request, inputs, job_id, s3_config)
-
-    def _check_lora_families(self, request: Request) -> None:
-        """A LoRA made for another family fails here, before the model is loaded."""
-        family = self.registry.get(request.model).manifest.family
-        problems = []
-        for i, ref in enumerate(request.input.lora or []):
-            made_for = self.loras.family(ref.name)
-            if made_for is not None and made_for != family:
-                problems.append(
-                    Problem(
-                        f"lora[{i}].name",
-                        f"is made for {family_name(made_for)} models; model "
-                        f"{request.model!r} is {family_name(family)}",
-                        ref.name,
-                    )
-                )
-        if problems:
-            raise InvalidInput(problems)
 
     def _upscale_input(self, request: Request) -> Inputs:
         """An upscale job's image, decoded as every input image is, its result size checked."""
@@ -169,7 +135,7 @@ class Service:
         assert up is not None and request.input.image is not None
         image = decode_image(request.input.image, request.field_name("image"), self.images)
         size = upscale_size(image.size, up.width, up.height, up.scale)
-        found = budget_problem("upscale", up.model_dump(), size, self.settings.max_pixels)
+        found = budget_problem("upscale", up, size, self.settings.max_pixels)
         if found is not None:
             raise InvalidInput([found])
         return Inputs(image, target=size)
@@ -182,7 +148,8 @@ class Service:
         image = image.convert("RGB")
         width, height = request.width, request.height
         if width is None or height is None:
-            width, height = fit(image.size, self.settings.max_pixels, width, height)
+            step = request.family.size.multiple
+            width, height = fit(image.size, self.settings.max_pixels, width, height, step)
         if image.size != (width, height):
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         mask = None
@@ -326,17 +293,23 @@ def _logged(exc: BaseException, job_id: str) -> BaseException:
 
 def _parameters(request: Request, item: Generated, manifest: Manifest) -> str:
     """The image's A1111 infotext (its PNG ``parameters``)."""
-    sampler = request.scheduler.label if request.scheduler else manifest.default_scheduler
+    label = request.scheduler.label if request.scheduler else manifest.default_scheduler
+    sampler, schedule = schedulers.infotext_names(label)
     # A1111 writes the first pass's size; the hires fields say what it became
     width, height = item.image.size
     if request.hires_size and request.width and request.height:
         width, height = request.width, request.height
+    given = request.input
+    distilled = request.family.guidance == "distilled"
     return infotext(
-        prompt=request.input.prompt,
-        negative_prompt=request.input.negative_prompt,
-        steps=request.input.num_inference_steps,
+        prompt=given.prompt,
+        negative_prompt=given.negative_prompt,
+        steps=given.num_inference_steps,
         sampler=sampler,
-        guidance_scale=request.input.guidance_scale,
+        # a distilled model's CFG scale is its true CFG's (1: off)
+        guidance_scale=(given.true_cfg_scale or 1.0) if distilled else given.guidance_scale,
+        distilled_guidance=given.guidance_scale if distilled else None,
+        schedule_type=schedule,
         seed=item.seed,
         width=width,
         height=height,
@@ -350,7 +323,7 @@ def _infotext_extra(request: Request, sampler: str) -> dict[str, Any]:
     """The infotext fields beyond the basic ones, as A1111 writes them."""
     extra: dict[str, Any] = {}
     hires = request.input.hires
-    if request.mode != "txt2img":
+    if request.mode in STRENGTH_MODES:
         extra["Denoising strength"] = request.input.strength
     elif hires is not None:
         extra["Denoising strength"] = hires.strength
@@ -373,9 +346,14 @@ def _infotext_extra(request: Request, sampler: str) -> dict[str, Any]:
 
 
 def fit(
-    size: tuple[int, int], max_pixels: int, width: int | None, height: int | None
+    size: tuple[int, int],
+    max_pixels: int,
+    width: int | None,
+    height: int | None,
+    step: int,
 ) -> tuple[int, int]:
-    """The image's own size (or the one side given, keeping aspect), multiple of 8, in budget."""
+    """The image's own size (or the one side given, keeping aspect), a multiple of ``step``
+    (the model family's), in budget."""
     w, h = size
     if width is not None:
         h, w = round(h * width / w), width
@@ -383,4 +361,4 @@ def fit(
         w, h = round(w * height / h), height
     scale = min(1.0, (max_pixels / (w * h)) ** 0.5, MAX_SIDE / max(w, h))
     w, h = int(w * scale), int(h * scale)
-    return max(MIN_SIDE, w - w % SIDE_STEP), max(MIN_SIDE, h - h % SIDE_STEP)
+    return max(MIN_SIDE, w - w % step), max(MIN_SIDE, h - h % step)

@@ -102,6 +102,9 @@ field_values: dict[str, Any] = {
         ),
         json_values,
     ),
+    # the T5 families' fields (the fuzzed models are SD 1.x: refused there, by family)
+    "max_sequence_length": st.one_of(st.integers(-1, 600), json_values),
+    "true_cfg_scale": st.one_of(st.floats(0, 40), json_values),
     "num_outputs": st.one_of(st.integers(-1, 10), json_values),
     "init_image": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
     "image_url": st.one_of(st.sampled_from([SMALL_PNG, "data:,x"]), json_values),

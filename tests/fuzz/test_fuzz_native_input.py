@@ -11,20 +11,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sdworker.core.errors import InvalidInput
+from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.jobs import Failure
-from sdworker.core.schema import INPUT_FIELDS, SEED_LIMIT, ModelFacts, Request, parse_input
+from sdworker.core.schema import INPUT_FIELDS, SEED_LIMIT, Request
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
+from sdworker.families import get as family
 from tests.fuzz.conftest import fuzz_seed
 from tests.fuzz.strategies import json_values, native_inputs
 
-MODELS = {"tiny": ModelFacts("tiny", 64, 64), "tiny-safe": ModelFacts("tiny-safe", 64, 64)}
+MODELS = {
+    "tiny": ModelFacts("tiny", 64, 64, family("sd1")),
+    "tiny-safe": ModelFacts("tiny-safe", 64, 64, family("sd1")),
+}
 MAX_PIXELS = 512 * 512
 
 
 def parse(raw: Any) -> Request:
-    return parse_input(
-        raw, models=MODELS, default_model="tiny", max_pixels=MAX_PIXELS, loras=["ink"]
-    )
+    context = InputContext.of(MODELS, default_model="tiny", max_pixels=MAX_PIXELS, loras=["ink"])
+    return parse_input(raw, context)
 
 
 def runnable(request: Request) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from sdworker.core.errors import ConfigError
 from sdworker.core.settings import Settings
+from sdworker.families import get as family
 from sdworker.gpu.optimize import apply, load_kwargs, plan, warmup_batches
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -58,7 +59,11 @@ def test_fused_qkv_and_channels_last_keep_the_image(models_dir: Path) -> None:
         pipe.set_progress_bar_config(disable=True)
         if optimised:
             forced = plan(Settings(fuse_qkv=True, channels_last=True, vae_slicing=True), CPU)
-            assert apply(pipe, forced) == ["fused-qkv", "channels-last", "vae-slicing"]
+            assert apply(pipe, forced, family("sd1")) == [
+                "fused-qkv",
+                "channels-last",
+                "vae-slicing",
+            ]
         with torch.inference_mode():
             out = pipe(
                 "a lighthouse",
@@ -93,7 +98,7 @@ def test_an_unusable_xformers_leaves_sdpa_in_place(
         raise NotImplementedError("No operator found for `memory_efficient_attention_forward`")
 
     pipe.enable_xformers_memory_efficient_attention = broken_wheel
-    assert apply(pipe, plan(Settings(attention="xformers"), CPU)) == []
+    assert apply(pipe, plan(Settings(attention="xformers"), CPU), family("sd1")) == []
     processors = [*pipe.unet.attn_processors.values(), *pipe.vae.attn_processors.values()]
     assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors)
     assert "xformers unusable" in caplog.text

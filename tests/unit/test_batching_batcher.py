@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from sdworker.core.schema import ModelFacts, parse_input
+from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.settings import Settings
+from sdworker.families import get as family
 from sdworker.runpod.batcher import Batcher, Entry
 
 
@@ -194,7 +195,10 @@ def test_batch_max_auto_is_eight_on_cuda_and_off_elsewhere() -> None:
     assert Settings.from_env({"SDWORKER_BATCH_WINDOW_MS": "12.5"}).batch_window_ms == 12.5
 
 
-FACTS = {"m": ModelFacts("m", 512, 512), "n": ModelFacts("n", 512, 512)}
+FACTS = {
+    "m": ModelFacts("m", 512, 512, family("sd1")),
+    "n": ModelFacts("n", 512, 512, family("sd1")),
+}
 
 
 def key_of(**fields: Any) -> Hashable | None:
@@ -202,7 +206,7 @@ def key_of(**fields: Any) -> Hashable | None:
 
     raw = {"prompt": "p", "seed": 1, **fields}
     return batch_key(
-        parse_input(raw, models=FACTS, default_model="m", max_pixels=2048**2, loras=["l"])
+        parse_input(raw, InputContext.of(FACTS, default_model="m", max_pixels=2048**2, loras=["l"]))
     )
 
 

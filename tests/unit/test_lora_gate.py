@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from sdworker.core.errors import LoraError
-from sdworker.core.loras import LoraLibrary, LoraSet, guess_family, lora_set
+from sdworker.core.loras import LoraLibrary, LoraSet, lora_set
 from sdworker.core.schema import LoraRef
+from sdworker.families import lora_family
 from sdworker.gpu.adapters import AdapterGate
 
 
@@ -148,8 +149,8 @@ def test_lora_set_merges_repeats_and_drops_zero_scales() -> None:
         ({"unet.x.attn1.to_q.lora_A.weight": (4, 320)}, None),
     ],
 )
-def test_guess_family(shapes: dict[str, tuple[int, ...]], family: str | None) -> None:
-    assert guess_family(shapes) == family
+def test_lora_family(shapes: dict[str, tuple[int, ...]], family: str | None) -> None:
+    assert lora_family(shapes) == family
 
 
 def _write_lora(path: Path, width: int = 8) -> None:

@@ -49,7 +49,8 @@ def test_builder_configs_are_package_data() -> None:
     data = PROJECT["tool"]["setuptools"]["package-data"]["sdworker"]
     assert "builder/configs/**/*" in data
     configs = ROOT / "src" / "sdworker" / "builder" / "configs"
-    assert sorted(p.name for p in configs.iterdir()) == ["sd1", "sd2", "sdxl"]
+    shipped = ["flux-schnell", "sd1", "sd2", "sd35-medium", "sdxl"]
+    assert sorted(p.name for p in configs.iterdir()) == shipped
 
 
 def test_worker_command_runs_the_packaged_worker(monkeypatch: pytest.MonkeyPatch) -> None:

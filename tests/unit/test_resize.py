@@ -8,14 +8,19 @@ from typing import Any
 import pytest
 
 from sdworker.core.errors import InvalidInput
+from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.resize import hires_infotext, hires_size, upscale_size
-from sdworker.core.schema import ModelFacts, Request, parse_input
+from sdworker.core.schema import Request
+from sdworker.families import get as family
 
-MODELS = {"tiny": ModelFacts("tiny", 512, 512), "xl": ModelFacts("xl", 1024, 1024, "sdxl")}
+MODELS = {
+    "tiny": ModelFacts("tiny", 512, 512, family("sd1")),
+    "xl": ModelFacts("xl", 1024, 1024, family("sdxl")),
+}
 
 
 def parse(raw: Any, max_pixels: int = 1536 * 1536) -> Request:
-    return parse_input(raw, models=MODELS, default_model="tiny", max_pixels=max_pixels)
+    return parse_input(raw, InputContext.of(MODELS, default_model="tiny", max_pixels=max_pixels))
 
 
 def problems(raw: Any, max_pixels: int = 1536 * 1536) -> dict[str, str]:

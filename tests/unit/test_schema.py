@@ -7,11 +7,13 @@ from typing import Any
 import pytest
 
 from sdworker.core.errors import InvalidInput
-from sdworker.core.schema import ModelFacts, Request, parse_input
+from sdworker.core.input import InputContext, ModelFacts, parse_input
+from sdworker.core.schema import Request
+from sdworker.families import get as family
 
 MODELS = {
-    "tiny": ModelFacts("tiny", 512, 512),
-    "xl": ModelFacts("xl", 1024, 1024, "sdxl"),
+    "tiny": ModelFacts("tiny", 512, 512, family("sd1")),
+    "xl": ModelFacts("xl", 1024, 1024, family("sdxl")),
 }
 
 
@@ -23,7 +25,8 @@ def parse(raw: Any, **kw: Any) -> Request:
         "loras": ("pixel-art",),
     }
     options.update(kw)
-    return parse_input(raw, **options)
+    models = options.pop("models")
+    return parse_input(raw, InputContext.of(models, **options))
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -222,3 +225,12 @@ def test_unknown_scheduler_suggests_the_closest_names_once() -> None:
     assert problem.message.endswith("(GET /sdapi/v1/samplers lists them all)")
     # a few suggestions, not the ~80 valid names
     assert problem.message.count("'") <= 6
+
+
+def test_an_unknown_field_gets_the_closest_known_name() -> None:
+    assert problems_of({"prompt": "x", "widht": 512})["widht"] == (
+        "is not a known field (did you mean 'width'?)"
+    )
+    assert problems_of({"prompt": "x", "num_output": 2})["num_output"] == (
+        "is not a known field (did you mean 'num_outputs'?)"
+    )

@@ -9,13 +9,15 @@ import pytest
 
 from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput
-from sdworker.core.schema import ModelFacts, Request, parse_input
+from sdworker.core.input import InputContext, ModelFacts, parse_input
+from sdworker.core.schema import Request
 from sdworker.core.spellings import FIELD_SPELLINGS
+from sdworker.families import get as family
 
 MODELS = {
-    "tiny": ModelFacts("tiny", 512, 512),
-    "xl": ModelFacts("xl", 1024, 1024, "sdxl"),
-    "xl-refined": ModelFacts("xl-refined", 1024, 1024, "sdxl", has_refiner=True),
+    "tiny": ModelFacts("tiny", 512, 512, family("sd1")),
+    "xl": ModelFacts("xl", 1024, 1024, family("sdxl")),
+    "xl-refined": ModelFacts("xl-refined", 1024, 1024, family("sdxl"), has_refiner=True),
 }
 IMG = "aGVsbG8gd29ybGQgaGVsbG8="
 #: a valid value for each native field that has other spellings
@@ -45,7 +47,8 @@ def parse(raw: Any, **kw: Any) -> Request:
         "loras": ("pixel-art", "ink"),
     }
     options.update(kw)
-    return parse_input(raw, **options)
+    models = options.pop("models")
+    return parse_input(raw, InputContext.of(models, **options))
 
 
 def with_needs(native: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -165,13 +168,21 @@ def test_ipndm_runs_as_pndm() -> None:
 
 
 @pytest.mark.parametrize("field", ["refiner_inference_steps", "high_noise_frac"])
-@pytest.mark.parametrize("model", ["tiny", "xl"])
-def test_a_model_without_a_refiner_fails_naming_the_field(field: str, model: str) -> None:
+def test_a_model_without_a_refiner_fails_naming_the_field(field: str) -> None:
     value = 30 if field == "refiner_inference_steps" else 0.8
-    exc = error({"prompt": "x", "model": model, field: value})
+    exc = error({"prompt": "x", "model": "xl", field: value})
     assert str(exc) == (
-        f"invalid input: {field}: model {model!r} has no refiner (bake it with --refiner) "
+        f"invalid input: {field}: model 'xl' has no refiner (bake it with --refiner) "
         f"(got {value!r})"
+    )
+
+
+@pytest.mark.parametrize("field", ["refiner_inference_steps", "high_noise_frac"])
+def test_the_refiner_fields_do_not_apply_beside_sdxl(field: str) -> None:
+    value = 30 if field == "refiner_inference_steps" else 0.8
+    exc = error({"prompt": "x", "model": "tiny", field: value})
+    assert str(exc) == (
+        f"invalid input: {field}: does not apply to SD 1.x models (model 'tiny') (got {value!r})"
     )
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sdworker import families
 from sdworker.builder.describe import (
     config_folder,
     describe_folder,
@@ -27,23 +28,36 @@ from sdworker.builder.files import canonical_name, read_model_index, select_file
 from sdworker.builder.layout import atomic_model_dir, check_name, scratch_dir, write_manifest
 from sdworker.builder.loras import bake_loras
 from sdworker.core.errors import BuildError
-from sdworker.core.manifest import Family, sha256_file
+from sdworker.core.manifest import sha256_file
 
 log = logging.getLogger("sdworker.builder")
 
 CHECKPOINT_EXTS = (".safetensors", ".ckpt")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: the full-size random-weights references, and the shipped configs each is built from
+RANDOM: dict[str, str] = {
+    "random-sd15": "sd1",
+    "random-sdxl": "sdxl",
+    "random-flux-schnell": "flux-schnell",
+    "random-sd35-medium": "sd35-medium",
+}
+#: how an original-layout (single-file) checkpoint's keys tell its family, and the shipped
+#: configs that describe it: the text encoder's keys are each family's own
+CHECKPOINT_FAMILIES: tuple[tuple[str, str], ...] = (
+    ("conditioner.embedders.", "sdxl"),
+    ("cond_stage_model.model.", "sd2"),
+    ("cond_stage_model.transformer.", "sd1"),
+)
 
 
 def bake_from_args(args: argparse.Namespace, models_dir: Path) -> Path:
     """Dispatch ``sdworker bake MODEL_REF`` (everything but the tiny models)."""
     ref: str = args.ref
     name: str | None = args.name
-    if ref in ("random-sd15", "random-sdxl"):
+    if ref in RANDOM:
         from sdworker.builder.random_weights import bake_random
 
-        family: Family = "sd1" if ref == "random-sd15" else "sdxl"
-        path = bake_random(models_dir, name or ref, family=family, seed=args.seed)
+        path = bake_random(models_dir, name or ref, config=RANDOM[ref], seed=args.seed)
     else:
         local = Path(ref).expanduser()
         if local.is_dir():
@@ -99,7 +113,8 @@ def bake_folder(
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / rel, dest)
         manifest = describe_folder(tmp, name, source or f"folder:{src.resolve()}")
-        write_manifest(tmp, manifest, weights=weights_file(tmp))
+        denoiser = families.get(manifest.family).denoiser
+        write_manifest(tmp, manifest, weights=weights_file(tmp, denoiser))
     return models_dir / name
 
 
@@ -199,14 +214,11 @@ def checkpoint_keys(path: Path) -> list[str]:
     return list(state)
 
 
-def detect_checkpoint_family(keys: list[str]) -> Family:
+def detect_checkpoint_family(keys: list[str]) -> str:
     """The family of an original-layout checkpoint, from its text encoder's keys."""
-    if any(k.startswith("conditioner.embedders.") for k in keys):
-        return "sdxl"
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return "sd2"
-    if any(k.startswith("cond_stage_model.transformer.") for k in keys):
-        return "sd1"
+    for prefix, family in CHECKPOINT_FAMILIES:
+        if any(k.startswith(prefix) for k in keys):
+            return family
     raise BuildError(
         "cannot tell the model family from the checkpoint's keys (no Stable Diffusion text "
         "encoder found); pass --family"
@@ -218,7 +230,7 @@ def bake_checkpoint(
     models_dir: Path,
     name: str,
     *,
-    family: Family | None = None,
+    family: str | None = None,
     config: Path | None = None,
 ) -> Path:
     """Convert an original-layout checkpoint to a diffusers folder, offline, and bake it.

@@ -6,7 +6,11 @@
                                              "tiny" and "tiny-safe" (with a safety checker that
                                              flags every image)
     sdworker bake tiny-sdxl [--name NAME]    the tiny SDXL test model, with a tiny refiner
-    sdworker bake random-sd15 | random-sdxl  full-size architectures with random weights
+    sdworker bake tiny-sd3 | tiny-flux | tiny-flux-kontext | tiny-flux-fill [--name NAME]
+                                             the tiny SD 3, FLUX.1 schnell, Kontext and Fill
+                                             test models
+    sdworker bake random-sd15 | random-sdxl | random-flux-schnell | random-sd35-medium
+                                             full-size architectures with random weights
     sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--refiner REF]
                                              a hub id, a local diffusers folder, or a single
                                              .safetensors/.ckpt checkpoint
@@ -24,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from sdworker.builder.bake import CHECKPOINT_FAMILIES, RANDOM
+from sdworker.builder.tiny_flux import REFS as TINY_FLUX
 from sdworker.core.aliases import alias_problem
 from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.manifest import Manifest
@@ -31,8 +37,10 @@ from sdworker.core.settings import Settings
 
 log = logging.getLogger("sdworker.builder")
 
+#: the tiny test models (offline, random weights, seconds to bake)
+TINY = ("tiny", "tiny-sdxl", "tiny-sd3", *TINY_FLUX)
 #: the built-in references that need no download
-BUILTIN = ("tiny", "tiny-sdxl", "random-sd15", "random-sdxl")
+BUILTIN = (*TINY, *RANDOM)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--family",
-        choices=("sd1", "sd2", "sdxl"),
+        choices=sorted({family for _, family in CHECKPOINT_FAMILIES}),
         help="the model family of a single-file checkpoint (default: detected from its keys)",
     )
     parser.add_argument(
@@ -150,25 +158,33 @@ def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:
 
 
 def _bake_models(args: argparse.Namespace, models_dir: Path) -> list[Path]:
-    from sdworker.builder import tiny
-
     ref: str = args.ref
-    if ref not in ("tiny", "tiny-sdxl"):
+    if ref not in TINY:
         return [_full_bake()(args, models_dir)]  # bakes --lora files itself
-    if ref == "tiny-sdxl":
-        baked = [tiny.bake_tiny_sdxl(models_dir, args.name or "tiny-sdxl", seed=args.seed)]
-    elif args.name:
-        baked = [tiny.bake_tiny(models_dir, args.name, seed=args.seed)]
-    else:
-        baked = [
-            tiny.bake_tiny(models_dir, "tiny", seed=args.seed),
-            tiny.bake_tiny(models_dir, "tiny-safe", safety_checker=True, seed=args.seed),
-        ]
+    baked = _bake_tiny(ref, args.name, args.seed, models_dir)
     if args.lora:
         from sdworker.builder.loras import bake_loras
 
         bake_loras(models_dir, args.lora)
     return baked
+
+
+def _bake_tiny(ref: str, name: str | None, seed: int, models_dir: Path) -> list[Path]:
+    """The tiny model ``ref``; ``tiny`` without a name bakes ``tiny-safe`` beside it."""
+    from sdworker.builder import tiny, tiny_flux, tiny_sd3
+
+    if ref == "tiny" and not name:
+        return [
+            tiny.bake_tiny(models_dir, "tiny", seed=seed),
+            tiny.bake_tiny(models_dir, "tiny-safe", safety_checker=True, seed=seed),
+        ]
+    if ref == "tiny":
+        return [tiny.bake_tiny(models_dir, name or ref, seed=seed)]
+    if ref == "tiny-sdxl":
+        return [tiny.bake_tiny_sdxl(models_dir, name or ref, seed=seed)]
+    if ref == "tiny-sd3":
+        return [tiny_sd3.bake_tiny_sd3(models_dir, name or ref, seed=seed)]
+    return [tiny_flux.bake_tiny_flux(models_dir, name, ref=ref, seed=seed)]
 
 
 def _full_bake() -> Callable[[argparse.Namespace, Path], Path]:

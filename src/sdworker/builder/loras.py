@@ -9,8 +9,9 @@ from pathlib import Path
 
 from sdworker.builder.layout import check_name
 from sdworker.core.errors import BuildError
-from sdworker.core.loras import guess_family, read_shapes
+from sdworker.core.loras import read_shapes
 from sdworker.core.manifest import sha256_file
+from sdworker.families import lora_family
 
 LORA_DIR = "loras"
 
@@ -40,7 +41,7 @@ def bake_loras(models_dir: Path, paths: Iterable[Path]) -> list[Path]:
             "source": src.name,
             # the worker refuses a LoRA on a model of another family (None: unknown, so the
             # worker finds out when it loads it)
-            "family": guess_family(read_shapes(dest)),
+            "family": lora_family(read_shapes(dest)),
         }
         (dest_dir / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         baked.append(dest)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sdworker import families
 from sdworker.builder.layout import atomic_model_dir, scratch_dir, write_manifest
 from sdworker.core.errors import BuildError
 from sdworker.core.manifest import MANIFEST_NAME, Manifest
@@ -62,8 +63,9 @@ def add_refiner(models_dir: Path, name: str, refiner_src: Path, source: str) -> 
     and swapped in whole, as every bake is."""
     model_dir = models_dir / name
     manifest = Manifest.read(model_dir)
-    if manifest.family != "sdxl":
-        raise BuildError(f"--refiner needs an SDXL model; {name!r} is {manifest.family}")
+    family = families.get(manifest.family)
+    if not family.applies("refiner_inference_steps"):
+        raise BuildError(f"--refiner needs an SDXL model; {name!r} is {family.label}")
     width = base_text_width(model_dir)
     with atomic_model_dir(models_dir, name) as tmp:
         shutil.copytree(model_dir, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)

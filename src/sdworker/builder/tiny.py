@@ -14,10 +14,9 @@ from typing import Any
 
 from sdworker.builder.clip_bpe import write_tokenizer
 from sdworker.builder.layout import atomic_model_dir, scratch_dir, write_manifest
+from sdworker.builder.tiny_parts import TEXT_HIDDEN, save_pipeline, seeded, text_config, tiny_vae
 from sdworker.core.manifest import Manifest
 
-#: the text encoders' width; the UNet's cross-attention width must match it
-TEXT_HIDDEN = 32
 SD_SCHEDULER: dict[str, Any] = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -30,57 +29,12 @@ SD_SCHEDULER: dict[str, Any] = {
 }
 
 
-def _seeded(seed: int, offset: int) -> None:
-    """Seed torch per component, so changing one component leaves the others' bytes alone."""
-    import torch
-
-    torch.manual_seed(seed * 1000 + offset)
-
-
-def _text_config(projection_dim: int = TEXT_HIDDEN) -> Any:
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=TEXT_HIDDEN,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        max_position_embeddings=77,
-        projection_dim=projection_dim,
-        hidden_act="quick_gelu",
-        # the real ids: the pooled output is read at the first end-of-text token
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-
-
-def _vae(seed: int, sample_size: int) -> Any:
-    from diffusers import AutoencoderKL
-
-    _seeded(seed, 1)
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        # four blocks: three downsamplings, so the latent is 1/8 of the image as in SD
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=sample_size,
-        scaling_factor=0.18215,
-    )
-
-
 def _vision_safety_checker(seed: int, flag_everything: bool) -> tuple[Any, Any]:
     import torch
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPVisionConfig
 
-    _seeded(seed, 3)
+    seeded(seed, 3)
     vision = CLIPVisionConfig(
         hidden_size=TEXT_HIDDEN,
         intermediate_size=37,
@@ -91,7 +45,7 @@ def _vision_safety_checker(seed: int, flag_everything: bool) -> tuple[Any, Any]:
         projection_dim=TEXT_HIDDEN,
     )
     config = CLIPConfig(
-        text_config=_text_config().to_dict(),
+        text_config=text_config().to_dict(),
         vision_config=vision.to_dict(),
         projection_dim=TEXT_HIDDEN,
     )
@@ -139,7 +93,7 @@ def build_tiny_pipeline(
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    _seeded(seed, 0)
+    seeded(seed, 0)
     unet = UNet2DConditionModel(
         sample_size=64,
         in_channels=4,
@@ -153,9 +107,9 @@ def build_tiny_pipeline(
         attention_head_dim=8,
         cross_attention_dim=TEXT_HIDDEN,
     )
-    vae = _vae(seed, 512)
-    _seeded(seed, 2)
-    text_encoder = CLIPTextModel(_text_config())
+    vae = tiny_vae(seed, 512)
+    seeded(seed, 2)
+    text_encoder = CLIPTextModel(text_config())
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     scheduler = PNDMScheduler(**SD_SCHEDULER)
     checker, extractor = (
@@ -173,38 +127,6 @@ def build_tiny_pipeline(
         feature_extractor=extractor,
         requires_safety_checker=safety_checker,
     )
-
-
-def _save(pipe: Any, dest: Path, tokenizer_dirs: dict[str, Path]) -> None:
-    """Save ``pipe`` to ``dest`` with the tokenizer folders copied as their source files."""
-    import shutil
-
-    pipe.save_pretrained(dest, safe_serialization=True)
-    _canonical_index(dest)
-    # keep the tokenizer folders as the real SD repos have them (vocab.json + merges.txt)
-    for name, src in tokenizer_dirs.items():
-        shutil.rmtree(dest / name, ignore_errors=True)
-        shutil.copytree(src, dest / name)
-
-
-def _canonical_index(dest: Path) -> None:
-    """Name the image processor as released SD models do (``CLIPImageProcessor``).
-
-    Without torchvision, transformers instantiates its PIL variant and records that class name;
-    the released models name the generic class, which loads either way.
-    """
-    import json
-
-    index_path = dest / "model_index.json"
-    index = json.loads(index_path.read_text())
-    extractor = index.get("feature_extractor")
-    if (
-        isinstance(extractor, list)
-        and extractor[1]
-        and extractor[1].startswith("CLIPImageProcessor")
-    ):
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def bake_tiny(
@@ -230,7 +152,7 @@ def bake_tiny(
             flag_everything=flag_everything,
             tokenizer_dir=tok_dir,
         )
-        _save(pipe, tmp, {"tokenizer": tok_dir})
+        save_pipeline(pipe, tmp, {"tokenizer": tok_dir})
         manifest = Manifest(
             name=name,
             family="sd1",
@@ -274,7 +196,7 @@ def build_tiny_refiner(base: Any, seed: int) -> Any:
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
     width = base.text_encoder_2.config.hidden_size
-    _seeded(seed, 5)
+    seeded(seed, 5)
     return StableDiffusionXLImg2ImgPipeline(
         vae=base.vae,
         text_encoder=None,
@@ -294,15 +216,15 @@ def build_tiny_sdxl_pipeline(seed: int, *, tokenizer_dirs: tuple[Path, Path]) ->
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    _seeded(seed, 0)
+    seeded(seed, 0)
     # SDXL conditions on both encoders' hidden states, concatenated; the pooled embedding
     # (projection_dim) comes with 6 size/crop numbers
     unet = _sdxl_unet(2 * TEXT_HIDDEN, TEXT_HIDDEN, 6, transformer_layers_per_block=(1, 2))
-    vae = _vae(seed, 1024)
-    _seeded(seed, 2)
-    text_encoder = CLIPTextModel(_text_config())
-    _seeded(seed, 4)
-    text_encoder_2 = CLIPTextModelWithProjection(_text_config())
+    vae = tiny_vae(seed, 1024)
+    seeded(seed, 2)
+    text_encoder = CLIPTextModel(text_config())
+    seeded(seed, 4)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config())
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -340,7 +262,7 @@ def bake_tiny_sdxl(
         tok1 = write_tokenizer(scratch / "tokenizer", bpe_path)
         tok2 = write_tokenizer(scratch / "tokenizer_2", bpe_path, pad_token="!")
         pipe = build_tiny_sdxl_pipeline(seed, tokenizer_dirs=(tok1, tok2))
-        _save(pipe, tmp, {"tokenizer": tok1, "tokenizer_2": tok2})
+        save_pipeline(pipe, tmp, {"tokenizer": tok1, "tokenizer_2": tok2})
         if refiner:
             from sdworker.builder.refiner import copy_refiner
 

@@ -1,6 +1,7 @@
-"""Baked LoRA files: their names, the model family each was made for (from the file's header),
-and their tensors, cached LRU (up to ``SDWORKER_LORA_CACHE_FILES``). Torch-free until a LoRA's
-tensors are read, so validation can check names and families before any model loads.
+"""Baked LoRA files: their names, the model family each was made for (recorded when baked,
+else read from the file's header by :func:`sdworker.families.lora_family`), and their
+tensors, cached LRU (up to ``SDWORKER_LORA_CACHE_FILES``). Torch-free until a LoRA's tensors
+are read, so validation can check names and families before any model loads.
 """
 
 from __future__ import annotations
@@ -9,39 +10,19 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sdworker.core.errors import LoraError
 from sdworker.core.settings import Settings
+from sdworker.families import lora_family
 
 log = logging.getLogger(__name__)
 
 #: one LoRA of a request and its scale; a request's LoRA set is a tuple of these
 LoraUse = tuple[str, float]
 LoraSet = tuple[LoraUse, ...]
-
-#: the text width the UNet's cross-attention reads (``attn2.to_k`` input) for each family
-_FAMILY_BY_CONTEXT_DIM = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
-
-
-def guess_family(shapes: Mapping[str, Sequence[int]]) -> str | None:
-    """The model family a LoRA was trained for, from its tensor names and shapes, or None.
-
-    A second text encoder only exists in SDXL; otherwise the width of the text the UNet's
-    cross-attention reads tells SD 1.x (768), SD 2.x (1024) and SDXL (2048) apart. Files in
-    the diffusers layout and in kohya's (``lora_unet_...``/``lora_te2_...``) are understood.
-    """
-    for key in shapes:
-        if key.startswith(("text_encoder_2.", "lora_te2_", "te2.")):
-            return "sdxl"
-    for key, shape in shapes.items():
-        flat = key.replace("_", ".")
-        down = any(part in key for part in ("lora_A", "lora_down", "lora.down"))
-        if "attn2.to.k" in flat and down and len(shape) >= 2:
-            return _FAMILY_BY_CONTEXT_DIM.get(int(shape[1]))
-    return None
 
 
 def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
@@ -102,7 +83,7 @@ class LoraLibrary:
         family = self._recorded_family(name)
         if family is None:
             try:
-                family = guess_family(read_shapes(self.path(name)))
+                family = lora_family(read_shapes(self.path(name)))
             except Exception as exc:  # safetensors has its own error types for bad headers
                 raise LoraError(f"LoRA {name!r} cannot be read: {exc}") from exc
         with self._lock:
@@ -138,14 +119,6 @@ class LoraLibrary:
                 while len(self._tensors) > self.cache_files:
                     self._tensors.popitem(last=False)
         return tensors
-
-
-_FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-
-
-def family_name(family: str) -> str:
-    """``"sdxl"`` → ``"SDXL"``, for messages."""
-    return _FAMILY_NAMES.get(family, family)
 
 
 def lora_set(refs: Sequence[Any] | None) -> LoraSet:

@@ -17,17 +17,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from sdworker import families
 from sdworker.core.errors import ModelDamaged
 
 MANIFEST_NAME = "sdworker.json"
 MANIFEST_FORMAT = 1
-
-Family = Literal["sd1", "sd2", "sdxl"]
-
-#: native (width, height) per family; SD 2.x v-prediction models are 768
-NATIVE_SIZE: dict[str, int] = {"sd1": 512, "sd2": 512, "sdxl": 1024}
 
 
 @dataclass(frozen=True)
@@ -41,7 +37,8 @@ class Manifest:
     """What a baked model is. Written by the builder, read by the worker at start."""
 
     name: str
-    family: Family
+    #: the model's family (:mod:`sdworker.families`): ``sd1``, ``sdxl``, ``flux``...
+    family: str
     native_width: int
     native_height: int
     default_scheduler: str
@@ -59,6 +56,9 @@ class Manifest:
     #: other names clients may use for this model (``sdworker bake --alias``); the registry
     #: adds those of ``SDWORKER_MODEL_ALIASES`` when it reads the manifest
     aliases: tuple[str, ...] = ()
+    #: input field -> the value a request that leaves it out gets, where the model's own
+    #: differs from its family's (FLUX.1 schnell's 4 steps, SD 3.5 Large Turbo's)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_refiner(self) -> bool:
@@ -80,6 +80,10 @@ class Manifest:
         skip = ("files", "aliases")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in skip}
         aliases = tuple(str(a) for a in data.get("aliases") or ())
+        try:
+            families.get(str(data.get("family")))
+        except families.UnknownFamily as exc:
+            raise ValueError(str(exc)) from None
         return cls(**known, files=files, aliases=aliases)
 
     def write(self, model_dir: Path) -> Path:
@@ -98,7 +102,7 @@ class Manifest:
             return ref.rsplit("@", 1)[0]
         if kind in {"folder", "checkpoint"}:
             return ref
-        if kind in {"tiny", "tiny-sdxl"}:
+        if kind.startswith("tiny"):
             return kind
         return self.source or self.name
 

@@ -32,26 +32,26 @@ def infotext(
     model_name: str,
     model_hash: str = "",
     schedule_type: str | None = None,
+    distilled_guidance: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """``prompt\\nNegative prompt: ...\\nSteps: 20, Sampler: Euler a, Schedule type: Karras,
     CFG scale: 7, Seed: 1, Size: 512x512, Model hash: ..., Model: ..., Clip skip: 2``.
 
     The fields come in A1111's order; ``extra`` (e.g. ``Denoising strength``, ``Clip skip``)
-    follows ``Model`` in the order given, and a None value is left out. The same text goes into
+    follows ``Model`` in the order given, and a None value is left out. A guidance-distilled
+    model's guidance (FLUX.1's) follows ``CFG scale`` as ``Distilled CFG Scale``, as Forge
+    writes it; ``guidance_scale`` is then its true CFG scale. The same text goes into
     each PNG's ``parameters`` chunk and into the A1111 format's ``info``, so one image never
     has two infotexts.
     """
     fields: dict[str, Any] = {"Steps": steps, "Sampler": sampler}
     if schedule_type and schedule_type.casefold() != _DEFAULT_SCHEDULE:
         fields["Schedule type"] = schedule_type
-    fields.update(
-        {
-            "CFG scale": _num(guidance_scale),
-            "Seed": seed,
-            "Size": f"{width}x{height}",
-        }
-    )
+    fields["CFG scale"] = _num(guidance_scale)
+    if distilled_guidance is not None:
+        fields["Distilled CFG Scale"] = _num(distilled_guidance)
+    fields.update({"Seed": seed, "Size": f"{width}x{height}"})
     if model_hash:
         fields["Model hash"] = model_hash
     fields["Model"] = model_name

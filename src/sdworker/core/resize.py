@@ -1,8 +1,9 @@
 """The native input's resizing objects: ``hires`` (A1111's hires fix: a txt2img first pass,
 upscaled, then an img2img second pass) and ``upscale`` (an upscale-only job, no generation).
 
-Both are validated here, their sizes worked out, and their refusals worded; the generation
-itself is the GPU side's (``sdworker.gpu.hires``) and the upscale the output side's.
+Both are modelled here and their sizes worked out; the rules they keep with the rest of the
+input are :mod:`sdworker.core.input.resize`'s, the generation the GPU side's
+(``sdworker.gpu.hires``) and the upscale the output side's.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from sdworker.core import schedulers
-from sdworker.core.errors import Problem
 from sdworker.core.fieldtypes import Number, Text
 from sdworker.core.media import hires_fields
-from sdworker.core.rules import SAMPLERS_ROUTE, unknown_name
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 
 HiresUpscaler = Literal[
@@ -108,102 +106,6 @@ def upscale_size(
     if height is not None:
         return max(1, round(w * height / h)), height
     return max(1, round(w * scale)), max(1, round(h * scale))
-
-
-def size_field(prefix: str, obj: dict[str, Any]) -> str:
-    """The field a too-large result names: the size given, else the scale."""
-    for side in ("width", "height"):
-        if isinstance(obj.get(side), int):
-            return f"{prefix}.{side}"
-    return f"{prefix}.scale"
-
-
-def budget_problem(
-    prefix: str, obj: dict[str, Any], size: tuple[int, int], max_pixels: int
-) -> Problem | None:
-    """The result's pixel budget (and, for ``hires``, the side limit) broken, or None."""
-    w, h = size
-    name = size_field(prefix, obj)
-    value = obj.get(name.rsplit(".", 1)[1], 2.0)
-    if w * h > max_pixels:
-        return Problem(
-            name,
-            f"the {prefix} size must be at most {max_pixels} pixels (SDWORKER_MAX_PIXELS); "
-            f"{w}x{h} is {w * h}",
-            value,
-        )
-    if prefix == "hires" and not MIN_SIDE <= min(w, h) <= max(w, h) <= MAX_SIDE:
-        return Problem(
-            name, f"the hires size must be {MIN_SIDE} to {MAX_SIDE} a side; {w}x{h} is not", value
-        )
-    return None
-
-
-def hires_problems(
-    data: dict[str, Any], first: tuple[int, int] | None, max_pixels: int
-) -> list[Problem]:
-    """What ``hires`` cannot do with the rest of the input: run on an image, beside the
-    refiner, an unknown scheduler, a size past the budget."""
-    hires = data.get("hires")
-    if not isinstance(hires, dict) or data.get("upscale") is not None:
-        return []  # beside upscale, hires is refused on its own
-    problems: list[Problem] = []
-    if data.get("image") is not None:
-        problems.append(
-            Problem("hires", "only applies to txt2img (leave out image)", has_value=False)
-        )
-    if data.get("refiner_inference_steps") is not None or data.get("high_noise_frac") is not None:
-        problems.append(Problem("hires", "does not combine with the refiner", has_value=False))
-    scheduler = hires.get("scheduler")
-    if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
-        message = unknown_name("scheduler", scheduler, schedulers.valid_names(), SAMPLERS_ROUTE)
-        problems.append(Problem("hires.scheduler", message, scheduler))
-    problems.extend(_hires_steps(hires, data.get("num_inference_steps", 25)))
-    if first is not None and data.get("image") is None:
-        size = hires_size(first, hires.get("width"), hires.get("height"), hires.get("scale"))
-        found = budget_problem("hires", hires, size, max_pixels)
-        if found is not None:
-            problems.append(found)
-    return problems
-
-
-def _hires_steps(hires: dict[str, Any], base_steps: Any) -> list[Problem]:
-    """The second pass runs the last strength x steps steps: none at all is no image."""
-    steps = hires.get("steps")
-    steps = base_steps if steps is None else steps
-    strength = hires.get("strength", 0.7)
-    if not (
-        isinstance(steps, int)
-        and isinstance(strength, int | float)
-        and steps >= 1
-        and 0 < strength <= 1
-        and int(steps * strength) < 1
-    ):
-        return []
-    return [
-        Problem(
-            "hires.strength",
-            f"hires.strength x hires.steps must be at least 1 (the steps the second pass "
-            f"runs; hires.steps defaults to num_inference_steps); {strength} x {steps} is none",
-            strength,
-        )
-    ]
-
-
-def upscale_problems(data: dict[str, Any]) -> list[Problem]:
-    """An upscale job takes an ``image`` and none of the generation fields."""
-    if data.get("upscale") is None:
-        return []
-    problems = [
-        Problem(name, "does not apply to an upscale job (leave it out with upscale)", value)
-        for name, value in data.items()
-        if name not in UPSCALE_FIELDS and value is not None
-    ]
-    if data.get("image") is None:
-        problems.append(
-            Problem("image", "is required with upscale (the image to upscale)", has_value=False)
-        )
-    return problems
 
 
 def hires_infotext(

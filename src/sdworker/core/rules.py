@@ -1,5 +1,5 @@
-"""How a broken rule is worded, the same in the native input and every request format: the
-pydantic error table, field paths, and the closest valid names for an unknown one."""
+"""How a broken rule is worded, the same in the native input and every request format: ONE
+table of pydantic error types, field paths, and the closest valid names for an unknown one."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from collections.abc import Sequence
 
 from pydantic_core import ErrorDetails
 
-#: reuse it for their own bodies)
+#: pydantic error type -> our rule, with the error's context values filled in (the native
+#: input and every request format's body word their problems with it)
 MESSAGES: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not a known field",
     "string_type": "must be a string",
     "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "bool_type": "must be true or false",
     "list_type": "must be a list",
     "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
     "dict_type": "must be an object",
     "greater_than_equal": "must be at least {ge}",
     "greater_than": "must be greater than {gt}",
@@ -26,18 +29,22 @@ MESSAGES: dict[str, str] = {
     "multiple_of": "must be a multiple of {multiple_of}",
     "literal_error": "must be one of {expected}",
     "string_too_short": "must not be empty",
+    "too_short": "must not be empty",
     "finite_number": "must be a finite number",
 }
 
 
 def rule_message(err: ErrorDetails) -> str:
-    """The rule a pydantic error broke, in the words of :data:`MESSAGES`."""
-    if err["type"] == "value_error":  # our own validators' messages, as written
+    """The rule a pydantic error broke, in the words of :data:`MESSAGES`; our own validators'
+    rules (custom error types, ``ValueError``) as written."""
+    if err["type"] == "value_error":
         return str(err.get("ctx", {}).get("error", err["msg"]))
     template = MESSAGES.get(err["type"])
-    if template is None:
-        return err["msg"].lower()
-    return template.format(**err.get("ctx", {}))
+    if template is not None:
+        return template.format(**err.get("ctx", {}))
+    message = err["msg"]
+    # pydantic's own sentences start with a capital ("Input should be..."): ours follow a name
+    return message[:1].lower() + message[1:] if "url" in err else message
 
 
 def field_name(loc: Sequence[int | str]) -> str:

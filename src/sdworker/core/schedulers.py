@@ -12,24 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: the diffusers schedulers that run Stable Diffusion models (SD 1.x, 2.x, XL)
-DIFFUSERS_SCHEDULERS: tuple[str, ...] = (
-    "DDIMScheduler",
-    "DDPMScheduler",
-    "DEISMultistepScheduler",
-    "DPMSolverMultistepScheduler",
-    "DPMSolverSDEScheduler",
-    "DPMSolverSinglestepScheduler",
-    "EulerAncestralDiscreteScheduler",
-    "EulerDiscreteScheduler",
-    "HeunDiscreteScheduler",
-    "KDPM2AncestralDiscreteScheduler",
-    "KDPM2DiscreteScheduler",
-    "LCMScheduler",
-    "LMSDiscreteScheduler",
-    "PNDMScheduler",
-    "UniPCMultistepScheduler",
-)
+from sdworker.families import scheduler_classes
+
+#: every diffusers scheduler class some family runs on (each family says which run it)
+DIFFUSERS_SCHEDULERS: tuple[str, ...] = scheduler_classes()
 
 _SDE = {"algorithm_type": "sde-dpmsolver++"}
 
@@ -125,6 +111,20 @@ RUNPOD_SCHEDULERS: dict[str, str] = {
     "DPMSolverMultistep": "DPMSolverMultistepScheduler",
     "DPMSolverSinglestep": "DPMSolverSinglestepScheduler",
 }
+
+
+#: how Forge names the flow-match schedulers in an infotext: (sampler, schedule type); the
+#: shifted linear sigmas of diffusers' flow-match schedulers are Forge's "Simple" schedule
+FLOW_MATCH_LABELS: dict[str, tuple[str, str]] = {
+    "FlowMatchEulerDiscreteScheduler": ("Euler", "Simple"),
+    "FlowMatchHeunDiscreteScheduler": ("Heun", "Simple"),
+}
+
+
+def infotext_names(label: str) -> tuple[str, str | None]:
+    """The sampler and schedule type an infotext names for the scheduler called ``label``
+    (a flow-match class as Forge names it; any other name as it is)."""
+    return FLOW_MATCH_LABELS.get(label, (label, None))
 
 
 @dataclass(frozen=True)

@@ -1,46 +1,35 @@
-"""The job ``input``: a pydantic model of docs/api.md, and validation into a request.
+"""The job ``input`` as a pydantic model of docs/api.md, and the validated :class:`Request`.
 
-:func:`parse_input` reports every bad field at once, each with its rule and the value received,
-before anything touches a model. Cross-field rules (mask needs image, the pixel budget, known
-model, scheduler and LoRA names) run even when other fields failed, so one round trip shows all.
+The model holds each field's own rule (its type and range); the rules that span fields, or
+depend on the model a request names, are :mod:`sdworker.core.input`'s, which turns an input
+into a :class:`Request` (:func:`sdworker.core.input.parse_input`).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictInt,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, model_validator
 
 from sdworker.core import schedulers
-from sdworker.core.aliases import unknown_model_message
-from sdworker.core.compat import compat_problems
-from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.fieldtypes import LooseBool, Number, Text
-from sdworker.core.resize import (
-    HiresInput,
-    UpscaleInput,
-    hires_problems,
-    hires_size,
-    upscale_problems,
-)
-from sdworker.core.rules import SAMPLERS_ROUTE, field_name, rule_message, unknown_name
+from sdworker.core.resize import HiresInput, UpscaleInput
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
-from sdworker.core.spellings import rename_field, respell, spellings
+from sdworker.core.spellings import spellings
+from sdworker.families import Family
+from sdworker.families.stable import STANDARD
 
 SEED_LIMIT = 2**32
 MAX_IMAGES = 8
-Mode = Literal["txt2img", "img2img", "inpaint", "upscale"]
+#: what a request does: a family's generation mode, or an upscale-only job (no generation)
+Mode = Literal["txt2img", "img2img", "inpaint", "edit", "upscale"]
+#: the modes that denoise the input image from ``strength`` of the way (the others take all
+#: ``num_inference_steps``)
+STRENGTH_MODES: tuple[Mode, ...] = ("img2img", "inpaint")
+#: the refiner's strength when it refines a finished image and the input gives none
+#: (worker-sdxl's default)
+REFINER_STRENGTH = 0.3
 
 
 class LoraRef(BaseModel):
@@ -63,7 +52,11 @@ def _lora_list(value: Any) -> Any:
 
 
 class GenerateInput(BaseModel):
-    """The native job input, field for field as docs/api.md lists it."""
+    """The native job input, field for field as docs/api.md lists it.
+
+    ``num_inference_steps``, ``guidance_scale`` and ``strength`` default to Stable Diffusion's
+    values here; a request gets its model's own (its family's, or those baked with it) for
+    any of them it leaves out."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -73,11 +66,11 @@ class GenerateInput(BaseModel):
     model: Text | None = None
     image: Text | None = None
     mask_image: Text | None = None
-    strength: Number = Field(default=0.8, gt=0.0, le=1.0)
+    strength: Number = Field(default=STANDARD.strength, gt=0.0, le=1.0)
     width: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
     height: StrictInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_STEP)
-    num_inference_steps: StrictInt = Field(default=25, ge=1, le=500)
-    guidance_scale: Number = Field(default=7.5, ge=0.0, le=30.0)
+    num_inference_steps: StrictInt = Field(default=STANDARD.num_inference_steps, ge=1, le=500)
+    guidance_scale: Number = Field(default=STANDARD.guidance_scale, ge=0.0, le=30.0)
     num_images: StrictInt = Field(default=1, ge=1, le=MAX_IMAGES)
     seed: StrictInt | None = Field(default=None, ge=0, lt=SEED_LIMIT)
     scheduler: Text | None = None
@@ -95,6 +88,10 @@ class GenerateInput(BaseModel):
     #: A1111's hires fix (txt2img only), and the upscale-only job
     hires: HiresInput | None = None
     upscale: UpscaleInput | None = None
+    #: tokens of the prompt the T5 encoder reads (SD 3.x, FLUX.1)
+    max_sequence_length: StrictInt | None = Field(default=None, ge=1, le=512)
+    #: FLUX.1's true classifier-free guidance, which a negative prompt needs (above 1)
+    true_cfg_scale: Number | None = Field(default=None, ge=1.0, le=30.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -112,25 +109,26 @@ class GenerateInput(BaseModel):
             data = {**data, "lora": items}
         return data
 
+    @classmethod
+    def known_names(cls) -> list[str]:
+        """Every field name an input may hold: the native ones and the other spellings."""
+        return list(INPUT_FIELDS)
+
     @property
     def refined(self) -> bool:
         """Whether the SDXL refiner runs after the base."""
         return self.refiner_inference_steps is not None or self.high_noise_frac is not None
 
+    @property
+    def refiner_strength(self) -> float:
+        """How far the refiner re-noises a finished txt2img image: the ``strength`` given,
+        else the refiner's own default."""
+        given = "strength" in self.model_fields_set and self.image is None
+        return self.strength if given else REFINER_STRENGTH
+
 
 #: fields of the input (native names and the other spellings), for messages and for dialects
 INPUT_FIELDS: tuple[str, ...] = (*GenerateInput.model_fields, *spellings())
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What validation needs to know about a model (no weights): names and sizes."""
-
-    name: str
-    native_width: int
-    native_height: int
-    family: str = "sd1"
-    has_refiner: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class Request:
     height: int | None
     seed: int
     scheduler: schedulers.SchedulerSpec | None
-    family: str
+    family: Family
     #: native field -> how the client spelled it, for fields not spelled natively
     spelled: dict[str, str] = field(default_factory=dict)
     #: the hires pass's (width, height): the size of the images returned
@@ -159,224 +157,3 @@ class Request:
     @property
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.input.num_images)]
-
-
-#: pydantic error type -> our rule, with the error's context values filled in (request formats
-def parse_input(
-    raw: Any,
-    *,
-    models: dict[str, ModelFacts],
-    default_model: str | None,
-    max_pixels: int,
-    loras: Sequence[str] = (),
-    max_prompt_chars: int = 8192,
-) -> Request:
-    """Validate a job ``input``; raise :class:`InvalidInput` listing every problem.
-
-    ``max_prompt_chars`` bounds the prompt and the negative prompt: weighted prompts are
-    encoded in 77-token chunks, and a prompt of tens of kilobytes would hold the GPU for
-    minutes."""
-    if not isinstance(raw, dict):
-        raise InvalidInput.one("input", "must be a JSON object", raw)
-    respelled = respell(raw)
-    data = respelled.data
-    problems: list[Problem] = list(respelled.problems)
-
-    parsed: GenerateInput | None = None
-    try:
-        parsed = GenerateInput.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = rename_field(field_name(err["loc"]), respelled.spelled) or "input"
-            missing = err["type"] == "missing"
-            problems.append(
-                Problem(name, rule_message(err), err.get("input"), has_value=not missing)
-            )
-
-    # one problem per field: a field that failed its own rule is not judged again across fields
-    failed = {p.field for p in problems}
-    crossed = _cross_field(data, models, default_model, max_pixels, loras)
-    crossed += _prompt_lengths(data, max_prompt_chars)
-    renamed = [replace(p, field=rename_field(p.field, respelled.spelled)) for p in crossed]
-    renamed += compat_problems(respelled, _has_refiner(raw, models, default_model))
-    problems.extend(p for p in renamed if p.field not in failed)
-    if problems or parsed is None:
-        raise InvalidInput(problems)
-
-    model_name = parsed.model or default_model
-    assert model_name is not None  # _cross_field reported a missing default
-    facts = models[model_name]
-    mode: Mode = "inpaint" if parsed.mask_image else "img2img" if parsed.image else "txt2img"
-    if parsed.upscale is not None:
-        # nothing is generated: the seed is what the client gave, else 0
-        return Request(
-            parsed,
-            model_name,
-            "upscale",
-            None,
-            None,
-            parsed.seed or 0,
-            None,
-            facts.family,
-            respelled.spelled,
-        )
-    width, height = parsed.width, parsed.height
-    if mode == "txt2img":
-        width = width or facts.native_width
-        height = height or facts.native_height
-    seed = parsed.seed if parsed.seed is not None else secrets.randbelow(SEED_LIMIT - MAX_IMAGES)
-    spec = schedulers.resolve(parsed.scheduler) if parsed.scheduler else None
-    request = Request(
-        parsed, model_name, mode, width, height, seed, spec, facts.family, respelled.spelled
-    )
-    return _with_hires(request)
-
-
-def _with_hires(request: Request) -> Request:
-    """The request with its hires size and scheduler resolved (when it asks for hires)."""
-    hires = request.input.hires
-    if hires is None or request.width is None or request.height is None:
-        return request
-    size = hires_size((request.width, request.height), hires.width, hires.height, hires.scale)
-    spec = schedulers.resolve(hires.scheduler) if hires.scheduler else None
-    return replace(request, hires_size=size, hires_scheduler=spec)
-
-
-# the cross-field rules, listed in turn until they move to one place of their own
-def _cross_field(  # noqa: C901
-    data: dict[str, Any],
-    models: dict[str, ModelFacts],
-    default_model: str | None,
-    max_pixels: int,
-    loras: Sequence[str],
-) -> list[Problem]:
-    problems: list[Problem] = []
-    prompt = data.get("prompt")
-    if isinstance(prompt, str) and not prompt.strip():
-        problems.append(Problem("prompt", "must not be empty", prompt))
-    if "prompt" not in data and data.get("upscale") is None:
-        problems.append(Problem("prompt", "is required", has_value=False))
-    problems.extend(upscale_problems(data))
-
-    model = data.get("model")
-    name = model if isinstance(model, str) else default_model
-    facts: ModelFacts | None = None
-    if name is None:
-        problems.append(Problem("model", "no model given and no default model is baked", None))
-    elif name not in models:
-        rule = unknown_model_message(name, sorted(models), named=False)
-        problems.append(Problem("model", rule, name))
-    else:
-        facts = models[name]
-
-    image = data.get("image")
-    if isinstance(image, str) and not image.strip():
-        problems.append(Problem("image", "must not be empty (leave it out for txt2img)", image))
-    has_image = isinstance(image, str) and bool(image.strip())
-    if data.get("mask_image") is not None and not has_image:
-        problems.append(Problem("mask_image", "needs image (inpainting repaints an image)", "..."))
-    problems.extend(_img2img_steps(data, has_image))
-
-    width, height = data.get("width"), data.get("height")
-    if facts is not None and not has_image:
-        width = width if width is not None else facts.native_width
-        height = height if height is not None else facts.native_height
-    if isinstance(width, int) and isinstance(height, int) and width * height > max_pixels:
-        problems.append(
-            Problem(
-                "width",
-                f"width x height must be at most {max_pixels} pixels "
-                f"(SDWORKER_MAX_PIXELS); {width}x{height} is {width * height}",
-                width,
-            )
-        )
-    first = (width, height) if isinstance(width, int) and isinstance(height, int) else None
-    problems.extend(hires_problems(data, first, max_pixels))
-
-    seed, count = data.get("seed"), data.get("num_images", 1)
-    if (
-        isinstance(seed, int)
-        and isinstance(count, int)
-        and 0 <= seed < SEED_LIMIT <= seed + count - 1
-    ):
-        # image i uses seed + i: every returned seed must be a valid seed to replay
-        problems.append(
-            Problem("seed", f"seed + num_images - 1 must be less than {SEED_LIMIT}", seed)
-        )
-
-    scheduler = data.get("scheduler")
-    if isinstance(scheduler, str) and schedulers.resolve(scheduler) is None:
-        message = unknown_name("scheduler", scheduler, schedulers.valid_names(), SAMPLERS_ROUTE)
-        problems.append(Problem("scheduler", message, scheduler))
-
-    problems.extend(_lora_problems(data.get("lora"), loras))
-    return problems
-
-
-def _img2img_steps(data: dict[str, Any], has_image: bool) -> list[Problem]:
-    """img2img runs the last strength x steps steps: none at all is no image."""
-    strength, steps = data.get("strength", 0.8), data.get("num_inference_steps", 25)
-    if not (
-        has_image
-        and isinstance(strength, int | float)
-        and isinstance(steps, int)
-        and 0 < strength <= 1
-        and steps >= 1
-        and int(steps * strength) < 1
-    ):
-        return []
-    return [
-        Problem(
-            "strength",
-            f"strength x num_inference_steps must be at least 1 (the steps img2img "
-            f"runs); {strength} x {steps} is none",
-            strength,
-        )
-    ]
-
-
-def _prompt_lengths(data: dict[str, Any], limit: int) -> list[Problem]:
-    problems = []
-    for name in ("prompt", "negative_prompt"):
-        text = data.get(name)
-        if isinstance(text, str) and len(text) > limit:
-            problems.append(
-                Problem(
-                    name,
-                    f"must be at most {limit} characters (SDWORKER_MAX_PROMPT_CHARS); "
-                    f"this one has {len(text)}",
-                    has_value=False,
-                )
-            )
-    return problems
-
-
-def _lora_problems(value: Any, loras: Sequence[str]) -> list[Problem]:
-    items = _lora_list(value)
-    if not isinstance(items, list):
-        return []
-    problems = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name not in loras:
-            known = ", ".join(sorted(loras)) or "none"
-            problems.append(Problem(f"lora[{i}].name", f"unknown LoRA; baked LoRAs: {known}", name))
-        elif name in seen:
-            # scales of a repeated name would add up past the 0-2 rule
-            problems.append(Problem(f"lora[{i}].name", "is listed twice (give one scale)", name))
-        seen.add(name)
-    return problems
-
-
-def _has_refiner(
-    raw: dict[str, Any], models: dict[str, ModelFacts], default_model: str | None
-) -> tuple[str, bool] | None:
-    """The model the input names (or the default) and whether it has a refiner; None when
-    the model is unknown (reported on its own)."""
-    model = raw.get("model")
-    name = model if isinstance(model, str) else default_model
-    facts = models.get(name) if name is not None else None
-    return None if facts is None else (facts.name, facts.has_refiner)

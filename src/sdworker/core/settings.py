@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     dtype: str = "auto"
     model_memory_gb: float = 0.0
+    #: load SD 3.x models without their T5 text encoder (about 9.5 GB in half precision)
+    drop_t5: bool = False
     # local endpoint
     api_key: str | None = None
     endpoint_id: str = "local"

@@ -25,11 +25,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from sdworker.core.errors import LoraError
-from sdworker.core.loras import LoraLibrary, LoraSet, family_name
+from sdworker.core.loras import LoraLibrary, LoraSet
+from sdworker.families import Family, label
 
 log = logging.getLogger(__name__)
 
-_LORA_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+#: the modules of a pipeline a LoRA adapts (its family's, of those the pipeline has)
+Components = tuple[str, ...]
 
 
 class AdapterGate:
@@ -98,7 +100,7 @@ class ModelAdapters:
         wanted: LoraSet,
         *,
         model: str,
-        family: str,
+        family: Family,
         library: LoraLibrary,
     ) -> Iterator[None]:
         """Run the block with exactly the LoRAs of ``wanted`` active on ``pipe``'s modules."""
@@ -110,34 +112,35 @@ class ModelAdapters:
             yield
 
     def _switch(
-        self, pipe: Any, target: LoraSet, *, model: str, family: str, library: LoraLibrary
+        self, pipe: Any, target: LoraSet, *, model: str, family: Family, library: LoraLibrary
     ) -> None:
+        parts = family.lora.components
         if not target:
             if self._resident:
-                _enable(pipe, {})
+                _enable(pipe, parts, {})
             return
         for name, _ in target:
             self._ensure_loaded(pipe, name, model=model, family=family, library=library)
         scales = {self._resident[name]: scale for name, scale in target}
-        _enable(pipe, scales)
+        _enable(pipe, parts, scales)
         keep = {name for name, _ in target}
         while len(self._resident) > max(library.resident, len(keep)):
             victim = next(n for n in self._resident if n not in keep)
-            _delete(pipe, self._resident.pop(victim))
+            _delete(pipe, parts, self._resident.pop(victim))
             log.info("LoRA %s unloaded from model %s (least recently used)", victim, model)
 
     def _ensure_loaded(
-        self, pipe: Any, name: str, *, model: str, family: str, library: LoraLibrary
+        self, pipe: Any, name: str, *, model: str, family: Family, library: LoraLibrary
     ) -> None:
         if name in self._resident:
             self._resident.move_to_end(name)
             return
         fits = library.family(name)
-        if fits is not None and fits != family:
+        if fits is not None and fits != family.lora_key:
             raise LoraError(
-                f"LoRA {name!r} is made for {family_name(fits)} models; "
-                f"model {model!r} is {family_name(family)}"
+                f"LoRA {name!r} is made for {label(fits)} models; model {model!r} is {family.label}"
             )
+        parts = family.lora.components
         tensors = library.tensors(name)
         self._counter += 1
         adapter = f"sdw{self._counter}"
@@ -146,21 +149,21 @@ class ModelAdapters:
                 # diffusers may consume the dict it is given: the cached one must stay whole
                 pipe.load_lora_weights(dict(tensors), adapter_name=adapter)
         except Exception as exc:  # whatever diffusers/peft raise, take the half-loaded adapter off
-            _delete(pipe, adapter)
+            _delete(pipe, parts, adapter)
             if "out of memory" in str(exc).lower() or not isinstance(
                 exc, (RuntimeError, ValueError, KeyError, TypeError)
             ):
                 raise  # the device is full (the OOM path handles it), or a bug to surface
             raise LoraError(
-                f"LoRA {name!r} does not fit model {model!r} "
-                f"({family_name(family)}): {_first_line(exc)}"
+                f"LoRA {name!r} does not fit model {model!r} ({family.label}): {_first_line(exc)}"
             ) from exc
-        if not _holds(pipe, adapter):
-            _delete(pipe, adapter)
+        if not _holds(pipe, parts, adapter):
+            _delete(pipe, parts, adapter)
             raise LoraError(
                 f"LoRA {name!r} does not fit model {model!r}: none of its layers match the model's"
             )
-        if not self._compiled_noted and getattr(pipe.unet, "_compiled_call_impl", None):
+        denoiser = getattr(pipe, family.denoiser, None)
+        if not self._compiled_noted and getattr(denoiser, "_compiled_call_impl", None):
             # PEFT's layers are not in the graphs the warm-up compiled, and stay on the model
             self._compiled_noted = True
             log.warning(
@@ -179,29 +182,29 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _components(pipe: Any) -> Iterator[Any]:
-    for name in _LORA_COMPONENTS:
+def _components(pipe: Any, parts: Components) -> Iterator[Any]:
+    for name in parts:
         module = getattr(pipe, name, None)
         if module is not None:
             yield module
 
 
-def _tuner_layers(pipe: Any) -> Iterator[Any]:
+def _tuner_layers(pipe: Any, parts: Components) -> Iterator[Any]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    for component in _components(pipe):
+    for component in _components(pipe, parts):
         for module in component.modules():
             if isinstance(module, BaseTunerLayer):
                 yield module
 
 
-def _holds(pipe: Any, adapter: str) -> bool:
-    return any(adapter in getattr(m, "scaling", {}) for m in _tuner_layers(pipe))
+def _holds(pipe: Any, parts: Components, adapter: str) -> bool:
+    return any(adapter in getattr(m, "scaling", {}) for m in _tuner_layers(pipe, parts))
 
 
-def _enable(pipe: Any, scales: dict[str, float]) -> None:
+def _enable(pipe: Any, parts: Components, scales: dict[str, float]) -> None:
     """Switch every adapter layer to exactly the adapters of ``scales`` (none: all off)."""
-    for layer in _tuner_layers(pipe):
+    for layer in _tuner_layers(pipe, parts):
         present = [a for a in scales if a in getattr(layer, "scaling", {})]
         if not present:
             # a disabled layer computes its base layer alone: the exact base weights
@@ -213,13 +216,13 @@ def _enable(pipe: Any, scales: dict[str, float]) -> None:
             layer.set_scale(adapter, scales[adapter])
 
 
-def _delete(pipe: Any, adapter: str) -> None:
+def _delete(pipe: Any, parts: Components, adapter: str) -> None:
     """Remove ``adapter`` from every layer and from the components' PEFT configs."""
     with _quiet():
-        for layer in _tuner_layers(pipe):
+        for layer in _tuner_layers(pipe, parts):
             if adapter in getattr(layer, "scaling", {}):
                 layer.delete_adapter(adapter)
-        for component in _components(pipe):
+        for component in _components(pipe, parts):
             config = getattr(component, "peft_config", None)
             if isinstance(config, dict):
                 config.pop(adapter, None)

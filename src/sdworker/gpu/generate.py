@@ -31,10 +31,11 @@ from PIL import Image
 from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
 from sdworker.core.loras import LoraLibrary, lora_set
 from sdworker.core.schedulers import SchedulerSpec
-from sdworker.core.schema import Request
+from sdworker.core.schema import STRENGTH_MODES, Request
 from sdworker.gpu import hires as hi
 from sdworker.gpu import prompts
 from sdworker.gpu import refiner as refiners
+from sdworker.gpu.callargs import fitted, image_kwargs
 from sdworker.gpu.derive import build_scheduler, derive
 from sdworker.gpu.pipelines import LoadedModel, PipelineCache
 from sdworker.gpu.results import Generated
@@ -51,7 +52,7 @@ BATCHED_CALL = "ran %d jobs (%d images) in one call"
 def effective_steps(request: Request) -> int:
     """Denoising steps one image really takes (img2img skips the first ``1 - strength``)."""
     steps = request.input.num_inference_steps
-    if request.mode == "txt2img":
+    if request.mode not in STRENGTH_MODES:
         return steps
     return max(1, min(steps, int(steps * request.input.strength)))
 
@@ -83,9 +84,10 @@ def batch_key(request: Request) -> Hashable | None:
     """What must be equal for two requests to share a pipeline call; None: never batched.
 
     Prompts, negative prompts, seeds and output options may differ. Whether a negative prompt
-    is given may not (SDXL zeroes the unconditional embedding only when none is). Images,
-    LoRAs, compel, skipped CLIP layers (encoded per request), the refiner (two stages per
-    image) and seeded-noise-sampler schedulers (one seed per scheduler) run alone.
+    is given may not (SDXL zeroes the unconditional embedding only when none is), nor the
+    fields the model's family adds to the call (FLUX.1's true CFG scale). Images, LoRAs,
+    compel, skipped CLIP layers (encoded per request), the refiner (two stages per image) and
+    seeded-noise-sampler schedulers (one seed per scheduler) run alone.
     """
     req = request.input
     spec = request.scheduler
@@ -108,6 +110,7 @@ def batch_key(request: Request) -> Hashable | None:
         scheduler,
         bool(req.negative_prompt),
         hires,
+        tuple(getattr(req, name) for name in request.family.batch_fields),
     )
 
 
@@ -189,7 +192,7 @@ class Generator:
             base,
             lora_set(first.input.lora),
             model=first.model,
-            family=loaded.info.manifest.family,
+            family=loaded.family,
             library=self.loras,
         ):
             text = self._text_kwargs(base, first) if len(jobs) == 1 else None
@@ -223,7 +226,7 @@ class Generator:
         interrupted (its images then decoded from the latents as they stood)."""
         first = jobs[0].request
         pipe = self._pipeline_for(base, loaded, first, live[0][1])
-        kwargs = self._call_kwargs(jobs, live, text)
+        kwargs = fitted(pipe, self._call_kwargs(jobs, live, text))
         refined, hires = refiner is not None, first.input.hires is not None
         if refined:  # a refined job runs alone, an image per call
             kwargs = refiners.base_kwargs(first, kwargs)
@@ -273,7 +276,7 @@ class Generator:
     def _refiner(self, loaded: LoadedModel) -> refiners.Refiner:
         """The model's refiner, loaded on first use and counted in the model's memory."""
         path = loaded.info.path
-        itemsize = torch.empty((), dtype=self.cache.dtype).element_size()
+        itemsize = torch.empty((), dtype=loaded.dtype).element_size()
         refiner: refiners.Refiner = self.cache.attach(
             loaded,
             "refiner",
@@ -294,12 +297,16 @@ class Generator:
         """A lone request's prompt as the pipeline takes it: text, or compel's embeddings
         (computed once, with this request's LoRAs on the text encoders, for all its images)."""
         req = request.input
+        encoding = request.family.prompts
         skip = req.clip_skip or 1
         if req.use_compel:
             with torch.inference_mode():
-                return prompts.weighted_embeddings(base, req.prompt, req.negative_prompt, skip)
-        prompts.warn_if_truncated(base, req.prompt, req.negative_prompt)
-        if skip > 1 and getattr(base, "text_encoder_2", None) is None:
+                return prompts.weighted_embeddings(
+                    base, req.prompt, req.negative_prompt, skip, encoding
+                )
+        window = req.max_sequence_length if encoding.max_sequence_length else None
+        prompts.warn_if_truncated(base, req.prompt, req.negative_prompt, encoding, window)
+        if skip > 1 and encoding.clip_skip == "embeddings":
             with torch.inference_mode():
                 return prompts.plain_embeddings(base, req.prompt, req.negative_prompt, skip)
         kwargs: dict[str, Any] = {
@@ -333,20 +340,13 @@ class Generator:
                 kwargs["negative_prompt"] = [jobs[j].request.input.negative_prompt for j, _ in live]
         if len(live) == 1:
             kwargs["generator"] = kwargs["generator"][0]
-        if request.mode != "txt2img":
-            kwargs["image"] = first.inputs.image
-            kwargs["strength"] = req.strength
-        if request.mode == "inpaint":
-            kwargs["mask_image"] = first.inputs.mask
-        if request.mode != "img2img":
-            kwargs["width"] = request.width
-            kwargs["height"] = request.height
-        return kwargs
+        kwargs.update({name: getattr(req, name) for name in request.family.call_fields})
+        return kwargs | image_kwargs(request, first.inputs)
 
     def _check(self, loaded: LoadedModel, results: list[Generated]) -> list[Generated]:
         assert loaded.safety is not None
         images = [r.image.convert("RGB") for r in results]
-        device, dtype = self.cache.device, self.cache.dtype
+        device, dtype = self.cache.device, loaded.dtype
         clip_input = loaded.safety.processor(images, return_tensors="pt").pixel_values
         arrays = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
         with torch.inference_mode():

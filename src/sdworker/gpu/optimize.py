@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from sdworker.core.settings import Settings
+from sdworker.families import Family
 from sdworker.gpu.derive import derive
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,42 @@ def load_kwargs(device: torch.device) -> dict[str, Any]:
     return {}
 
 
-def apply(pipe: Any, plan: Plan) -> list[str]:
-    """Apply ``plan`` to ``pipe`` in place; returns the names of what was applied."""
+def apply(pipe: Any, plan: Plan, family: Family) -> list[str]:
+    """Apply ``plan`` to ``pipe`` (a model of ``family``) in place; returns the names of what
+    was applied.
+
+    The attention switches and channels-last are a UNet's: a transformer family keeps its
+    own attention processors (diffusers' per-family ones), and its sequences have no
+    channels to reorder."""
+    done: list[str] = []
+    denoiser = getattr(pipe, family.denoiser)
+    unet = family.denoiser == "unet"
+    if unet:
+        done += _attention(pipe, plan)
+    if plan.fuse_qkv:
+        if unet:
+            pipe.fuse_qkv_projections()
+        else:
+            denoiser.fuse_qkv_projections()
+        done.append("fused-qkv")
+    if plan.channels_last:
+        if unet:
+            denoiser.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+        done.append("channels-last")
+    if plan.vae_slicing:
+        pipe.vae.enable_slicing()
+        done.append("vae-slicing")
+    if plan.vae_tiling:
+        pipe.vae.enable_tiling()
+        done.append("vae-tiling")
+    if plan.compile:
+        done.append(_compile(denoiser, pipe.vae, plan))
+    return done
+
+
+def _attention(pipe: Any, plan: Plan) -> list[str]:
+    """The attention processors the plan names, on a UNet pipeline."""
     done: list[str] = []
     if plan.attention == "xformers":
         try:
@@ -107,31 +142,20 @@ def apply(pipe: Any, plan: Plan) -> list[str]:
         pipe.unet.set_default_attn_processor()
         pipe.vae.set_default_attn_processor()
         done.append("classic-attention")
-    if plan.fuse_qkv:
-        pipe.fuse_qkv_projections()
-        done.append("fused-qkv")
-    if plan.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
-        done.append("channels-last")
-    if plan.vae_slicing:
-        pipe.vae.enable_slicing()
-        done.append("vae-slicing")
-    if plan.vae_tiling:
-        pipe.vae.enable_tiling()
-        done.append("vae-tiling")
-    if plan.compile:
-        # compiled in place (nn.Module.compile): the module keeps its class, so from_pipe,
-        # the pipelines' dtype checks and LoRA loading see the same UNet as before. Not
-        # fullgraph: a graph break (an attention kernel dynamo cannot trace) costs speed, where
-        # fullgraph would fail the model's load, or a job once the recompile limit is reached
-        options: dict[str, Any] = {"backend": plan.compile_backend}
-        if plan.compile_backend == "inductor":  # modes are inductor's
-            options["mode"] = plan.compile_mode
-        pipe.unet.compile(**options)
-        pipe.vae.decoder.compile(**options)
-        done.append(f"compile({', '.join(map(str, options.values()))})")
     return done
+
+
+def _compile(denoiser: Any, vae: Any, plan: Plan) -> str:
+    # compiled in place (nn.Module.compile): the module keeps its class, so from_pipe,
+    # the pipelines' dtype checks and LoRA loading see the same denoiser as before. Not
+    # fullgraph: a graph break (an attention kernel dynamo cannot trace) costs speed, where
+    # fullgraph would fail the model's load, or a job once the recompile limit is reached
+    options: dict[str, Any] = {"backend": plan.compile_backend}
+    if plan.compile_backend == "inductor":  # modes are inductor's
+        options["mode"] = plan.compile_mode
+    denoiser.compile(**options)
+    vae.decoder.compile(**options)
+    return f"compile({', '.join(map(str, options.values()))})"
 
 
 def warmup_batches(batch_max: int) -> list[int]:
@@ -140,27 +164,30 @@ def warmup_batches(batch_max: int) -> list[int]:
     return sorted({1, min(2, batch_max), batch_max})
 
 
-def timestep_variants(pipe: Any) -> list[Any]:
+def timestep_variants(pipe: Any, family: Family) -> list[Any]:
     """``pipe`` and a twin whose scheduler gives timesteps of the other dtype.
 
     Compiled UNet graphs are specialised on the timestep's dtype, and samplers differ: PNDM,
     DDIM, UniPC and DPM++ 2M give integers, Euler, Heun, LMS and the Karras variants floats.
-    Warming up both kinds keeps a job's choice of sampler from running it uncompiled."""
+    Warming up both kinds keeps a job's choice of sampler from running it uncompiled. (The
+    flow-match schedulers all give floats: such a family needs no twin.)"""
     from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
     own = pipe.scheduler
     probe = type(own).from_config(own.config)
     probe.set_timesteps(2)
     other = DDIMScheduler if probe.timesteps.is_floating_point() else EulerDiscreteScheduler
+    if not family.takes_scheduler(other.__name__):
+        return [pipe]
     return [pipe, derive(type(pipe), pipe, scheduler=other.from_config(own.config))]
 
 
-def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> float:
+def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int], family: Family) -> float:
     """Run short generations so compilation and autotuning happen now, not in a job: every
     size and batch, with integer and with float timesteps."""
     started = time.perf_counter()
     # compiling is allowed here even when an earlier model's warm-up closed it for requests
-    runners = timestep_variants(pipe)
+    runners = timestep_variants(pipe, family)
     with torch.compiler.set_stance("default"):
         for width, height in sizes:
             for n, runner in itertools.product(batches, runners):
@@ -183,16 +210,19 @@ def warm_up(pipe: Any, sizes: list[tuple[int, int]], batches: list[int]) -> floa
 RECOMPILE_LIMIT = 64
 
 
-def prepare(pipe: Any, settings: Settings, device: torch.device, native: tuple[int, int]) -> Plan:
-    """Optimise a freshly loaded pipeline for ``device`` and warm it up when the plan says so."""
+def prepare(
+    pipe: Any, settings: Settings, device: torch.device, native: tuple[int, int], family: Family
+) -> Plan:
+    """Optimise a freshly loaded pipeline of ``family`` for ``device`` and warm it up when
+    the plan says so."""
     chosen = plan(settings, device, loras=has_loras(settings.models_dir))
-    applied = apply(pipe, chosen)
+    applied = apply(pipe, chosen, family)
     if applied:
         log.info("pipeline optimisations: %s", ", ".join(applied))
     if chosen.warmup:
         sizes = settings.warmup_sizes(native)
         batches = warmup_batches(settings.batch_images())
-        seconds = warm_up(pipe, sizes, batches)
+        seconds = warm_up(pipe, sizes, batches, family)
         shown = ", ".join(f"{w}x{h}" for w, h in sizes)
         log.info("warmed up at %s, batches %s, in %.1fs", shown, batches, seconds)
     if chosen.compile:

@@ -1,7 +1,8 @@
 """The pipeline cache: models load lazily, stay on the device, and are evicted LRU by memory.
 
-One set of weights per model serves txt2img, img2img and inpaint: the other two pipelines are
-made with ``from_pipe`` and share every module. Each request then gets its own pipeline
+One set of weights per model serves every mode its family offers (txt2img, img2img, inpaint,
+edit): the model loads as its family's pipeline and the others are made with ``from_pipe``,
+sharing every module. Each request then gets its own pipeline
 object (``from_pipe`` again, with a fresh scheduler) so per-call state never crosses requests.
 
 Locking in :class:`PipelineCache`:
@@ -19,7 +20,6 @@ The order is always ``_load_lock`` then ``_lock``; nothing takes ``_load_lock`` 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -27,31 +27,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
-from diffusers import (
-    AutoPipelineForImage2Image,
-    AutoPipelineForInpainting,
-    AutoPipelineForText2Image,
-)
 
+from sdworker import families
 from sdworker.core.errors import DeviceError, ModelDamaged, OutOfMemory
 from sdworker.core.models import ModelInfo, ModelRegistry
-from sdworker.core.schema import Mode
 from sdworker.core.settings import Settings
+from sdworker.families import Family
 from sdworker.gpu import optimize
 from sdworker.gpu.adapters import ModelAdapters
 from sdworker.gpu.derive import derive
+from sdworker.gpu.weights import module_bytes, parameter_count, resolve_dtype, tensor_bytes
 
 log = logging.getLogger(__name__)
-
-_AUTO = {
-    "txt2img": AutoPipelineForText2Image,
-    "img2img": AutoPipelineForImage2Image,
-    "inpaint": AutoPipelineForInpainting,
-}
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -60,20 +51,6 @@ def resolve_device(setting: str) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
-    if setting == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    named = {
-        "fp16": torch.float16,
-        "float16": torch.float16,
-        "bf16": torch.bfloat16,
-        "bfloat16": torch.bfloat16,
-        "fp32": torch.float32,
-        "float32": torch.float32,
-    }
-    return named[setting]
 
 
 @dataclass
@@ -93,6 +70,8 @@ class LoadedModel:
     nbytes: int
     safety: SafetyChecker | None
     load_seconds: float
+    #: the pipeline class of each mode its family offers, imported when the model loaded
+    classes: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: generations running on this model now; eviction passes over a model in use
     users: int = 0
@@ -104,40 +83,26 @@ class LoadedModel:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def base(self) -> Any:
-        return self.pipelines["txt2img"]
+    def family(self) -> Family:
+        return families.get(self.info.manifest.family)
 
-    def pipeline(self, mode: Mode) -> Any:
+    @property
+    def base(self) -> Any:
+        """The pipeline the weights loaded as (every other mode's shares its modules)."""
+        return self.pipelines[self.family.pipelines.load_mode]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model's weights run in."""
+        dtype: torch.dtype = self.base.dtype
+        return dtype
+
+    def pipeline(self, mode: str) -> Any:
+        """The pipeline of ``mode`` (validation made sure the family offers it)."""
         with self.lock:
             if mode not in self.pipelines:
-                self.pipelines[mode] = derive(_AUTO[mode], self.base)
+                self.pipelines[mode] = derive(self.classes[mode], self.base)
             return self.pipelines[mode]
-
-
-def _parameter_count(path: Path) -> int | None:
-    """Elements in a safetensors file, read from its header alone; None if unreadable."""
-    import json
-    import math
-
-    try:
-        with path.open("rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(size))
-    except (OSError, ValueError):
-        return None
-    return sum(math.prod(meta["shape"]) for key, meta in header.items() if key != "__metadata__")
-
-
-def tensor_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a module's parameters and buffers."""
-    tensors = itertools.chain(module.parameters(), module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-def module_bytes(pipe: Any) -> int:
-    """Bytes of every module of a pipeline."""
-    modules = pipe.components.values()
-    return sum(tensor_bytes(m) for m in modules if isinstance(m, torch.nn.Module))
 
 
 class PipelineCache:
@@ -160,6 +125,7 @@ class PipelineCache:
         self._load = load or self._load_from_disk
         self._estimate = estimate or self._estimate_from_headers
         self.device = resolve_device(settings.device)
+        #: the dtype of Stable Diffusion UNet models; other families' :meth:`dtype_for`
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         #: guards ``_models`` (membership and LRU order) and every model's ``users``; a plain
@@ -168,6 +134,14 @@ class PipelineCache:
         #: held for the whole of a load, so at most one model loads at a time
         self._load_lock = threading.Lock()
         self.budget_bytes = self._budget()
+
+    def dtype_for(self, family: Family) -> torch.dtype:
+        """The dtype ``family``'s models load in here."""
+        return resolve_dtype(self.settings.dtype, self.device, family.gpu_dtype)
+
+    def dropped(self, family: Family) -> tuple[str, ...]:
+        """The components of ``family``'s models this deployment leaves out (``SDWORKER_DROP_T5``)."""
+        return family.droppable if self.settings.drop_t5 else ()
 
     def _budget(self) -> int:
         if self.settings.model_memory_gb > 0:
@@ -254,16 +228,22 @@ class PipelineCache:
         return loaded
 
     def _estimate_from_headers(self, info: ModelInfo) -> int:
-        """Bytes the model will take on the device: its parameter count (from the safetensors
-        headers) at our dtype; files we cannot read count at their size on disk."""
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
-        total = 0
+        """Bytes the model will take on the device, by its family's estimate: the parameters of
+        each component (from the safetensors headers) at its dtype; files we cannot read count
+        at their size on disk."""
+        family = families.get(info.manifest.family)
+        itemsize = torch.empty((), dtype=self.dtype_for(family)).element_size()
+        parameters: dict[str, int] = {}
         for path, entry in info.manifest.files.items():
             if not path.endswith((".safetensors", ".bin")):
                 continue  # the safety checker counts: it loads onto the device with the model
-            count = _parameter_count(info.path / path) if path.endswith(".safetensors") else None
-            total += entry.size if count is None else count * itemsize
-        return total
+            count = parameter_count(info.path / path) if path.endswith(".safetensors") else None
+            part = path.split("/", 1)[0]
+            # unreadable files count at their size on disk, in "parameters" of itemsize bytes
+            parameters[part] = parameters.get(part, 0) + (
+                count if count is not None else -(-entry.size // itemsize)
+            )
+        return family.estimate_bytes(parameters, itemsize, self.dropped(family))
 
     def _make_room(self, incoming: int, keep: str | None = None) -> bool:
         """Evict least recently used models until ``incoming`` more bytes fit the budget.
@@ -339,12 +319,52 @@ class PipelineCache:
 
     def _load_from_disk(self, info: ModelInfo) -> LoadedModel:
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {"dtype": self.dtype, "local_files_only": True}
+        family = families.get(info.manifest.family)
+        # every class of the family, looked up here: diffusers resolves its attributes
+        # lazily, and that lookup is not safe while another thread imports through it
+        classes = {
+            str(m): getattr(diffusers, family.pipelines.of(m) or "") for m in family.pipelines.modes
+        }
+        base = self._read(info, classes[family.pipelines.load_mode], self._load_kwargs(family))
+        base.set_progress_bar_config(disable=True)
+        manifest = info.manifest
+        native = (manifest.native_width, manifest.native_height)
+        optimize.prepare(base, self.settings, self.device, native, family)
+        safety = self._load_safety(info, base.dtype) if manifest.has_safety_checker else None
+        loaded = LoadedModel(
+            info=info,
+            pipelines={family.pipelines.load_mode: base},
+            nbytes=module_bytes(base) + (tensor_bytes(safety.checker) if safety else 0),
+            safety=safety,
+            load_seconds=time.perf_counter() - started,
+            classes=classes,
+            scheduler_config=dict(base.scheduler.config),
+        )
+        log.info(
+            "loaded model %s (%s, %s) in %.2fs (%d MB)",
+            info.name,
+            family.label,
+            str(base.dtype).removeprefix("torch."),
+            loaded.load_seconds,
+            loaded.nbytes // 2**20,
+        )
+        return loaded
+
+    def _load_kwargs(self, family: Family) -> dict[str, Any]:
+        """``from_pretrained``'s arguments for a model of ``family`` on this device."""
+        kwargs: dict[str, Any] = {"dtype": self.dtype_for(family), "local_files_only": True}
         kwargs.update(optimize.load_kwargs(self.device))
-        if info.manifest.family != "sdxl":
+        if family.safety_checker:
+            # the checker loads on its own, and runs only when a request wants it
             kwargs.update(safety_checker=None, requires_safety_checker=False)
+        for part in self.dropped(family):
+            kwargs[part] = None
+        return kwargs
+
+    def _read(self, info: ModelInfo, cls: Any, kwargs: dict[str, Any]) -> Any:
+        """The model's weights as ``cls``, on the device."""
         try:
-            base = AutoPipelineForText2Image.from_pretrained(str(info.path), **kwargs)
+            base = cls.from_pretrained(str(info.path), **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelDamaged(
                 f"model {info.name!r} at {info.path} cannot be loaded: {exc}"
@@ -356,36 +376,16 @@ class PipelineCache:
             if "out of memory" in str(exc).lower():
                 raise
             raise DeviceError(f"moving model {info.name!r} to {self.device} failed: {exc}") from exc
-        base.set_progress_bar_config(disable=True)
-        manifest = info.manifest
-        optimize.prepare(
-            base, self.settings, self.device, (manifest.native_width, manifest.native_height)
-        )
-        safety = self._load_safety(info) if info.manifest.has_safety_checker else None
-        loaded = LoadedModel(
-            info=info,
-            pipelines={"txt2img": base},
-            nbytes=module_bytes(base) + (tensor_bytes(safety.checker) if safety else 0),
-            safety=safety,
-            load_seconds=time.perf_counter() - started,
-            scheduler_config=dict(base.scheduler.config),
-        )
-        log.info(
-            "loaded model %s in %.2fs (%d MB)",
-            info.name,
-            loaded.load_seconds,
-            loaded.nbytes // 2**20,
-        )
-        return loaded
+        return base
 
-    def _load_safety(self, info: ModelInfo) -> SafetyChecker:
+    def _load_safety(self, info: ModelInfo, dtype: torch.dtype) -> SafetyChecker:
         from diffusers.pipelines.stable_diffusion.safety_checker import (
             StableDiffusionSafetyChecker,
         )
         from transformers import CLIPImageProcessor
 
         checker: Any = StableDiffusionSafetyChecker.from_pretrained(
-            str(info.path / "safety_checker"), dtype=self.dtype, local_files_only=True
+            str(info.path / "safety_checker"), dtype=dtype, local_files_only=True
         )
         checker.to(self.device)
         processor = CLIPImageProcessor.from_pretrained(str(info.path / "feature_extractor"))

@@ -20,32 +20,47 @@ from typing import Any
 
 import torch
 
+from sdworker.families.base import PromptEncoding
+
 log = logging.getLogger(__name__)
 
 
-def truncated_tokens(tokenizer: Any, text: str) -> int:
-    """How many of ``text``'s tokens fall beyond the tokenizer's window (0 if it fits)."""
+def truncated_tokens(tokenizer: Any, text: str, window: int | None = None) -> int:
+    """How many of ``text``'s tokens fall beyond the window (the tokenizer's own by default;
+    0 if it fits)."""
     if not text:
         return 0
     ids = tokenizer(text, truncation=False, add_special_tokens=True, verbose=False).input_ids
-    return max(0, len(ids) - int(tokenizer.model_max_length))
+    return max(0, len(ids) - int(window or tokenizer.model_max_length))
 
 
-def warn_if_truncated(pipe: Any, prompt: str, negative_prompt: str) -> None:
-    """Log a warning naming how many tokens of each prompt the text encoder will not read."""
-    tokenizer = getattr(pipe, "tokenizer", None) or getattr(pipe, "tokenizer_2", None)
+def warn_if_truncated(
+    pipe: Any,
+    prompt: str,
+    negative_prompt: str,
+    encoding: PromptEncoding,
+    window: int | None = None,
+) -> None:
+    """Log a warning naming how many tokens of each prompt the text encoder will not read:
+    the family's main encoder (a T5's ``window`` is ``max_sequence_length``), or the first
+    CLIP when that one is left out."""
+    tokenizer = getattr(pipe, encoding.tokenizer, None)
+    if tokenizer is None:
+        tokenizer, window = getattr(pipe, "tokenizer", None), None
     if tokenizer is None:
         return
+    limit = int(window or tokenizer.model_max_length)
+    hint = "use_compel: true reads long prompts whole" if encoding.compel else "shorten it"
     for field, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
-        dropped = truncated_tokens(tokenizer, text)
+        dropped = truncated_tokens(tokenizer, text, limit)
         if dropped:
             log.warning(
-                "%s is %d tokens too long for the text encoder's %d: the last %d were dropped "
-                "(use_compel: true reads long prompts whole)",
+                "%s is %d tokens too long for the text encoder's %d: the last %d were dropped (%s)",
                 field,
                 dropped,
-                tokenizer.model_max_length,
+                limit,
                 dropped,
+                hint,
             )
 
 
@@ -242,7 +257,11 @@ def _pad(tensor: torch.Tensor, empty: torch.Tensor, length: int) -> torch.Tensor
 
 
 def weighted_embeddings(
-    pipe: Any, prompt: str, negative_prompt: str, clip_skip: int | None
+    pipe: Any,
+    prompt: str,
+    negative_prompt: str,
+    clip_skip: int | None,
+    encoding: PromptEncoding,
 ) -> dict[str, torch.Tensor]:
     """Pipeline keyword arguments holding the prompts' embeddings, weights and length honoured.
 
@@ -253,8 +272,8 @@ def weighted_embeddings(
 
     skip = clip_skip or 1
     positive_parts, negative_parts = parse_weights(prompt), parse_weights(negative_prompt)
-    if getattr(pipe, "text_encoder_2", None) is None:
-        # SD 1.x/2.x: the final-layer-normed last layer, or an earlier one for clip_skip
+    if encoding.compel == "single":
+        # one CLIP (SD 1.x/2.x): the final-layer-normed last layer, or an earlier one
         kind = (
             ReturnedEmbeddingsType.LAST_HIDDEN_STATES_NORMALIZED
             if skip == 1

@@ -28,11 +28,10 @@ import torch
 # not safe while another thread (the preload) imports through it
 from diffusers import StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
 
-from sdworker.core.compat import REFINER_STRENGTH
 from sdworker.core.errors import ModelDamaged
 from sdworker.core.schema import Request
 from sdworker.gpu.derive import build_scheduler, derive
-from sdworker.gpu.pipelines import tensor_bytes
+from sdworker.gpu.weights import parameter_count, tensor_bytes
 
 #: the folder of a baked model that holds its refiner
 REFINER_DIR = "refiner"
@@ -51,18 +50,8 @@ class Refiner:
 
 def refiner_parameters(model_dir: Path) -> int:
     """Parameters of the refiner's UNet, from its safetensors headers (0 if unreadable)."""
-    total = 0
-    for path in sorted((model_dir / REFINER_DIR / "unet").glob("*.safetensors")):
-        with path.open("rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(size))
-        for key, meta in header.items():
-            if key != "__metadata__":
-                count = 1
-                for dim in meta["shape"]:
-                    count *= dim
-                total += count
-    return total
+    paths = sorted((model_dir / REFINER_DIR / "unet").glob("*.safetensors"))
+    return sum(parameter_count(path) or 0 for path in paths)
 
 
 def load_refiner(base: Any, model_dir: Path, device: torch.device) -> Refiner:
@@ -138,7 +127,6 @@ def refine(
     if req.high_noise_frac is not None:
         kwargs["denoising_start"] = req.high_noise_frac
     else:
-        given = "strength" in req.model_fields_set and request.mode == "txt2img"
-        kwargs["strength"] = req.strength if given else REFINER_STRENGTH
+        kwargs["strength"] = req.refiner_strength
     images: list[Any] = pipe(**kwargs, callback_on_step_end=callback).images
     return images

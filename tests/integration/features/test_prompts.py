@@ -69,9 +69,12 @@ def test_a_200_token_prompt_is_used_whole(
 def test_long_embeddings_are_chunked_and_padded_alike(fworker: RunpodAdapter, model: str) -> None:
     import torch
 
-    pipe = fworker.service.generator.cache.get(model).base
+    loaded = fworker.service.generator.cache.get(model)
+    pipe = loaded.base
     with torch.inference_mode():
-        embeds = prompts.weighted_embeddings(pipe, LONG, "short (negative:1.2)", 1)
+        embeds = prompts.weighted_embeddings(
+            pipe, LONG, "short (negative:1.2)", 1, loaded.family.prompts
+        )
     tokens = len(pipe.tokenizer(LONG).input_ids) - 2
     length = embeds["prompt_embeds"].shape[1]
     # 77-token chunks (start, 75 tokens, end), as many as the whole prompt needs

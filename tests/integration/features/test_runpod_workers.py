@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from sdworker.core.settings import Settings
-from sdworker.gpu.pipelines import tensor_bytes
+from sdworker.gpu.weights import tensor_bytes
 from sdworker.runpod.adapter import RunpodAdapter
 from tests.integration.test_generation import pixels, png_b64
 
@@ -121,8 +121,8 @@ def test_a_model_without_a_refiner_fails_before_any_gpu_work(features_settings: 
     worker = RunpodAdapter(features_settings)
     out = worker.handle_sync({"id": "n", "input": {"prompt": "x", "refiner_inference_steps": 50}})
     assert out["error"] == (
-        "invalid input: refiner_inference_steps: model 'tiny' has no refiner "
-        "(bake it with --refiner) (got 50)"
+        "invalid input: refiner_inference_steps: does not apply to SD 1.x models "
+        "(model 'tiny') (got 50)"
     )
     assert out["failure"]["problems"][0]["field"] == "refiner_inference_steps"
     assert not worker.service.gpu_started
