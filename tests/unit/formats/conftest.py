@@ -21,11 +21,12 @@ from PIL import Image
 
 from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput
+from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
-from sdworker.core.schema import ModelFacts, parse_input
 from sdworker.core.settings import Settings
+from sdworker.families import get as family
 from sdworker.formats.a1111 import SamplerCatalog, default_catalog
 
 
@@ -68,13 +69,13 @@ def registry(tmp_path: Path, manifests: list[Manifest]) -> ModelRegistry:
 
 
 #: what the native rules need to know of the models ``manifests`` bakes
-FACTS = {name: ModelFacts(name, 64, 64) for name in ("tiny", "v1-5-pruned-emaonly")}
+FACTS = {name: ModelFacts(name, 64, 64, family("sd1")) for name in ("tiny", "v1-5-pruned-emaonly")}
 
 
 def fake_run(job: dict[str, Any]) -> list[dict[str, Any]]:
     """A stand-in for generation: the job checked by the native input's own rules, then an
     8x8 PNG per image whose colour encodes its seed."""
-    parse_input(job, models=FACTS, default_model="tiny", max_pixels=2048 * 2048)
+    parse_input(job, InputContext.of(FACTS, default_model="tiny", max_pixels=2048 * 2048))
     seed = job.get("seed")
     seed = 1234 if seed is None else seed
     out = []
