@@ -98,6 +98,29 @@ def test_values_json_cannot_carry_end_their_job(server: ServerProcess, body: str
     check(ended(server, body))
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"input": {"prompt": "x", "width": 1' + "0" * 400 + "}}", "width"),
+        (
+            '{"input": {"prompt": "x", "num_inference_steps": 1' + "0" * 400 + "}}",
+            "num_inference_steps",
+        ),
+        (
+            '{"input": {"prompt": "x", "use_compel": true, "guidance_scale": 1' + "0" * 300 + "}}",
+            "guidance_scale",
+        ),
+    ],
+)
+def test_integers_past_float_range_fail_on_their_field(
+    server: ServerProcess, body: str, field: str
+) -> None:
+    """Regression: these ended with ``internal error: OverflowError`` and no field named."""
+    status = ended(server, body)
+    assert status["status"] == "FAILED", status
+    assert f"{field}: must be" in status["error"] and "internal" not in status["error"], status
+
+
 def test_the_worker_still_serves_after_the_fuzz(server: ServerProcess) -> None:
     status = ended(server, json.dumps({"input": {"prompt": "after", "seed": 1, **SMALL}}))
     assert status["status"] == "COMPLETED", status

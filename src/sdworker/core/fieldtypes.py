@@ -20,9 +20,15 @@ def _bool_or_string(value: Any) -> Any:
 
 def _number(value: Any) -> Any:
     """Ints are numbers too (``guidance_scale: 7``); bools are not; NaN and the infinities are
-    no value a job can use, nor one JSON can carry back in an error."""
+    no value a job can use, nor one JSON can carry back in an error. An integer past float
+    range (``10**400``) is no finite number either."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            # pydantic turns only ValueError into a problem on the field; anything else
+            # would escape validation and fail the job with no field named
+            raise ValueError("must be a finite number") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must be a finite number")
     return value

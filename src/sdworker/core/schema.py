@@ -183,22 +183,29 @@ def parse_input(
     problems: list[Problem] = list(respelled.problems)
 
     parsed: GenerateInput | None = None
+    #: top-level fields that failed their own rule: the rules across fields never see them
+    bad: set[str] = set()
     try:
         parsed = GenerateInput.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
+            if err["loc"] and isinstance(err["loc"][0], str):
+                bad.add(err["loc"][0])
             name = rename_field(field_name(err["loc"]), respelled.spelled) or "input"
             missing = err["type"] == "missing"
             problems.append(
                 Problem(name, rule_message(err), err.get("input"), has_value=not missing)
             )
 
-    # one problem per field: a field that failed its own rule is not judged again across fields
+    # one problem per field: a field that failed its own rule is not judged again across
+    # fields, nor computed with (``10**400`` steps times a strength is an OverflowError)
     failed = {p.field for p in problems}
-    crossed = _cross_field(data, models, default_model, max_pixels, loras)
-    crossed += _prompt_lengths(data, max_prompt_chars)
+    judged = {k: v for k, v in data.items() if k not in bad}
+    crossed = _cross_field(judged, models, default_model, max_pixels, loras)
+    crossed += _prompt_lengths(judged, max_prompt_chars)
     renamed = [replace(p, field=rename_field(p.field, respelled.spelled)) for p in crossed]
-    renamed += compat_problems(respelled, _has_refiner(raw, models, default_model))
+    model = _has_refiner(raw, models, default_model)
+    renamed += compat_problems(replace(respelled, data=judged), model)
     problems.extend(p for p in renamed if p.field not in failed)
     if problems or parsed is None:
         raise InvalidInput(problems)

@@ -77,7 +77,8 @@ def find(value: Any, root: str = "output", max_depth: int = MAX_DEPTH) -> tuple[
         if isinstance(item, _Refused):
             return path, f"{item.text} is not JSON"
         if isinstance(item, float) and not math.isfinite(item):
-            return path, f"{item!r} is not JSON"
+            word = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
+            return path, f"{word} is not JSON"
         if isinstance(item, str):
             if _lone_surrogate(item):
                 return path, "a lone surrogate (unpaired \\ud800-\\udfff) is not JSON text"

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from sdworker.core import schedulers
+from sdworker.core import schedulers, strictjson
 from sdworker.core.errors import Problem
 from sdworker.core.rules import MESSAGES, SAMPLERS_ROUTE, field_name, unknown_name
 
@@ -167,7 +167,9 @@ class FormatBody(BaseModel):
     @classmethod
     def _absent(cls, data: Any) -> Any:
         """``null`` is "not given" for every field, ``""`` for every field but text; inert
-        keys are dropped."""
+        keys are dropped, unless their value is one JSON cannot carry (NaN, a lone
+        surrogate): kept, such a key is refused (see :func:`problem_of`), as any field's
+        NaN is, rather than echoed into an answer that cannot be written."""
         if not isinstance(data, Mapping):
             return data
         text = {f.alias or name for name, f in cls.model_fields.items() if _is_text(f.annotation)}
@@ -175,7 +177,9 @@ class FormatBody(BaseModel):
             # a key that is not valid Unicode is kept, escaped, to be refused as unknown
             _printable(k) if isinstance(k, str) else k: v
             for k, v in data.items()
-            if v is not None and (v != "" or k in text) and k not in cls.inert
+            if v is not None
+            and (v != "" or k in text)
+            and not (k in cls.inert and strictjson.find(v, k) is None)
         }
 
     @classmethod
@@ -222,12 +226,22 @@ def problem_of(err: ErrorDetails, model: type[BaseModel], prefix: str = "") -> P
     message = template.format(**err.get("ctx", {})) if template else err["msg"]
     if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
         owner = _nested_model(model, loc[:-1])
-        if owner is not None and issubclass(owner, FormatBody):
+        if owner is not None and issubclass(owner, FormatBody) and loc[-1] in owner.inert:
+            # an inert key kept by ``_absent``: its value is what is wrong, not its name
+            message = _not_json(err.get("input"), name)
+        elif owner is not None and issubclass(owner, FormatBody):
             near = difflib.get_close_matches(loc[-1], owner.known_names(), n=1, cutoff=0.6)
             if near:
                 message += f" (did you mean {near[0]!r}?)"
     missing = err["type"] == "missing"
     return Problem(name, message, err.get("input"), has_value=not missing)
+
+
+def _not_json(value: Any, name: str) -> str:
+    """The rule a value of an inert field broke: JSON has no word for something in it."""
+    found = strictjson.find(value, name)
+    where, why = found if found is not None else (name, "it is not JSON")
+    return f"must be plain JSON: {why}" + (f" (at {where})" if where != name else "")
 
 
 def validate(
