@@ -37,7 +37,8 @@ class ServerProcess:
     def url(self) -> str:
         return f"{self.root}/v2/local"
 
-    def start(self, timeout_s: float = 30.0) -> ServerProcess:
+    def start(self, timeout_s: float = 30.0, *, ready: int | None = None) -> ServerProcess:
+        """Start the server and wait for ``ready`` workers (default all; 0: do not wait)."""
         env = {**os.environ, **self.env, "SDWORKER_STATE_DIR": str(self.state_dir)}
         env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
         log = (self.state_dir.parent / f"{self.state_dir.name}.log").open("a")
@@ -57,7 +58,7 @@ class ServerProcess:
         match = re.search(r"on (http://[\d.:]+)/v2/", line)
         assert match, f"server did not start: {line!r}"
         self.root = match.group(1)
-        self.wait_for_workers(self.workers, timeout_s)
+        self.wait_for_workers(self.workers if ready is None else ready, timeout_s)
         return self
 
     def wait_for_workers(self, count: int, timeout_s: float = 30.0) -> None:
