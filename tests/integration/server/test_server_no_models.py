@@ -10,12 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from server_harness import FAST, SRC, ServerProcess
+
+from tests.integration.waits import wait_until
 
 NO_MODELS = "no baked models in"
 
@@ -69,7 +70,7 @@ def test_a_handler_of_ones_own_needs_no_models(tmp_path: Path) -> None:
     server = ServerProcess(
         "echo", 1, tmp_path / "state", {**FAST, "SDWORKER_MODELS_DIR": str(empty)}
     )
-    server.start(timeout_s=120)
+    server.start()
     try:
         r = httpx.post(f"{server.url}/runsync", json={"input": {"x": 1}}, timeout=120)
         assert r.json()["status"] == "COMPLETED", r.text
@@ -88,15 +89,14 @@ def _damaged(models_dir: Path, into: Path) -> Path:
     return into
 
 
-def _health_until(server: ServerProcess, done: Any, timeout_s: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = httpx.get(f"{server.url}/health", timeout=10).json()
-        if done(body):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"/health never got there: {body}")
+def _health_until(server: ServerProcess, done: Any) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = [{}]
+
+    def there() -> dict[str, Any] | None:
+        seen[0] = httpx.get(f"{server.url}/health", timeout=30).json()
+        return seen[0] if done(seen[0]) else None
+
+    return wait_until(there, lambda: f"/health getting there (last {seen[0]})", every_s=0.1)
 
 
 def test_workers_that_cannot_start_are_unhealthy_and_a_job_waits_saying_why(
@@ -113,7 +113,7 @@ def test_workers_that_cannot_start_are_unhealthy_and_a_job_waits_saying_why(
         "HF_HUB_OFFLINE": "1",
     }
     server = ServerProcess("packaged", 1, tmp_path / "state", env)
-    server.start(timeout_s=120, ready=0)  # the server starts: sizes are right
+    server.start(ready=0)  # the server starts: sizes are right
     try:
         job = httpx.post(f"{server.url}/run", json={"input": {"prompt": "x"}}, timeout=30).json()
         # the back-off: failures in a row grow while the worker keeps refusing
