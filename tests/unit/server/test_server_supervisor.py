@@ -4,8 +4,10 @@ cannot start (with a real process that exits at once, and shrunken back-off sett
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -66,27 +68,36 @@ def test_the_reason_is_the_workers_last_line() -> None:
     assert len(start_failure(["x" * 5000], 1)) < 500
 
 
+@contextlib.asynccontextmanager
+async def supervising(
+    tmp_path: Path, handler: str, **options: Any
+) -> AsyncIterator[tuple[JobQueue, WorkerSupervisor]]:
+    """A real queue, and one worker process of ``handler`` (a fixture handler's name)."""
+    queue = JobQueue(Settings(state_dir=tmp_path / "state", workers=0))
+    await queue.start()
+    sup = WorkerSupervisor(
+        queue,
+        handler_path=HANDLERS / f"{handler}.py",
+        count=1,
+        base_url="http://127.0.0.1:1",
+        token="worker-token-0123",
+        **options,
+    )
+    try:
+        yield queue, sup
+    finally:
+        await sup.close()
+        await queue.close()
+
+
 def test_a_worker_that_cannot_start_backs_off_and_says_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(state_dir=tmp_path / "state", workers=0)
-
     async def body() -> None:
-        queue = JobQueue(settings)
-        await queue.start()
-        sup = WorkerSupervisor(
-            queue,
-            handler_path=HANDLERS / "refuses.py",
-            count=1,
-            base_url="http://127.0.0.1:1",
-            token="worker-token-0123",
-            poll_s=0.01,
-            backoff_s=0.05,
-            backoff_max_s=0.2,
-        )
-        job = await queue.submit({"prompt": "x"})
-        await sup.start()
-        try:
+        shrunk = {"poll_s": 0.01, "backoff_s": 0.05, "backoff_max_s": 0.2}
+        async with supervising(tmp_path, "refuses", **shrunk) as (queue, sup):
+            job = await queue.submit({"prompt": "x"})
+            await sup.start()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 120  # generous: a busy machine starts processes slowly
             while sup.health()[0]["unhealthy"] == 0 or sup.health()[1][0]["failures"] < 5:
@@ -103,9 +114,6 @@ def test_a_worker_that_cannot_start_backs_off_and_says_why(
             # the job waits: nothing took it, nothing failed it
             view = await queue.get(job.id)
             assert view is not None and view.status.value == "IN_QUEUE"
-        finally:
-            await sup.close()
-            await queue.close()
 
     with caplog.at_level(logging.WARNING, logger="sdworker.server.supervisor"):
         asyncio.run(body())
@@ -122,29 +130,16 @@ def test_a_worker_that_cannot_start_backs_off_and_says_why(
 def test_a_worker_heard_from_is_healthy_again(tmp_path: Path) -> None:
     """A slot that failed is unhealthy until a worker of it polls: then it counts as started
     and its back-off starts over."""
-    settings = Settings(state_dir=tmp_path / "state", workers=0)
 
     async def body() -> None:
-        queue = JobQueue(settings)
-        await queue.start()
-        sup = WorkerSupervisor(
-            queue,
-            handler_path=HANDLERS / "echo.py",
-            count=1,
-            base_url="http://127.0.0.1:1",
-            token="worker-token-0123",
-        )
-        slot = sup._slots[0]
-        slot.cause, slot.backoff.failures = "it failed before", 3
-        await sup.start()
-        try:
+        async with supervising(tmp_path, "echo") as (queue, sup):
+            slot = sup._slots[0]
+            slot.cause, slot.backoff.failures = "it failed before", 3
+            await sup.start()
             assert sup.health()[0] == {"initializing": 0, "unhealthy": 1}
             assert sup.cannot_start() == "waiting for a worker: none could start: it failed before"
             queue.worker_seen(slot.worker_id)  # its first poll
             assert sup.health() == ({"initializing": 0, "unhealthy": 0}, [])
             assert sup.cannot_start() is None and slot.backoff.failures == 0
-        finally:
-            await sup.close()
-            await queue.close()
 
     asyncio.run(body())
