@@ -297,6 +297,8 @@ class WorkerSupervisor:
             slot.worker_id, f"worker process {slot.worker_id} exited with code {code}"
         )
         slot.process = None
+        if self._closed:
+            return  # the server is stopping: its workers were told to exit
         if slot.retiring:
             # a requested replacement, not a crash: no back-off
             slot.retiring = False
