@@ -1,6 +1,7 @@
 """Generated values for the fuzz suite: JSON-ish values with the awkward ones in (NaN, the
-infinities, huge integers, lone surrogates, deep nesting), and inputs built from real field
-names with values near and far from their rules."""
+infinities, huge integers, lone surrogates, deep nesting), inputs built from real field
+names with values near and far from their rules, and the surfaces (every route and envelope)
+the common battery of test_fuzz_surfaces.py runs on: a new route or field plugs in there."""
 
 from __future__ import annotations
 
