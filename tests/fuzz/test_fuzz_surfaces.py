@@ -93,9 +93,11 @@ def test_every_inert_key_refuses_values_json_cannot_carry(client: TestClient) ->
     echoed into an answer JSON cannot write)."""
     pairs = _sweep("inert")
     assert len(pairs) > 100  # A1111's fields and options, Salad's, OpenAI's, the extras'
+    nan, infinity, *others = UNJSONABLE
     for index, (surface, path) in enumerate(pairs):
-        value = UNJSONABLE[index % len(UNJSONABLE)]
-        check(send(client, surface, surface.with_value(path, value)), path, must_refuse=True)
+        # NaN and Infinity in every one, and the others in turn
+        for value in (nan, infinity, others[index % len(others)]):
+            check(send(client, surface, surface.with_value(path, value)), path, must_refuse=True)
 
 
 def test_every_numeric_field_takes_integers_past_float_range_cleanly(client: TestClient) -> None:
