@@ -40,13 +40,23 @@ def median(samples: list[float]) -> float:
 
 
 def append_result(bench: str, numbers: str, results: Path = RESULTS) -> None:
-    """Append one row (date, benchmark, machine, numbers) to ``results`` (``bench/RESULTS.md``),
-    writing the table's header first when the file does not exist yet."""
+    """Add one row (date, benchmark, machine, numbers) at the end of the table of ``results``
+    (``bench/RESULTS.md``; notes may follow the table), writing the table's header first when
+    the file does not exist yet."""
     if not results.exists():
         results.write_text(
             "# Benchmark results\n\nRows are appended by the scripts in `bench/`.\n\n"
-            "| date | benchmark | machine | numbers |\n|---|---|---|---|\n"
+            f"{_HEADER}\n|---|---|---|---|\n"
         )
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    with results.open("a") as out:
-        out.write(f"| {date} | {bench} | {machine()} | {numbers} |\n")
+    row = f"| {date} | {bench} | {machine()} | {numbers} |"
+    lines = results.read_text().splitlines()
+    at = len(lines)
+    if _HEADER in lines:
+        at = lines.index(_HEADER)
+        while at < len(lines) and lines[at].startswith("|"):
+            at += 1
+    results.write_text("\n".join([*lines[:at], row, *lines[at:]]) + "\n")
+
+
+_HEADER = "| date | benchmark | machine | numbers |"

@@ -10,9 +10,12 @@ same cases every run), a bounded number of examples per property.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, seed, settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,3 +38,37 @@ settings.load_profile("sdworker-fuzz")
 def fuzz_seed(test: F) -> F:
     """A fixed seed other than the derandomized default, when ``SDWORKER_FUZZ_SEED`` asks."""
     return seed(SEED)(test) if SEED else test
+
+
+class Canary:
+    """A server on loopback that nothing may reach: ``hits`` lists the paths asked of it."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
+            do_POST = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def canary() -> Iterator[Canary]:
+    server = Canary()
+    yield server
+    server.close()

@@ -1,15 +1,19 @@
 """Generated values for the fuzz suite: JSON-ish values with the awkward ones in (NaN, the
-infinities, huge integers, lone surrogates, deep nesting), and inputs built from real field
-names with values near and far from their rules."""
+infinities, huge integers, lone surrogates, deep nesting), inputs built from real field
+names with values near and far from their rules, and the surfaces (every route and envelope)
+the common battery of test_fuzz_surfaces.py runs on: a new route or field plugs in there."""
 
 from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 from PIL import Image
+from pydantic import BaseModel
 
 from sdworker.core.schema import INPUT_FIELDS
 
@@ -33,13 +37,15 @@ json_values = st.recursive(
 )
 
 
-def _png(size: tuple[int, int]) -> str:
+def _png(size: tuple[int, int], mode: str = "RGB", colour: tuple[int, ...] = (90, 120, 200)) -> str:
     buf = io.BytesIO()
-    Image.new("RGB", size, (90, 120, 200)).save(buf, format="PNG")
+    Image.new(mode, size, colour).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
 
 
 SMALL_PNG = _png((16, 16))
+#: an OpenAI edit mask: transparent where to paint (everywhere)
+CLEAR_PNG = _png((16, 16), "RGBA", (0, 0, 0, 0))
 #: values a field of the native input might get: plausible ones and nonsense
 field_values: dict[str, Any] = {
     "prompt": st.one_of(st.text(max_size=40), surrogate_text, json_values),
@@ -122,3 +128,264 @@ native_inputs = st.fixed_dictionaries(
         "steps": st.integers(),
     },
 )
+
+
+# -- surfaces: every way a request reaches a job, and the battery each gets ----------------
+#
+# A new route or field plugs in here, and every common property (tests/fuzz/test_fuzz_surfaces.py:
+# no 5xx, every refusal names its field, every job ends; values JSON cannot carry and integers
+# past float range in every field; SSRF canaries in every URL; traversal in every name that
+# could become a path) runs on it. Give a Surface the route, a small body it accepts, the
+# body models whose fields (and inert keys) are fuzzed, and the paths of its URL and name fields.
+
+#: values no field of any format may take; each must be refused naming its field (never a 5xx)
+UNJSONABLE: tuple[Any, ...] = (float("nan"), float("inf"), float("-inf"), "x\ud800")
+#: integers JSON can write but no float can hold: refused naming the field, or harmless
+PAST_FLOAT: tuple[int, ...] = (10**309, 10**400, -(10**400), 2**1030)
+#: every spelling of loopback a URL may use: no URL field may reach a server there
+LOOPBACK_SPELLINGS: tuple[str, ...] = (
+    "127.0.0.1",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "017700000001",
+    "localhost",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[0:0:0:0:0:ffff:7f00:1]",
+)
+#: names that would leave their folder if they ever became a path
+TRAVERSALS: tuple[str, ...] = (
+    "../outside",
+    "../../outside",
+    "..\\outside",
+    "/etc/passwd",
+    "tiny/../../outside",
+    "%2e%2e/outside",
+    "....//outside",
+    "tiny\x00",
+    "~/outside",
+)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """One route of the local endpoint (or a RunPod job envelope sent through ``/run``)."""
+
+    name: str
+    route: str
+    #: a small body the route accepts (a 64x64 image, one step)
+    body: dict[str, Any]
+    #: (path in the body, the pydantic model that reads the object there); their fields and
+    #: inert keys are fuzzed
+    models: tuple[tuple[str, type[BaseModel]], ...] = ()
+    #: paths of fields that take a URL to fetch (each gets the SSRF canaries: refused)
+    urls: tuple[str, ...] = ()
+    #: paths of URLs the endpoint posts to later (webhooks: the canaries are never reached)
+    callbacks: tuple[str, ...] = ()
+    #: paths of fields naming a model, a LoRA or a file (each gets :data:`TRAVERSALS`)
+    names: tuple[str, ...] = ()
+    #: the submit answer -> where its result is polled (None: the answer is the result)
+    result: Callable[[dict[str, Any]], str] | None = None
+
+    def fields(self) -> list[str]:
+        """Every field path the models declare, with their inert keys."""
+        return sorted({*self.numeric(), *self.inert(), *self._declared()})
+
+    def _declared(self) -> list[str]:
+        return [_join(at, name) for at, model in self.models for name in _names(model)]
+
+    def numeric(self) -> list[str]:
+        """Paths of the fields that take a number."""
+        return [
+            _join(at, name)
+            for at, model in self.models
+            for name, kinds in _kinds(model).items()
+            if kinds & {"number", "integer"}
+        ]
+
+    def inert(self) -> list[str]:
+        """Paths of the keys accepted without effect."""
+        return [
+            _join(at, name) for at, model in self.models for name in getattr(model, "inert", ())
+        ]
+
+    def with_value(self, path: str, value: Any) -> dict[str, Any]:
+        """A copy of the body with ``value`` at ``path`` (``a.b``, ``a[0]``)."""
+        return put(self.body, path, value)
+
+
+def _join(at: str, name: str) -> str:
+    return f"{at}.{name}" if at else name
+
+
+def _names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _kinds(model: type[BaseModel]) -> dict[str, set[str]]:
+    """Field name -> the JSON types its schema allows."""
+    props = model.model_json_schema(mode="validation").get("properties", {})
+    out = {}
+    for name in _names(model):
+        schema = props.get(name, {})
+        out[name] = {schema.get("type"), *(s.get("type") for s in schema.get("anyOf", []))} - {None}
+    return out
+
+
+def put(body: Any, path: str, value: Any) -> Any:
+    """``body`` (copied) with ``value`` at ``path``; missing objects on the way are made."""
+    head, _, rest = path.partition(".")
+    name, _, index = head.partition("[")
+    copy = dict(body) if isinstance(body, dict) else {}
+    if index:
+        items = list(copy.get(name) or [None])
+        at = int(index.rstrip("]"))
+        items[at] = put(items[at], rest, value) if rest else value
+        copy[name] = items
+    else:
+        copy[name] = put(copy.get(name), rest, value) if rest else value
+    return copy
+
+
+def _status(answer: dict[str, Any]) -> str:
+    return f"/v2/local/status/{answer['id']}"
+
+
+SMALL = {"width": 64, "height": 64}
+_NATIVE = {"prompt": "x", **SMALL, "num_inference_steps": 2}
+_A1111 = {"prompt": "x", **SMALL, "steps": 2}
+
+
+def surfaces() -> list[Surface]:
+    """Every surface the battery runs on (imported lazily: the formats' body models)."""
+    from sdworker.core.resize import HiresInput, UpscaleInput
+    from sdworker.core.schema import GenerateInput
+    from sdworker.formats.a1111.extras import ExtrasBody
+    from sdworker.formats.a1111.hires import HiresBody
+    from sdworker.formats.a1111.options import Settings as A1111Options
+    from sdworker.formats.a1111.request import Img2ImgBody, Txt2ImgBody
+    from sdworker.formats.deepinfra import DeepInfraBody
+    from sdworker.formats.openai.request import EditBody, GenerationBody, VariationBody
+    from sdworker.formats.salad import CallInputs, ModelInputs
+    from sdworker.formats.stochastic import Params, StochasticBody
+
+    img2img = {**_A1111, "init_images": [SMALL_PNG]}
+    salad_inputs = {"modelInputs": {**_NATIVE}}
+    return [
+        Surface(
+            "native",
+            "/v2/local/run",
+            {"input": _NATIVE},
+            (("input", GenerateInput), ("input.hires", HiresInput)),
+            urls=("input.image", "input.mask_image"),
+            callbacks=("webhook",),
+            names=("input.model", "input.lora[0].name"),
+            result=_status,
+        ),
+        Surface(
+            "native-upscale",
+            "/v2/local/runsync",
+            {"input": {"image": SMALL_PNG, "upscale": {"scale": 1}}},
+            (("input.upscale", UpscaleInput),),
+            urls=("input.image",),
+        ),
+        Surface(
+            "runpod-a1111-envelope",
+            "/v2/local/run",
+            {
+                "input": {
+                    "api": {"method": "POST", "endpoint": "/sdapi/v1/txt2img"},
+                    "payload": _A1111,
+                }
+            },
+            (("input.payload", Txt2ImgBody),),
+            result=_status,
+        ),
+        Surface(
+            "runpod-salad-envelope",
+            "/v2/local/run",
+            {"input": salad_inputs},
+            (("input.modelInputs", ModelInputs), ("input.callInputs", CallInputs)),
+            urls=("input.modelInputs.image",),
+            names=("input.callInputs.MODEL_ID",),
+            result=_status,
+        ),
+        Surface(
+            "a1111-txt2img",
+            "/sdapi/v1/txt2img",
+            _A1111,
+            (("", Txt2ImgBody), ("override_settings", A1111Options)),
+            names=("override_settings.sd_model_checkpoint",),
+        ),
+        Surface(
+            "a1111-hires",
+            "/sdapi/v1/txt2img",
+            {**_A1111, "enable_hr": True, "hr_scale": 1},
+            (("", HiresBody),),
+        ),
+        Surface(
+            "a1111-img2img",
+            "/sdapi/v1/img2img",
+            img2img,
+            (("", Img2ImgBody),),
+            urls=("init_images[0]", "mask"),
+        ),
+        Surface("a1111-options", "/sdapi/v1/options", {}, (("", A1111Options),)),
+        Surface(
+            "a1111-extras",
+            "/sdapi/v1/extra-single-image",
+            {"image": SMALL_PNG, "upscaling_resize": 1},
+            (("", ExtrasBody),),
+            urls=("image",),
+        ),
+        Surface(
+            "salad",
+            "/api/beta/organizations/o/inference-endpoints/tiny",
+            salad_inputs,
+            (("modelInputs", ModelInputs), ("callInputs", CallInputs)),
+            urls=("modelInputs.image", "modelInputs.mask_image"),
+            names=("callInputs.MODEL_ID",),
+            result=lambda answer: str(answer["resultUrl"]),
+        ),
+        Surface(
+            "stochastic",
+            "/v1/modelApi/submit/tiny",
+            {
+                "prompt": "x",
+                "params": {"img_width": 64, "img_height": 64, "num_inference_steps": 2},
+            },
+            (("", StochasticBody), ("params", Params)),
+            result=lambda answer: str(answer["data"]["responseUrl"]),
+        ),
+        Surface(
+            "deepinfra",
+            "/v1/inference/tiny",
+            _NATIVE,
+            (("", DeepInfraBody),),
+            urls=("image", "mask_image"),
+            callbacks=("webhook",),
+            names=("lora",),
+        ),
+        Surface(
+            "openai-generations",
+            "/v1/images/generations",
+            {"prompt": "x", "size": "64x64", "num_inference_steps": 2},
+            (("", GenerationBody),),
+            names=("model",),
+        ),
+        Surface(
+            "openai-edits",
+            "/v1/images/edits",
+            {"prompt": "x", "image": SMALL_PNG, "mask": CLEAR_PNG, "size": "64x64"},
+            (("", EditBody),),
+            urls=("image", "mask"),
+        ),
+        Surface(
+            "openai-variations",
+            "/v1/images/variations",
+            {"image": SMALL_PNG, "size": "64x64", "num_inference_steps": 2},
+            (("", VariationBody),),
+            urls=("image",),
+        ),
+    ]

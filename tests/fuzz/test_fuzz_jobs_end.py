@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from tests.fuzz.conftest import fuzz_seed
 from tests.fuzz.strategies import native_inputs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "server"))
-from server_harness import FAST, ServerProcess
+from server_harness import FAST, ServerProcess, wait_status
 
 HANDLER = Path(__file__).resolve().parents[2] / "handler.py"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"}
@@ -38,7 +37,7 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "SDWORKER_EXECUTION_TIMEOUT_S": "60",
     }
     proc = ServerProcess(str(HANDLER), 1, tmp_path_factory.mktemp("fuzz-jobs"), env)
-    yield proc.start(timeout_s=60)
+    yield proc.start()
     proc.stop()
 
 
@@ -53,14 +52,7 @@ def ended(server: ServerProcess, body: str) -> dict[str, Any]:
     assert r.status_code < 500, (r.status_code, r.text[:300])
     if r.status_code >= 400:
         return {"status": "REFUSED", "code": r.status_code}
-    job_id = r.json()["id"]
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{server.url}/status/{job_id}", timeout=10).json()
-        if status["status"] in TERMINAL:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never ended: {status}")
+    return wait_status(server.url, r.json()["id"], TERMINAL)
 
 
 def check(status: dict[str, Any]) -> None:
@@ -96,6 +88,29 @@ def test_generated_jobs_end(server: ServerProcess, job: dict[str, Any], small: b
 )
 def test_values_json_cannot_carry_end_their_job(server: ServerProcess, body: str) -> None:
     check(ended(server, body))
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"input": {"prompt": "x", "width": 1' + "0" * 400 + "}}", "width"),
+        (
+            '{"input": {"prompt": "x", "num_inference_steps": 1' + "0" * 400 + "}}",
+            "num_inference_steps",
+        ),
+        (
+            '{"input": {"prompt": "x", "use_compel": true, "guidance_scale": 1' + "0" * 300 + "}}",
+            "guidance_scale",
+        ),
+    ],
+)
+def test_integers_past_float_range_fail_on_their_field(
+    server: ServerProcess, body: str, field: str
+) -> None:
+    """Regression: these ended with ``internal error: OverflowError`` and no field named."""
+    status = ended(server, body)
+    assert status["status"] == "FAILED", status
+    assert f"{field}: must be" in status["error"] and "internal" not in status["error"], status
 
 
 def test_the_worker_still_serves_after_the_fuzz(server: ServerProcess) -> None:

@@ -1,10 +1,10 @@
 """A canary server on loopback that no image field of any request format may reach: every
-spelling of its address, and redirects to it from a server the test lets count as public."""
+spelling of its address, and redirects to it from a server the test lets count as public.
+(tests/fuzz/test_fuzz_surfaces.py sends the same canaries through every route's URL fields.)"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -12,42 +12,8 @@ import pytest
 
 from sdworker.core import netguard
 from sdworker.runpod.adapter import RunpodAdapter
-from tests.fuzz.strategies import SMALL_PNG
-
-HITS: list[str] = []
-
-
-class _Canary(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        HITS.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canary)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-    server.server_close()
-
-
-SPELLINGS = [
-    "127.0.0.1",
-    "127.1",
-    "2130706433",
-    "0x7f000001",
-    "017700000001",
-    "localhost",
-    "[::1]",
-    "[::ffff:127.0.0.1]",
-    "[0:0:0:0:0:ffff:7f00:1]",
-]
+from tests.fuzz.conftest import Canary
+from tests.fuzz.strategies import LOOPBACK_SPELLINGS, SMALL_PNG
 
 
 def inputs(url: str) -> list[tuple[str, dict[str, Any]]]:
@@ -70,17 +36,17 @@ def inputs(url: str) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-@pytest.mark.parametrize("host", SPELLINGS)
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
 def test_no_spelling_of_loopback_reaches_the_canary(
-    worker: RunpodAdapter, port: int, host: str
+    worker: RunpodAdapter, canary: Canary, host: str
 ) -> None:
-    HITS.clear()
-    for field, raw in inputs(f"http://{host}:{port}/a.png"):
+    canary.hits.clear()
+    for field, raw in inputs(f"http://{host}:{canary.port}/a.png"):
         out = worker.handle_sync({"id": "ssrf", "input": raw})
         assert isinstance(out, dict) and "error" in out, (field, out)
         # the refusal names the field (in the format's own name) and says nothing of the port
         assert field.split(".")[-1] in out["error"] and "refused" not in out["error"], out
-    assert HITS == []
+    assert canary.hits == []
 
 
 class _Outside(BaseHTTPRequestHandler):
@@ -98,7 +64,7 @@ class _Outside(BaseHTTPRequestHandler):
 
 
 def test_a_redirect_to_the_canary_is_refused(
-    worker: RunpodAdapter, port: int, monkeypatch: pytest.MonkeyPatch
+    worker: RunpodAdapter, canary: Canary, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outside = ThreadingHTTPServer(("127.0.0.2", 0), _Outside)
     thread = threading.Thread(target=outside.serve_forever, daemon=True)
@@ -107,10 +73,10 @@ def test_a_redirect_to_the_canary_is_refused(
     monkeypatch.setattr(
         netguard, "address_refusal", lambda ip: None if str(ip) == "127.0.0.2" else real(ip)
     )
-    HITS.clear()
+    canary.hits.clear()
     try:
-        for host in SPELLINGS:
-            _Outside.to = f"http://{host}:{port}/a.png"
+        for host in LOOPBACK_SPELLINGS:
+            _Outside.to = f"http://{host}:{canary.port}/a.png"
             start = f"http://127.0.0.2:{outside.server_address[1]}/x.png"
             out = worker.handle_sync({"id": "r", "input": {"prompt": "x", "image": start}})
             assert isinstance(out, dict), out
@@ -118,4 +84,4 @@ def test_a_redirect_to_the_canary_is_refused(
     finally:
         outside.shutdown()
         outside.server_close()
-    assert HITS == []
+    assert canary.hits == []

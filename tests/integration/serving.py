@@ -7,13 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from tests.integration.waits import wait_until
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -33,22 +34,20 @@ def free_port() -> int:
 
 def _wait_ready(url: str, key: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Until a worker process is polling for jobs; the log is the error when it never does."""
-    deadline = time.monotonic() + 120
-    while True:
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(log.read_text())
         try:
             health = requests.get(
-                f"{url}/v2/local/health", headers={"Authorization": key}, timeout=2
+                f"{url}/v2/local/health", headers={"Authorization": key}, timeout=30
             )
-            workers = health.json()["workers"] if health.ok else {}
-            if workers.get("idle", 0) + workers.get("running", 0) > 0:
-                return
         except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("sdworker serve did not become ready:\n" + log.read_text())
-        time.sleep(0.3)
+            return False
+        workers = health.json()["workers"] if health.ok else {}
+        return bool(workers.get("idle", 0) + workers.get("running", 0) > 0)
+
+    wait_until(ready, lambda: "sdworker serve ready:\n" + log.read_text(), every_s=0.2)
 
 
 @contextmanager

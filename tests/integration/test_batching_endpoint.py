@@ -25,7 +25,7 @@ def server(models_dir: Path, tmp_path: Path) -> Iterator[ServerProcess]:
     }
     proc = ServerProcess(str(HANDLER), 1, tmp_path / "state", env)
     try:
-        yield proc.start(timeout_s=60)
+        yield proc.start()
     finally:
         proc.stop()
 

@@ -17,14 +17,17 @@ import pytest
 
 
 class JobServer(ThreadingHTTPServer):
-    """Hands out queued jobs on job-take and records what job-done receives."""
+    """Hands out queued jobs on job-take and records what job-done receives; ``all_done`` is
+    set when every job has its result."""
 
     def __init__(self, jobs: list[dict[str, Any]]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.jobs = list(jobs)
+        self.expected = len(jobs)
         self.results: dict[str, dict[str, Any]] = {}
         self.progress: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
+        self.all_done = threading.Event()
 
     @property
     def url(self) -> str:
@@ -45,12 +48,14 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.lock:
                 job = self.server.jobs.pop(0) if self.server.jobs else None
             if job is None:
-                time.sleep(0.05)
+                # held a moment, as the endpoint's long poll is: an idle worker does not spin
+                # beside the one generating
+                self.server.all_done.wait(1.0)
                 self._reply(204)
             else:
                 self._reply(200, [job] if batch else job)
         else:  # the stop channel: nothing to stop
-            time.sleep(0.2)
+            self.server.all_done.wait(1.0)
             self._reply(204)
 
     def do_POST(self) -> None:
@@ -61,6 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.progress.setdefault(job_id, []).append(body["output"])
             else:
                 self.server.results[job_id] = body
+                if len(self.server.results) >= self.server.expected:
+                    self.server.all_done.set()
         self._reply(200, {})
 
     def _reply(self, code: int, payload: Any = None) -> None:
@@ -101,19 +108,23 @@ def test_worker_loop_runs_jobs_and_survives_a_failing_one(
         RUNPOD_POD_ID="worker-test",
         SDWORKER_PROGRESS_INTERVAL_S="0",
     )
+    # to a file, never an unread pipe: a full pipe would stall the worker's every log line
+    log = tmp_path / "worker.log"
     # cwd without test_input.json, so the SDK takes jobs rather than running the local test
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sdworker", "worker"],  # the Docker image's `sdworker worker`
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sdworker", "worker"],  # the Docker image's `sdworker worker`
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.monotonic() + 180
-        while len(job_server.results) < 3 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            time.sleep(0.2)
+        # ends when the last result arrives; generous, for a busy machine (two suites on two
+        # cores took 204 s here, 18 s alone), and under pytest's own 600 s
+        deadline = time.monotonic() + 540
+        while not job_server.all_done.wait(1.0) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
     finally:
         proc.terminate()
         try:
@@ -121,7 +132,7 @@ def test_worker_loop_runs_jobs_and_survives_a_failing_one(
         except subprocess.TimeoutExpired:
             proc.kill()
     results = job_server.results
-    assert set(results) == {"good-1", "bad", "good-2"}, results
+    assert set(results) == {"good-1", "bad", "good-2"}, (results, log.read_text()[-3000:])
     assert [o["seed"] for o in results["good-1"]["output"]] == [3]
     assert [o["seed"] for o in results["good-2"]["output"]] == [3, 4]
     assert results["good-2"]["output"][0]["image"] == results["good-1"]["output"][0]["image"]

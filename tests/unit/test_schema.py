@@ -195,6 +195,56 @@ def test_values_json_cannot_carry_are_refused_naming_the_field(field: str, value
     assert problems_of(raw)[field] == "must be a finite number"
 
 
+#: every numeric field of the native input, with what else it needs to be judged
+_NUMERIC: list[tuple[str, dict[str, Any]]] = [
+    ("width", {}),
+    ("height", {}),
+    ("num_inference_steps", {}),
+    ("num_inference_steps", {"image": "aGVsbG8="}),  # times strength: img2img's steps
+    ("guidance_scale", {}),
+    ("guidance_scale", {"use_compel": True}),
+    ("num_images", {}),
+    ("seed", {}),
+    ("strength", {"image": "aGVsbG8="}),
+    ("clip_skip", {}),
+    ("lora_scale", {"lora": "pixel-art"}),
+    ("refiner_inference_steps", {"model": "xl"}),
+    ("high_noise_frac", {"model": "xl"}),
+    ("hires.scale", {}),
+    ("hires.width", {}),
+    ("hires.height", {}),
+    ("hires.steps", {}),
+    ("hires.strength", {}),
+    ("upscale.scale", {"image": "aGVsbG8="}),
+    ("upscale.width", {"image": "aGVsbG8="}),
+    ("lora[0].scale", {}),
+]
+
+
+@pytest.mark.parametrize("huge", [10**309, 10**400, -(10**400)], ids=["1e309", "1e400", "-1e400"])
+@pytest.mark.parametrize(
+    ("field", "extra"), _NUMERIC, ids=[f"{f}-{sorted(e)}" for f, e in _NUMERIC]
+)
+def test_integers_past_float_range_are_refused_naming_the_field(
+    field: str, extra: dict[str, Any], huge: int
+) -> None:
+    """Regression: ``width: 10**400`` and ``guidance_scale: 10**300`` (with ``use_compel``)
+    ended the job with ``internal error: OverflowError`` and no field named."""
+    raw: dict[str, Any] = {"prompt": "x", **extra}
+    if field.startswith("lora["):
+        raw["lora"] = [{"name": "pixel-art", "scale": huge}]
+    elif "." in field:
+        outer, inner = field.split(".")
+        raw[outer] = {inner: huge}
+        if outer == "upscale":
+            del raw["prompt"]
+    else:
+        raw[field] = huge
+    problems = problems_of(raw)
+    assert field in problems, problems
+    assert any(word in problems[field] for word in ("at most", "at least", "finite", "less than"))
+
+
 @pytest.mark.parametrize("field", ["prompt", "negative_prompt", "scheduler", "model"])
 def test_lone_surrogates_are_refused_naming_the_field(field: str) -> None:
     raw = {"prompt": "x", field: "x\ud800"}

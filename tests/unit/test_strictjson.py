@@ -41,7 +41,7 @@ def test_loads_keeps_everything_strict_json_allows() -> None:
 
 
 def test_problem_walks_results_iteratively() -> None:
-    assert problem([{"image": "x", "seed": float("nan")}]) == "output[0].seed: nan is not JSON"
+    assert problem([{"image": "x", "seed": float("nan")}]) == "output[0].seed: NaN is not JSON"
     assert problem({"error": "bad \udc80 text"}) == (
         "output.error: a lone surrogate (unpaired \\ud800-\\udfff) is not JSON text"
     )

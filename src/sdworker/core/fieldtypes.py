@@ -39,7 +39,8 @@ def _as_float(value: int) -> float:
 
 def _number(value: Any) -> Any:
     """Ints are numbers too (``guidance_scale: 7``); bools are not; NaN and the infinities are
-    no value a job can use, nor one JSON can carry back in an error."""
+    no value a job can use, nor one JSON can carry back in an error. An integer past float
+    range (``10**400``) is no finite number either."""
     if isinstance(value, int) and not isinstance(value, bool):
         return _as_float(value)
     if isinstance(value, float) and not math.isfinite(value):

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     job_attempts: int = 2
     # a worker holding a job that has not polled for this long is lost (0: never)
     worker_lost_s: float = 120.0
+    #: a worker process that exits before it polls (it could not start) is started again
+    #: after this long, doubled for each such failure in a row, at most worker_backoff_max_s
+    worker_backoff_s: float = Field(0.5, gt=0)
+    worker_backoff_max_s: float = Field(30.0, gt=0)
     # delivery
     payload_limit_bytes: int = 10_000_000
     #: a native job's answer: ours (RunPod's SD v1 endpoint's), or worker-sdxl's

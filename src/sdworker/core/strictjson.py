@@ -94,7 +94,8 @@ def _refusal(item: Any) -> str | None:
     if isinstance(item, _Refused):
         return f"{item.text} is not JSON"
     if isinstance(item, float) and not math.isfinite(item):
-        return f"{item!r} is not JSON"
+        word = "NaN" if math.isnan(item) else "Infinity" if item > 0 else "-Infinity"
+        return f"{word} is not JSON"
     if isinstance(item, str) and _lone_surrogate(item):
         return "a lone surrogate (unpaired \\ud800-\\udfff) is not JSON text"
     if item is None or isinstance(item, (str, bool, int, float, dict, list, tuple)):

@@ -50,11 +50,13 @@ PARAMS: dict[str, str] = {
     "seed": "seed",
     "negative_prompt": "negative_prompt",
     "num_images": "num_images",
-    "num_images_per_prompt": "num_images",
+    # the native input's own spelling of num_images: a refusal names it as the client did,
+    # and both given is refused rather than one silently winning
+    "num_images_per_prompt": "num_images_per_prompt",
     "scheduler": "scheduler",
 }
 NATIVE_TO_STOCHASTIC: dict[str, str] = {
-    **{v: f"params.{k}" for k, v in PARAMS.items() if k != "num_images_per_prompt"},
+    **{v: f"params.{k}" for k, v in PARAMS.items()},
     "model": "model",
 }
 STATUS: dict[Status, str] = {

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
-from sdworker.core import schedulers
+from sdworker.core import schedulers, strictjson
 from sdworker.core.fieldtypes import LaxBool, LaxFloat, LaxInt, Text
 from sdworker.core.input.validate import merge, printable, problem_of, validate
 from sdworker.core.rules import SAMPLERS_ROUTE, unknown_name
@@ -95,7 +95,9 @@ class FormatBody(BaseModel):
     @classmethod
     def _absent(cls, data: Any) -> Any:
         """``null`` is "not given" for every field, ``""`` for every field but text; inert
-        keys are dropped."""
+        keys are dropped, unless their value is one JSON cannot carry (NaN, a lone
+        surrogate): kept, such a key is refused (see :func:`problem_of`), as any field's
+        NaN is, rather than echoed into an answer that cannot be written."""
         if not isinstance(data, Mapping):
             return data
         text = {f.alias or name for name, f in cls.model_fields.items() if _is_text(f.annotation)}
@@ -103,7 +105,9 @@ class FormatBody(BaseModel):
             # a key that is not valid Unicode is kept, escaped, to be refused as unknown
             printable(k) if isinstance(k, str) else k: v
             for k, v in data.items()
-            if v is not None and (v != "" or k in text) and k not in cls.inert
+            if v is not None
+            and (v != "" or k in text)
+            and not (k in cls.inert and strictjson.find(v, k) is None)
         }
 
     @classmethod

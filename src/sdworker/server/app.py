@@ -66,6 +66,8 @@ def create_app(
                 base_url=base_url + WORKER_PREFIX,
                 token=app.state.worker_token,
                 log_file=worker_log,
+                backoff_s=settings.worker_backoff_s,
+                backoff_max_s=settings.worker_backoff_max_s,
             )
             await supervisor.start()
         app.state.supervisor = supervisor

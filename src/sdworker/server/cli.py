@@ -95,13 +95,23 @@ def reachable_host(host: str) -> str:
 
 
 def _registry(settings: Settings) -> ModelRegistry | None:
-    """The baked models the request formats name; None (said on stderr) when an alias names
-    no baked model: the endpoint refuses to start on it, as the worker does."""
+    """The baked models the request formats name; None (said on stderr) when the endpoint
+    cannot serve them: it refuses to start, with the worker's own message.
+
+    With the packaged worker the models are checked as the worker checks them at its start
+    (some baked, the default one of them, the aliases, every file at its size; sha256, which
+    ``SDWORKER_VERIFY_SHA256`` asks of each worker, is left to the workers, whose failure
+    shows in ``/health``). A ``--handler`` script of one's own may need no models, and with
+    ``--workers 0`` the workers are someone else's: then only the aliases are checked."""
     from sdworker.core.models import ModelRegistry
 
+    packaged = settings.workers > 0 and settings.handler_path is None
     try:
         registry = ModelRegistry(settings)
-        registry.check_aliases()
+        if packaged:
+            registry.verify(check_sha256=False)
+        else:
+            registry.check_aliases()
     except SdworkerError as exc:
         print(f"sdworker serve: refusing to start: {exc}", file=sys.stderr)
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import deque
 from typing import IO
 
 REDACTED = "[redacted]"
@@ -36,18 +37,24 @@ class QueryTokenFilter(logging.Filter):
         return True
 
 
-def forward(source: IO[bytes], sink: IO[bytes], secret: str) -> threading.Thread:
+def forward(
+    source: IO[bytes], sink: IO[bytes], secret: str, tail: deque[str] | None = None
+) -> threading.Thread:
     """Copy ``source`` to ``sink`` line by line with ``secret`` blanked, in a daemon thread
     that ends when ``source`` does (the worker exited). A full sink never blocks the worker
-    for long: the thread drains the pipe as fast as the sink takes it."""
+    for long: the thread drains the pipe as fast as the sink takes it. ``tail`` (a bounded
+    deque) keeps the last lines, blanked too: why a worker that could not start stopped."""
     needle = secret.encode()
     mask = REDACTED.encode()
 
     def pump() -> None:
         with source:
-            for line in iter(source.readline, b""):
+            for raw in iter(source.readline, b""):
+                line = raw.replace(needle, mask) if needle else raw
+                if tail is not None:
+                    tail.append(line.decode("utf-8", "replace").rstrip())
                 try:
-                    sink.write(line.replace(needle, mask) if needle else line)
+                    sink.write(line)
                     sink.flush()
                 except (OSError, ValueError):  # the sink closed (server stopping)
                     pass

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from sdworker.core.errors import InvalidInput, JobStateConflict
-from sdworker.core.jobs import JobView
+from sdworker.core.jobs import JobView, Status
 from sdworker.core.netguard import UrlRefused, check_url
 from sdworker.core.strictjson import NotJson, loads
 from sdworker.server.auth import require_api_key, require_key_or_signature
 from sdworker.server.deps import app_queue
 from sdworker.server.errors import EndpointError
+from sdworker.server.supervisor import WorkerSupervisor
 
 _JOB_BODY = {
     "requestBody": {
@@ -138,12 +139,30 @@ async def runsync(request: Request, wait: str | None = None) -> dict[str, Any]:
     view = await _submit(request, sync=True, limit=settings.runsync_body_limit_bytes)
     wait_s = settings.runsync_wait_s if wait_ms is None else wait_ms / 1000
     final = await app_queue(request).wait(view.id, wait_s)
-    return (final or view).status_body()
+    return _status_body(request, final or view)
 
 
 async def status(request: Request, job_id: str) -> dict[str, Any]:
-    """The job's status; while it runs, ``output`` is its latest progress update."""
-    return (await _found(await app_queue(request).get(job_id), job_id)).status_body()
+    """The job's status; while it runs, ``output`` is its latest progress update, and while
+    it waits for a worker that cannot start, ``reason`` says why."""
+    return _status_body(request, await _found(await app_queue(request).get(job_id), job_id))
+
+
+def _supervisor(request: Request) -> WorkerSupervisor | None:
+    """The worker processes this server runs (None: it runs none, ``--workers 0``)."""
+    return getattr(request.app.state, "supervisor", None)
+
+
+def _status_body(request: Request, view: JobView) -> dict[str, Any]:
+    """The status body, with ``reason`` on a queued job when no worker could start: it waits
+    (its TTL still runs) and runs as soon as one does."""
+    body = view.status_body()
+    supervisor = _supervisor(request)
+    if view.status is Status.IN_QUEUE and supervisor is not None:
+        reason = supervisor.cannot_start()
+        if reason is not None:
+            body["reason"] = reason
+    return body
 
 
 async def stream(request: Request, job_id: str) -> dict[str, Any]:
@@ -184,8 +203,17 @@ async def purge_queue(request: Request) -> dict[str, Any]:
 
 
 async def health(request: Request) -> dict[str, Any]:
-    """Job counters and worker states."""
-    return await app_queue(request).health()
+    """Job counters and worker states: idle and running, starting (``initializing``), and
+    ``unhealthy`` (they cannot start), each of those listed in ``unhealthyWorkers`` with its
+    reason."""
+    body = await app_queue(request).health()
+    supervisor = _supervisor(request)
+    if supervisor is not None:
+        counts, failing = supervisor.health()
+        body["workers"].update(counts)
+        if failing:
+            body["unhealthyWorkers"] = failing
+    return body
 
 
 async def result_file(request: Request, job_id: str, name: str) -> FileResponse:

@@ -6,8 +6,11 @@ Each worker is pointed at this server through the variables the SDK reads on Run
 A worker that exits is replaced; the queue retries the job it held once, then fails it.
 A worker whose handler returned ``refresh_worker`` is stopped after that job and replaced,
 as hosted RunPod replaces it; one the queue finds lost (silent while holding a job) is killed
-and replaced. Worker output reaches the log through :func:`~.redact.forward`, which blanks
-the worker token the SDK would print with its job-take URL.
+and replaced. A worker that exits before it ever polled the queue could not start: it is
+started again after a wait that doubles with each such failure (:mod:`.restarts`), its own
+last line of output logged once per wait, and :meth:`WorkerSupervisor.health` reports it
+unhealthy with that reason. Worker output reaches the log through :func:`~.redact.forward`,
+which blanks the worker token the SDK would print with its job-take URL.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+import threading
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from sdworker.server.queue import JobQueue
 from sdworker.server.redact import forward
+from sdworker.server.restarts import TAIL_LINES, Backoff, exit_status, start_failure
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +65,39 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+#: a worker that polled, then exited sooner than this after its start, failed to start too
+#: (it must not be restarted in a tight loop either)
+_STABLE_S = 2.0
+
+
 @dataclass
 class _Slot:
+    """One of the ``count`` places a worker process runs in, and its history of starts."""
+
     index: int
+    backoff: Backoff
     generation: int = 0
     process: subprocess.Popen[bytes] | None = None
-    fast_failures: int = 0
     started: float = 0.0
     retiring: bool = False
+    #: the current process has polled the queue (it started)
+    heard: bool = False
+    #: why the last start failed; None once a worker of this slot has been heard from
+    cause: str | None = None
+    #: loop time of the next start, while waiting out a back-off
+    restart_at: float | None = None
+    #: the current process's last lines of output, and the threads that read them
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    pumps: list[threading.Thread] = field(default_factory=list)
 
     @property
     def worker_id(self) -> str:
         return f"worker-{self.index}-{self.generation}"
+
+    @property
+    def name(self) -> str:
+        """The slot as /health names it (``worker-0``): the same across restarts."""
+        return f"worker-{self.index}"
 
 
 class WorkerSupervisor:
@@ -87,6 +114,8 @@ class WorkerSupervisor:
         python: str = sys.executable,
         log_file: Path | None = None,
         poll_s: float = 0.2,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
     ) -> None:
         self.queue = queue
         self.handler_path = handler_path.resolve() if handler_path is not None else None
@@ -94,7 +123,7 @@ class WorkerSupervisor:
         self.token = token
         self.python = python
         self.poll_s = poll_s
-        self._slots = [_Slot(i) for i in range(count)]
+        self._slots = [_Slot(i, Backoff(backoff_s, backoff_max_s)) for i in range(count)]
         self._log_file = log_file
         self._log: IO[bytes] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -167,6 +196,51 @@ class WorkerSupervisor:
         if self._log is not None:
             self._log.close()
 
+    def health(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """What ``/health`` adds about the workers: how many are starting
+        (``initializing``) and how many cannot start (``unhealthy``), and for each of those
+        its reason, its failures in a row and when it is started again. Workers that have
+        polled the queue are the queue's to count (idle, running)."""
+        now = asyncio.get_running_loop().time()
+        counts = {"initializing": 0, "unhealthy": 0}
+        failing: list[dict[str, Any]] = []
+        for slot in self._slots:
+            if self._started(slot):
+                continue
+            if slot.cause is None:
+                counts["initializing"] += 1
+                continue
+            counts["unhealthy"] += 1
+            entry: dict[str, Any] = {
+                "worker": slot.name,
+                "reason": slot.cause,
+                "failures": slot.backoff.failures,
+            }
+            if slot.process is None and slot.restart_at is not None:
+                entry["nextStartInS"] = round(max(0.0, slot.restart_at - now), 1)
+            else:
+                entry["nextStartInS"] = 0.0  # starting again now
+            failing.append(entry)
+        return counts, failing
+
+    def cannot_start(self) -> str | None:
+        """Why no job can run now, when no worker has started and some could not (None
+        otherwise): the reason a queued job's ``/status`` shows while it waits."""
+        if any(self._started(slot) for slot in self._slots):
+            return None
+        causes = list(dict.fromkeys(s.cause for s in self._slots if s.cause is not None))
+        if not causes:
+            return None
+        return "waiting for a worker: none could start: " + "; ".join(causes)
+
+    def _started(self, slot: _Slot) -> bool:
+        """Whether the slot's current process has polled the queue (noted once seen)."""
+        if slot.process is not None and not slot.heard and self.queue.board.heard(slot.worker_id):
+            slot.heard = True
+            slot.cause = None
+            slot.backoff.reset()
+        return slot.process is not None and slot.heard
+
     def command(self) -> list[str]:
         """A worker's command line: the handler script, else the packaged worker."""
         if self.handler_path is None:
@@ -177,6 +251,8 @@ class WorkerSupervisor:
         if self._closed:
             return
         slot.generation += 1
+        slot.heard, slot.restart_at = False, None
+        slot.tail.clear()
         env = worker_env(self.base_url, self.token, slot.worker_id, self.queue.settings.endpoint_id)
         # piped, never inherited: every line passes the token's redaction on its way out
         slot.process = subprocess.Popen(
@@ -186,39 +262,66 @@ class WorkerSupervisor:
             stderr=subprocess.STDOUT if self._log is not None else subprocess.PIPE,
             preexec_fn=_die_with_parent,
         )
-        self._forward(slot.process)
+        slot.pumps = self._forward(slot.process, slot.tail)
         slot.started = asyncio.get_running_loop().time()
         log.info("started %s (pid %d)", slot.worker_id, slot.process.pid)
 
-    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
+    def _forward(self, proc: subprocess.Popen[bytes], tail: deque[str]) -> list[threading.Thread]:
         out: IO[bytes] = self._log if self._log is not None else _stream(sys.stdout)
         assert proc.stdout is not None
-        forward(proc.stdout, out, self.token)
-        if proc.stderr is not None:
-            forward(proc.stderr, _stream(sys.stderr), self.token)
+        if proc.stderr is None:  # one stream (the log file): its tail is the reason
+            return [forward(proc.stdout, out, self.token, tail)]
+        # the SDK logs to stdout; a refusal to start and a traceback go to stderr
+        return [
+            forward(proc.stdout, out, self.token),
+            forward(proc.stderr, _stream(sys.stderr), self.token, tail),
+        ]
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.poll_s)
             for slot in self._slots:
                 proc = slot.process
-                if proc is None or proc.poll() is None:
+                if proc is None:
                     continue
-                reason = f"worker process {slot.worker_id} exited with code {proc.returncode}"
-                self.queue.worker_gone(slot.worker_id, reason)
-                slot.process = None
-                if slot.retiring:
-                    # a requested replacement, not a crash: no back-off
-                    slot.retiring = False
-                    self._spawn(slot)
+                started = self._started(slot)
+                if proc.poll() is None:
                     continue
-                log.warning("%s; starting a replacement", reason)
-                # back off when a handler dies at start-up (a syntax error must not spin)
-                quick = loop.time() - slot.started < 2.0
-                slot.fast_failures = slot.fast_failures + 1 if quick else 0
-                delay = min(10.0, 0.25 * 2**slot.fast_failures) if quick else 0.0
-                loop.call_later(delay, self._spawn, slot)
+                await self._replace(slot, proc.returncode, started)
+
+    async def _replace(self, slot: _Slot, code: int, started: bool) -> None:
+        """The slot's process exited with ``code``: requeue its jobs, start another (after a
+        back-off when it never started)."""
+        loop = asyncio.get_running_loop()
+        self.queue.worker_gone(
+            slot.worker_id, f"worker process {slot.worker_id} exited with code {code}"
+        )
+        slot.process = None
+        if self._closed:
+            return  # the server is stopping: its workers were told to exit
+        if slot.retiring:
+            # a requested replacement, not a crash: no back-off
+            slot.retiring = False
+            self._spawn(slot)
+            return
+        if started and loop.time() - slot.started >= _STABLE_S:
+            log.warning("%s exited (%s); starting a replacement", slot.worker_id, exit_status(code))
+            self._spawn(slot)
+            return
+        # its last words: the readers end with the pipe (a moment after the exit)
+        for pump in slot.pumps:
+            await asyncio.to_thread(pump.join, 1.0)
+        slot.cause = start_failure(slot.tail, code)
+        delay = slot.backoff.failed()
+        slot.restart_at = loop.time() + delay
+        log.warning(
+            "%s could not start: %s; starting it again in %g s (failure %d in a row)",
+            slot.worker_id,
+            slot.cause,
+            delay,
+            slot.backoff.failures,
+        )
+        loop.call_later(delay, self._spawn, slot)
 
 
 def _stream(text: Any) -> IO[bytes]:

@@ -82,6 +82,11 @@ class WebhookSender:
         )
         return response.status
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries not yet ended (delivered, refused or given up)."""
+        return len(self._tasks)
+
     async def close(self) -> None:
         """Wait briefly for deliveries in flight, then stop waiting for them."""
         if self._tasks:

@@ -60,6 +60,10 @@ class WorkerBoard:
             return 0.0
         return now - self._seen.get(worker_id, default)
 
+    def heard(self, worker_id: str) -> bool:
+        """Whether the worker has answered since it started (and is not known gone)."""
+        return worker_id in self._seen or worker_id in self._polls
+
     def alive(self, now: float, silence_s: float) -> set[str]:
         """Workers heard from within ``silence_s``."""
         return {w for w in self._seen if self.silent_for(w, now, now) < silence_s}

@@ -16,6 +16,8 @@ import requests
 import webuiapi
 from PIL import Image
 
+from tests.integration.waits import PATIENCE_S
+
 SIZE = 64
 STEPS = 2
 
@@ -164,11 +166,11 @@ def test_interrupt_answers_with_the_image_as_it_stood(api: Any) -> None:
 
     thread = threading.Thread(target=call)
     thread.start()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + PATIENCE_S
     while api.get_progress()["state"]["sampling_step"] < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.interrupt() == {}
-    thread.join(timeout=120)
+    thread.join(timeout=PATIENCE_S)
     assert "error" not in answer, answer.get("error")
     assert len(answer["result"].images) == 1
     assert answer["result"].image.size == (SIZE, SIZE)

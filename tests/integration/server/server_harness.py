@@ -7,11 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.integration.waits import PATIENCE_S, wait_until
 
 HANDLERS = Path(__file__).resolve().parents[2] / "fixtures" / "handlers"
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -37,10 +38,16 @@ class ServerProcess:
     def url(self) -> str:
         return f"{self.root}/v2/local"
 
-    def start(self, timeout_s: float = 30.0) -> ServerProcess:
+    @property
+    def log_path(self) -> Path:
+        """The server's stderr (its log, and its workers')."""
+        return self.state_dir.parent / f"{self.state_dir.name}.log"
+
+    def start(self, timeout_s: float = PATIENCE_S, *, ready: int | None = None) -> ServerProcess:
+        """Start the server and wait for ``ready`` workers (default all; 0: do not wait)."""
         env = {**os.environ, **self.env, "SDWORKER_STATE_DIR": str(self.state_dir)}
         env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-        log = (self.state_dir.parent / f"{self.state_dir.name}.log").open("a")
+        log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "sdworker.server.cli", "--port", "0"),
@@ -57,21 +64,23 @@ class ServerProcess:
         match = re.search(r"on (http://[\d.:]+)/v2/", line)
         assert match, f"server did not start: {line!r}"
         self.root = match.group(1)
-        self.wait_for_workers(self.workers, timeout_s)
+        self.wait_for_workers(self.workers if ready is None else ready, timeout_s)
         return self
 
-    def wait_for_workers(self, count: int, timeout_s: float = 30.0) -> None:
+    def wait_for_workers(self, count: int, timeout_s: float = PATIENCE_S) -> None:
         """Block until ``count`` workers are polling for jobs (they import runpod first)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def up() -> dict[str, Any] | None:
+            assert self.proc is not None and self.proc.poll() is None, "the server exited"
             try:
-                workers = httpx.get(f"{self.url}/health", timeout=5).json()["workers"]
-                if workers["idle"] + workers["running"] >= count:
-                    return
+                workers: dict[str, Any] = httpx.get(f"{self.url}/health", timeout=30).json()[
+                    "workers"
+                ]
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{count} workers did not come up in {timeout_s} s")
+                return None
+            return workers if workers["idle"] + workers["running"] >= count else None
+
+        wait_until(up, f"{count} workers polling", timeout_s, every_s=0.1)
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -89,17 +98,18 @@ class ServerProcess:
 
 
 def wait_status(
-    url: str, job_id: str, statuses: set[str], timeout_s: float = 20.0
+    url: str, job_id: str, statuses: set[str], timeout_s: float = PATIENCE_S
 ) -> dict[str, Any]:
     """Poll ``/status`` until the job reaches one of ``statuses``."""
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = httpx.get(f"{url}/status/{job_id}", timeout=10).json()
-        if body.get("status") in statuses:
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {statuses}; last {body}")
+    seen: list[dict[str, Any]] = [{}]
+
+    def reached() -> dict[str, Any] | None:
+        seen[0] = httpx.get(f"{url}/status/{job_id}", timeout=30).json()
+        return seen[0] if seen[0].get("status") in statuses else None
+
+    return wait_until(
+        reached, lambda: f"job {job_id} reaching {statuses} (last {seen[0]})", timeout_s
+    )
 
 
 FAST = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.integration.server.server_harness import FAST, ServerProcess, wait_status
+from tests.integration.waits import wait_until
 
 HANDLER = Path(__file__).resolve().parents[3] / "handler.py"
 #: far more work than the test waits for: the job is still denoising when interrupted
@@ -34,23 +34,23 @@ def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     }
     proc = ServerProcess(str(HANDLER), 1, tmp_path_factory.mktemp("interrupt") / "state", env)
     try:
-        yield proc.start(timeout_s=90)
+        yield proc.start()
     finally:
         proc.stop()
 
 
-def denoising(url: str, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+def denoising(url: str, job_id: str) -> dict[str, Any]:
     """Wait until the job has reported a denoising step (it is running on the worker)."""
-    deadline = time.monotonic() + timeout_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = httpx.get(f"{url}/status/{job_id}", timeout=10).json()
+
+    def stepping() -> dict[str, Any] | None:
+        body: dict[str, Any] = httpx.get(f"{url}/status/{job_id}", timeout=30).json()
         output = body.get("output")
         if body["status"] == "IN_PROGRESS" and isinstance(output, dict) and output.get("step"):
             return body
         assert body["status"] in {"IN_QUEUE", "IN_PROGRESS"}, body
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reported a step; last {body}")
+        return None
+
+    return wait_until(stepping, f"job {job_id} reporting a denoising step")
 
 
 def test_interrupt_a_running_job_completes_with_the_image_as_it_stood(

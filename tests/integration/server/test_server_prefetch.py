@@ -5,7 +5,6 @@ the device, and the device runs the rest in arrival order (read from its ``devic
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import httpx
 from server_harness import ServerProcess, wait_status
 
 from sdworker.runpod.timing import parse
+from tests.integration.waits import wait_until
 
 HANDLER = Path(__file__).resolve().parents[3] / "handler.py"
 
@@ -39,10 +39,10 @@ def test_waiting_jobs_are_in_progress_a_cancelled_one_never_starts_and_order_is_
 
     long, gone, second, third = ids = [submit(job) for job in jobs]
     # the long job is on the device (it reports steps); the worker holds two more, waiting
-    body = wait_status(server.url, long, {"IN_PROGRESS"}, timeout_s=120)
-    while not isinstance(body.get("output"), dict):
-        time.sleep(0.05)
-        body = wait_status(server.url, long, {"IN_PROGRESS"}, timeout_s=120)
+    wait_until(
+        lambda: isinstance(wait_status(server.url, long, {"IN_PROGRESS"}).get("output"), dict),
+        "the long job reporting steps",
+    )
     wait_status(server.url, gone, {"IN_PROGRESS"})
     wait_status(server.url, second, {"IN_PROGRESS"})
     # at its limit (1 + prefetch), the worker leaves the fourth job in the queue

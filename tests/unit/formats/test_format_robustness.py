@@ -84,6 +84,34 @@ def test_nan_and_surrogates_are_named_by_field(client: TestClient) -> None:
     assert "steps: must be an integer" in detail
 
 
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        (b'"eta": NaN', "eta"),
+        (b'"s_churn": Infinity', "s_churn"),
+        (b'"script_args": [1, -Infinity]', "script_args"),
+        (b'"comments": "\\ud800"', "comments"),
+        (b'"override_settings": {"eta_ddim": NaN}', "override_settings.eta_ddim"),
+    ],
+)
+def test_an_inert_a1111_field_json_cannot_carry_is_refused_by_name(
+    client: TestClient, extra: bytes, field: str
+) -> None:
+    """Regression: inert fields were dropped unread and echoed back as ``parameters``, so
+    ``eta: NaN`` made a job and then an answer JSON cannot write: HTTP 500."""
+    body = b'{"prompt": "x", "width": 64, "height": 64, "steps": 1, ' + extra + b"}"
+    r = client.post("/sdapi/v1/txt2img", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text[:300]
+    assert f"{field}: must be plain JSON" in r.json()["detail"]
+
+
+def test_an_inert_a1111_field_with_a_plain_value_is_still_accepted(client: TestClient) -> None:
+    body = {"prompt": "x", "width": 64, "height": 64, "steps": 1, "eta": 0.5, "s_churn": 10**400}
+    r = client.post("/sdapi/v1/txt2img", json=body)
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["parameters"]["eta"] == 0.5
+
+
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_body_over_the_limit_is_413(
     client_factory: ClientFactory, gateway: Any, route: str

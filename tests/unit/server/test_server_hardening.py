@@ -224,7 +224,7 @@ def test_an_input_json_cannot_carry_is_refused_by_the_queue_itself(settings, clo
     async def body(q: JobQueue) -> None:
         from sdworker.core.errors import InvalidInput
 
-        with pytest.raises(InvalidInput, match=r"input.scale: nan is not JSON"):
+        with pytest.raises(InvalidInput, match=r"input.scale: NaN is not JSON"):
             await q.submit({"scale": float("nan")})
 
     run_queue(settings, clock, body)

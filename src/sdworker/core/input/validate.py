@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from sdworker.core import strictjson
 from sdworker.core.errors import Problem
 from sdworker.core.rules import field_name, rule_message
 
@@ -70,12 +71,22 @@ def problem_of(err: ErrorDetails, model: type[BaseModel], prefix: str = "") -> P
     message = rule_message(err)
     if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
         owner = _nested_model(model, loc[:-1])
-        if owner is not None:
+        if owner is not None and loc[-1] in getattr(owner, "inert", ()):
+            # an inert key a format body kept: its value is what is wrong, not its name
+            message = _not_json(err.get("input"), name)
+        elif owner is not None:
             near = difflib.get_close_matches(loc[-1], known_names(owner), n=1, cutoff=0.6)
             if near:
                 message += f" (did you mean {near[0]!r}?)"
     missing = err["type"] == "missing"
     return Problem(name, message, err.get("input"), has_value=not missing)
+
+
+def _not_json(value: Any, name: str) -> str:
+    """The rule a value of an inert field broke: JSON has no word for something in it."""
+    found = strictjson.find(value, name)
+    where, why = found if found is not None else (name, "it is not JSON")
+    return f"must be plain JSON: {why}" + (f" (at {where})" if where != name else "")
 
 
 def validate(
