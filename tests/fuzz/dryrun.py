@@ -21,7 +21,7 @@ from PIL import Image
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
-from sdworker.formats import routers
+from sdworker.formats.registry import routers
 from sdworker.runpod.adapter import RunpodAdapter
 from sdworker.server.app import create_app
 from sdworker.server.queue import JobQueue
