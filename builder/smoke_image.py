@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import os
 import re
 import struct
 import subprocess
@@ -44,6 +45,17 @@ def noisy_lines(text: str) -> list[str]:
 
 def fail(message: str) -> None:
     raise SystemExit(f"image smoke: {message}")
+
+
+def report(line: str) -> None:
+    """A passed check's line: printed, or appended to ``$SMOKE_REPORT`` where image-smoke
+    reads it (a file, as the container's last output line is not always passed on)."""
+    path = os.environ.get("SMOKE_REPORT")
+    if not path:
+        print(line)
+        return
+    with open(path, "a") as out:
+        out.write(line + "\n")
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -81,7 +93,7 @@ def check_worker(log_path: Path, png_path: Path) -> None:
         fail(f"the worker's image ends {end[-60:]!r}, not as generate's")
     width, height = png_size(base64.b64decode(start[: len(start) // 4 * 4]))
     seed = re.search(r"'seed': (\d+)", parts[-1])
-    print(
+    report(
         f"sdworker worker: test_input.json done in local mode, a {width}x{height} PNG with "
         f"seed {seed.group(1) if seed else '?'}, the same bytes as sdworker generate's; "
         "no ERROR or WARNING line"
@@ -127,7 +139,7 @@ def check_serve(job_path: Path, png_path: Path) -> None:
         if image != png_path.read_bytes():
             fail("the endpoint's image differs from sdworker generate's")
         width, height = png_size(image)
-        print(
+        report(
             f"sdworker serve: health {health['workers']}; /runsync {done['status']} in "
             f"{done['executionTime']} ms, a {width}x{height} PNG, generate's bytes"
         )
@@ -155,7 +167,7 @@ def check_xformers() -> None:
     found = problem(torch.__version__)
     if found is not None:
         fail(found)
-    print(
+    report(
         f"xformers {xformers.__version__}: built for torch {wanted} (its cpp_lib.json), "
         f"installed torch {torch.__version__}; its C++/CUDA library loaded"
     )

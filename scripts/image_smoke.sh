@@ -94,7 +94,7 @@ if timeout 300 buildah pull --quiet "$cuda_image" >/dev/null 2>"$work/pull.err";
     base=$cuda_image pull=false
     say "base: $cuda_image"
 else
-    why=$(grep -v '^Trying' "$work/pull.err" | tail -1 | cut -c1-200)
+    why=$(grep -v '^Trying' "$work/pull.err" | tail -1 | cut -c1-300)
     recipe=$(cat builder/standin-base.sh /etc/ssl/certs/ca-certificates.crt 2>/dev/null |
         sha256sum | cut -c1-12)
     base=localhost/sdworker-standin-base:$recipe pull=never
@@ -134,8 +134,13 @@ grep -q "xFormers can't load" "$work/build.log" && fail "the build printed xForm
 container=$(buildah from --pull=never "$image")
 mkdir -p "$work/out"
 in_image() {
-    buildah run --env RUNPOD_SKIP_AUTO_SYSTEM_CHECKS=true \
+    buildah run --env RUNPOD_SKIP_AUTO_SYSTEM_CHECKS=true --env SMOKE_REPORT=/out/report.txt \
         --volume "$repo:/src:ro" --volume "$work/out:/out" "$container" -- "$@"
+}
+# a check inside the image (builder/smoke_image.py); its verdict comes back in a file
+check() {
+    in_image python /src/builder/smoke_image.py "$@" || return 1
+    tail -1 "$work/out/report.txt" | sed 's/^/    /'
 }
 
 say "the torch and xformers pair"
@@ -145,7 +150,7 @@ in_image python -m xformers.info >"$work/out/xformers.txt" 2>&1 || {
 }
 grep -E '^(xFormers |pytorch.version|build.info|build.torch_version|build.cuda_version)' \
     "$work/out/xformers.txt" | sed 's/^/    /'
-in_image python /src/builder/smoke_image.py xformers || fail "the torch and xformers pair"
+check xformers || fail "the torch and xformers pair"
 
 say "sdworker generate test_input.json (the reference image)"
 in_image sdworker generate test_input.json -o /out/generated --quiet >"$work/generate.log" 2>&1 || {
@@ -160,12 +165,11 @@ in_image sdworker worker >"$work/out/worker.log" 2>&1 || {
     cat "$work/out/worker.log"
     fail "sdworker worker"
 }
-in_image python /src/builder/smoke_image.py worker /out/worker.log "/out/generated/$reference" ||
+check worker /out/worker.log "/out/generated/$reference" ||
     fail "sdworker worker's run"
 
 say "sdworker serve, one /runsync job"
-in_image python /src/builder/smoke_image.py serve /app/test_input.json \
-    "/out/generated/$reference" || fail "sdworker serve"
+check serve /app/test_input.json "/out/generated/$reference" || fail "sdworker serve"
 
 say "the unit tests against the image's torch ($(in_image python -c 'import torch; print(torch.__version__)'))"
 # the test extra, less the browser and the wheel build; nothing the image has may change
@@ -194,20 +198,23 @@ say "unit tests: $(tail -1 "$work/out/tests.log" | tr -d '=') ($((SECONDS - test
 
 # -- the size ----------------------------------------------------------------------------------
 buildah inspect --type image "$image" >"$work/inspect.json"
-.venv/bin/python - "$work/inspect.json" "$base" <<'EOF'
+buildah inspect --type image "$base" >"$work/base.json"
+.venv/bin/python - "$work/inspect.json" "$work/base.json" "$base" <<'EOF' || fail "the image's config"
 import json, sys
 
-info = json.load(open(sys.argv[1]))
-manifest = json.loads(info["Manifest"])
-sizes = [layer["size"] for layer in manifest["layers"]]
+info, base = (json.load(open(path)) for path in sys.argv[1:3])
+# Docker's format keeps the Dockerfile's SHELL (the OCI format drops it, and its pipefail)
+shell = info["Docker"]["config"].get("Shell")
+if shell != ["/bin/bash", "-o", "pipefail", "-c"]:
+    raise SystemExit(f"image smoke: FAILED: the image's shell is {shell}, not bash with pipefail")
+sizes = [layer["size"] for layer in json.loads(info["Manifest"])["layers"]]
+ours = len(sizes) - len(json.loads(base["Manifest"])["layers"])
 steps = [h.get("created_by", "") for h in info["Docker"]["history"] if not h.get("empty_layer")]
-steps = ["(the base's layers)"] * (len(sizes) - len(steps)) + steps
-total = sum(sizes)
-base_layers = len(sizes) - len([s for s in steps if s != "(the base's layers)"])
-print(f"image smoke: the image is {total / 1e9:.2f} GB in {len(sizes)} layers "
-      f"({sum(sizes[base_layers:]) / 1e9:.2f} GB over the base {sys.argv[2]}); the largest:")
+steps = ["(the base)"] * (len(sizes) - ours) + steps[len(steps) - ours :]
+print(f"image smoke: the image is {sum(sizes) / 1e9:.2f} GB in {len(sizes)} layers, "
+      f"{sum(sizes[-ours:]) / 1e9:.2f} GB of them over the base {sys.argv[3]}; the largest:")
 for size, step in sorted(zip(sizes, steps), reverse=True)[:5]:
-    step = " ".join(step.replace("/bin/bash -o pipefail -c", "RUN").split())
-    print(f"    {size / 1e9:6.2f} GB  {step[:110]}")
+    step = " ".join(step.replace("/bin/sh -c ", "").split())
+    print(f"    {size / 1e9:6.2f} GB  {step[:100]}")
 EOF
 say "passed"
