@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SDWORKER_MODELS_DIR ?= models
 
-.PHONY: run test test-without-torch lint setup wheel-smoke clean
+.PHONY: run test test-without-torch lint setup wheel-smoke image-smoke clean
 
 ## run: set up, bake the offline tiny model, generate test_input.json's images into outputs/
 run: $(STAMP)
@@ -23,6 +23,10 @@ test-without-torch: $(STAMP)
 wheel-smoke: $(STAMP)
 	bash scripts/wheel_smoke.sh
 
+## image-smoke: build the Dockerfile with buildah (MODEL_ID=tiny) and run the worker, the endpoint and the unit tests inside it
+image-smoke: $(STAMP)
+	bash scripts/image_smoke.sh
+
 ## lint: ruff (lint and format), mypy, the import layers (import-linter), hadolint
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench builder handler.py
@@ -30,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
+	for script in scripts/*.sh builder/*.sh; do bash -n "$$script"; done
 
 setup: $(STAMP)
 

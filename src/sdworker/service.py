@@ -172,6 +172,9 @@ class Service:
         """The GPU side, created on first use (imports torch and diffusers)."""
         with self._generator_lock:
             if self._generator is None:
+                from sdworker.gpu import quiet
+
+                quiet.install()  # before diffusers' modules are imported: some notices fire then
                 from sdworker.gpu import runtime
                 from sdworker.gpu.generate import Generator
                 from sdworker.gpu.pipelines import PipelineCache
@@ -199,20 +202,23 @@ class Service:
         (out of memory at its size, say) never fails another. An ``interrupted`` request
         stops early and is answered with its images so far (the last one decoded as it
         stood); a ``cancelled`` one is answered with :class:`Cancelled`."""
-        from sdworker.gpu.steps import Job
-
         sinks = progress or [None] * len(group)
         stops = cancelled or [_never] * len(group)
         halts = interrupted or [_never] * len(group)
         if group[0].request.mode == "upscale":  # alone: an upscale job has no batch key
             return [self._finish(group[0], self._upscaled(group[0]), stops[0])]
         interval = self.settings.progress_interval_s
-        jobs = [
-            Job(p.request, p.inputs, Progress(sink, interval) if sink else None, stop, halt)
-            for p, sink, stop, halt in zip(group, sinks, stops, halts, strict=True)
-        ]
         try:
-            generated = self.generator.run(jobs)
+            # the GPU side first, so its modules are imported under its lock and never beside
+            # the preload's (a half-imported diffusers raises AttributeError for its classes)
+            generator = self.generator
+            from sdworker.gpu.steps import Job
+
+            jobs = [
+                Job(p.request, p.inputs, Progress(sink, interval) if sink else None, stop, halt)
+                for p, sink, stop, halt in zip(group, sinks, stops, halts, strict=True)
+            ]
+            generated = generator.run(jobs)
         except Exception as exc:
             if len(group) == 1 or all(stop() for stop in stops):
                 return [Failure.of(_logged(exc, group[0].job_id))] * len(group)
@@ -267,6 +273,14 @@ class Service:
             )
             for item in images
         ]
+
+    def verify(self) -> None:
+        """Refuse to start where no job could succeed: bad baked files, an unloadable xformers."""
+        self.registry.verify()
+        if self.settings.attention == "xformers":
+            from sdworker.gpu import xformers
+
+            xformers.check(self.settings)
 
     def preload(self) -> None:
         """Load (and optimise, and warm up) the default model; a failure is the first job's."""

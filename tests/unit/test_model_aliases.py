@@ -196,15 +196,10 @@ def test_every_format_resolves_aliases(tmp_path: Path) -> None:
 
 
 def test_the_image_bake_step_passes_model_aliases() -> None:
-    import importlib.util
+    from sdworker.builder.buildargs import bake_commands
 
-    script = Path(__file__).resolve().parents[2] / "builder" / "bake.py"
-    spec = importlib.util.spec_from_file_location("bake_step", script)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     environ = {"MODEL_ID": "tiny,other", "MODEL_ALIASES": " sd2, org/sd-2 ,"}
-    assert module.commands(environ, []) == [
+    assert bake_commands(environ, []) == [
         ["tiny", "--alias", "sd2", "--alias", "org/sd-2"],
         ["other"],
     ]

@@ -16,15 +16,20 @@
                                              .safetensors/.ckpt checkpoint
 
 ``--alias NAME`` (repeatable) records other names of the baked model in its manifest.
+
+``sdworker bake --from-env`` bakes what the Docker build arguments in the environment say
+(``MODEL_ID``, ``MODEL_NAME``, ``LORAS``, ``MODEL_ALIASES``: :mod:`sdworker.builder.buildargs`);
+the Dockerfile's bake step runs it from the source tree, before the package is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,8 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "ref",
         metavar="MODEL_REF",
+        nargs="?",
         help=f"one of {', '.join(BUILTIN)}; a hub id (org/name); a diffusers folder; "
         "a .safetensors/.ckpt checkpoint",
+    )
+    parser.add_argument(
+        "--from-env",
+        action="store_true",
+        help="bake what the Docker build arguments in the environment say (MODEL_ID, "
+        "MODEL_NAME, LORAS, MODEL_ALIASES) instead of MODEL_REF; other options apply to "
+        "every model of MODEL_ID",
     )
     parser.add_argument("--name", help="the model's name (default: derived from MODEL_REF)")
     parser.add_argument(
@@ -103,9 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def bake_command(argv: list[str], settings: Settings | None = None) -> int:
-    """Run ``sdworker bake`` with ``argv`` (the arguments after ``bake``); returns an exit code."""
-    args = build_parser().parse_args(argv)
+def bake_command(
+    argv: list[str], settings: Settings | None = None, environ: Mapping[str, str] | None = None
+) -> int:
+    """Run ``sdworker bake`` with ``argv`` (the arguments after ``bake``); returns an exit code.
+    ``environ`` holds the build arguments ``--from-env`` reads (default: ``os.environ``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.from_env:
+        if args.ref is not None:
+            parser.error(f"MODEL_REF ({args.ref}) and --from-env exclude each other")
+        return _bake_from_env([a for a in argv if a != "--from-env"], settings, environ)
+    if args.ref is None:
+        parser.error("MODEL_REF is required (or --from-env)")
     settings = settings or Settings.from_env()
     models_dir: Path = args.models_dir or settings.models_dir
     started = time.perf_counter()
@@ -128,6 +151,23 @@ def bake_command(argv: list[str], settings: Settings | None = None) -> int:
             f"hash {manifest.short_hash}) into {path}"
         )
     print(f"done in {elapsed:.1f} s")
+    return 0
+
+
+def _bake_from_env(
+    extra: list[str], settings: Settings | None, environ: Mapping[str, str] | None
+) -> int:
+    from sdworker.builder.buildargs import bake_commands
+
+    try:
+        commands = bake_commands(os.environ if environ is None else environ, extra)
+    except SdworkerError as exc:
+        print(f"sdworker bake: error: {exc}", file=sys.stderr)
+        return 1
+    for argv in commands:
+        code = bake_command(argv, settings)
+        if code:
+            return code
     return 0
 
 

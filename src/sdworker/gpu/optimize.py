@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from sdworker.core.errors import ConfigError
 from sdworker.core.settings import Settings
 from sdworker.families import Family
 from sdworker.gpu.derive import derive
@@ -128,16 +129,15 @@ def _attention(pipe: Any, plan: Plan) -> list[str]:
     if plan.attention == "xformers":
         try:
             pipe.enable_xformers_memory_efficient_attention()
-            done.append("xformers")
         except Exception as exc:
-            # a missing wheel, or one built for another torch (its probe on the card raises
-            # NotImplementedError or RuntimeError), must not stop the worker: SDPA is nearly
-            # as fast. Processors half-switched before the failure go back to SDPA.
-            from diffusers.models.attention_processor import AttnProcessor2_0
-
-            pipe.unet.set_attn_processor(AttnProcessor2_0())
-            pipe.vae.set_attn_processor(AttnProcessor2_0())
-            log.warning("xformers unusable (%s); keeping PyTorch SDPA attention", exc)
+            # asked for and unusable (the worker's start check, sdworker.gpu.xformers, catches
+            # the usual causes first): the load fails with the reason, never falls back in
+            # silence to an attention nobody chose
+            raise ConfigError(
+                f"SDWORKER_ATTENTION=xformers: xformers attention cannot be enabled ({exc}); "
+                "set SDWORKER_ATTENTION=sdpa, or install the image's torch and xformers pair"
+            ) from exc
+        done.append("xformers")
     elif plan.attention == "classic":
         pipe.unet.set_default_attn_processor()
         pipe.vae.set_default_attn_processor()

@@ -1,8 +1,8 @@
 """Process-wide configuration of the GPU side, applied once when it starts.
 
-cuDNN autotuning, dynamo's recompile limit and the log filter below belong to the process, not
-to a model: they are set here, from :class:`~sdworker.core.settings.Settings`, once, instead of
-as a side effect of every model load.
+cuDNN autotuning and dynamo's recompile limit belong to the process, not to a model: they are
+set here, from :class:`~sdworker.core.settings.Settings`, once, instead of as a side effect of
+every model load (the libraries' log notices are :mod:`sdworker.gpu.quiet`'s).
 """
 
 from __future__ import annotations
@@ -18,15 +18,6 @@ from sdworker.gpu.optimize import RECOMPILE_LIMIT, plan
 log = logging.getLogger(__name__)
 
 
-class _NoEmptyFp32Notice(logging.Filter):
-    """Drops diffusers' "modules that should be kept in float32: []" warning: ``from_pipe``
-    casts the shared modules to the dtype they already have on every job, and with an empty
-    list there is nothing to warn about."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "should be kept in float32: []" not in record.getMessage()
-
-
 def configure(settings: Settings, device: torch.device) -> None:
     """Apply the process-wide settings for ``device`` (the worker's service calls this once,
     when its GPU side starts; every step is idempotent)."""
@@ -39,6 +30,3 @@ def configure(settings: Settings, device: torch.device) -> None:
         torch._dynamo.config.recompile_limit = max(
             torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT
         )
-    target = logging.getLogger("diffusers.models.modeling_utils")
-    if not any(isinstance(f, _NoEmptyFp32Notice) for f in target.filters):
-        target.addFilter(_NoEmptyFp32Notice())

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,12 @@ class _Queued:
 class RunpodAdapter:
     """The worker as the runpod SDK sees it: :meth:`handle` and :meth:`concurrency`."""
 
-    def __init__(self, settings: Settings, *, service: Service | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, service: Service | None = None, send_progress: bool = True
+    ) -> None:
         self.settings = settings
+        #: post jobs' progress to the platform (not in the SDK's local test mode: see start)
+        self.send_progress = send_progress
         self.service = service or Service(settings)
         self.batch_limit = settings.batch_images()
         window = settings.batch_window_ms / 1000 if self.batch_limit > 1 else 0.0
@@ -72,7 +76,7 @@ class RunpodAdapter:
         Preparation runs in a thread and generation in the batcher's, so the worker loop keeps
         polling its stop channel; when it cancels this task, the job leaves its batch and a
         running generation stops at the next denoising step."""
-        progress = runpod_progress(job) if isinstance(job, dict) else None
+        progress = runpod_progress(job) if self.send_progress and isinstance(job, dict) else None
 
         async def run(native: Any) -> Outcome:
             ticket = self.batcher.ticket()  # its place in line is its arrival, not its prepare
@@ -213,12 +217,26 @@ def runpod_progress(job: dict[str, Any]) -> ProgressSink:
     return report
 
 
+def platform_posts(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
+    """Whether the SDK has a platform to post progress to. Not in its local test mode (no
+    ``RUNPOD_WEBHOOK_GET_JOB``, or ``--test_input``: it runs one job and exits), where every
+    post would fail and be logged as an ERROR, nor without a URL to post results to."""
+    local = "RUNPOD_WEBHOOK_GET_JOB" not in environ or any(
+        arg.startswith("--test_input") for arg in argv
+    )
+    return not local and bool(environ.get("RUNPOD_WEBHOOK_POST_OUTPUT"))
+
+
 def start(settings: Settings | None = None) -> None:
     """Run the runpod worker loop with this worker (``handler.py`` at the repo root calls this)."""
     import os
+    import sys
 
     # every weight is baked: nothing at run time may reach for the hub
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # the SDK logs at DEBUG unless told otherwise: every job's input and whole output, three
+    # times (read before the SDK is imported)
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
     try:
         settings = settings or Settings.from_env()
     except SdworkerError as exc:
@@ -226,9 +244,9 @@ def start(settings: Settings | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    adapter = RunpodAdapter(settings)
+    adapter = RunpodAdapter(settings, send_progress=platform_posts(os.environ, sys.argv))
     try:
-        adapter.service.registry.verify()
+        adapter.service.verify()
     except SdworkerError as exc:
         raise SystemExit(f"sdworker: refusing to start: {exc}") from exc
     if settings.preload:

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from sdworker.builder.buildargs import BUILD_ARGS
+
 ROOT = Path(__file__).resolve().parents[3]
+SRC = ROOT / "src" / "sdworker"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -43,18 +46,27 @@ def test_every_copied_path_exists_and_is_not_ignored() -> None:
             assert top in allowed, f"COPY {src}: excluded by .dockerignore"
 
 
-def test_bake_step_runs_the_tested_builder_script() -> None:
+BAKE_STEP = "PYTHONPATH=src python -m sdworker.builder --from-env"
+
+
+def test_bake_step_runs_the_packaged_builder_from_the_source_tree() -> None:
     runs = [args for word, args in instructions() if word == "RUN"]
-    assert "python builder/bake.py" in runs
+    # `python -m sdworker.builder` is `sdworker bake`, run before the package is installed
+    assert BAKE_STEP in runs
+    assert "bake_command(sys.argv[1:])" in (SRC / "builder" / "__main__.py").read_text()
     args = dict(a.split("=", 1) if "=" in a else (a, "") for w, a in instructions() if w == "ARG")
     # a real model by default; `--build-arg MODEL_ID=tiny` gives an offline test image
     assert args["MODEL_ID"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    # every build argument the bake reads is declared, with an empty default
+    for arg in BUILD_ARGS:
+        assert args.get(arg.name) == "", arg.name
 
 
-def test_builder_script_bakes_model_id(tmp_path: Path) -> None:
+def test_bake_step_bakes_model_id(tmp_path: Path) -> None:
     env = {"MODEL_ID": "tiny", "MODEL_NAME": "baked", "SDWORKER_MODELS_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "builder" / "bake.py")],
+        ["/bin/sh", "-c", BAKE_STEP.replace("python", shlex.quote(sys.executable), 1)],
+        cwd=ROOT,
         env={**env, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         capture_output=True,
         text=True,
@@ -89,7 +101,7 @@ def test_runtime_is_offline_and_starts_the_packaged_worker() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["sdworker"] == "sdworker.cli:main"
     runs = [args for word, args in steps if word == "RUN"]
-    assert any(args.startswith("pip install --no-deps . ") for args in runs)
+    assert any(args.startswith("pip install --no-cache-dir --no-deps . ") for args in runs)
     # with no RunPod variables the SDK runs the test input beside it once
     assert ("COPY", "test_input.json ./") in steps
     job = json.loads((ROOT / "test_input.json").read_text())
@@ -106,7 +118,7 @@ def test_dependency_layer_sees_the_version() -> None:
 
 def test_weights_are_baked_before_the_worker_code_is_copied() -> None:
     steps = instructions()
-    bake = steps.index(("RUN", "python builder/bake.py"))
+    bake = steps.index(("RUN", BAKE_STEP))
     copied_before = [args for word, args in steps[:bake] if word == "COPY"]
     assert not any(args.startswith("src/ ") for args in copied_before)
     assert ("COPY", "src/ src/") in steps[bake:]
