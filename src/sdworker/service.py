@@ -270,6 +270,7 @@ class Service:
                 else _parameters(request, item, manifest),
                 nsfw=item.nsfw,
                 interrupted=item.interrupted,
+                text=request.input.png_text,
             )
             for item in images
         ]
