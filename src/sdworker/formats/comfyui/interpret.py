@@ -133,7 +133,9 @@ class _Reading:
         spec = SPECS[node.class_type]
         found = self._links(node, spec)
         if any(link.source in self.failed for link in node.links.values()):
-            self.failed.add(node.id)  # its own inputs were refused: judged there, not twice
+            # what it reads was refused: its own links are judged, its meaning is not
+            self.problems += found
+            self.failed.add(node.id)
             return
         literals = {k: val for k, val in node.values.items() if k not in spec.sockets}
         widgets, more = validate(spec.widgets, literals)

@@ -133,8 +133,14 @@ class WorkerComfyFormat(Format[WorkerRequest]):
     def encode(
         self, decoded: Decoded[WorkerRequest], outputs: list[dict[str, Any]], execution_ms: int
     ) -> dict[str, Any]:
-        """worker-comfyui's answer (the job's ``output``)."""
-        return answer(decoded.request.workflow, outputs)
+        """RunPod's ``/runsync`` body of a finished job, worker-comfyui's answer its
+        ``output``."""
+        return {
+            "id": decoded.job_ids[0] if decoded.job_ids else "",
+            "status": "COMPLETED",
+            "executionTime": execution_ms,
+            "output": answer(decoded.request.workflow, outputs),
+        }
 
     def encode_error(self, failure: Failure) -> tuple[int, dict[str, Any]]:
         """RunPod's ``/runsync`` body of a failed job."""

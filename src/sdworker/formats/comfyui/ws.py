@@ -104,12 +104,13 @@ async def follow(ws: WebSocket, gateway: JobGateway, prompts: Prompts, prompt: P
         if entry is None:
             await gateway.wait(prompt.job_ids[-1], PROGRESS_EVERY_S)
     for node, output in node_outputs(prompt).items():
-        data = {"node": node, "display_node": node, "output": output, "prompt_id": pid}
-        await _send(ws, "executed", data)
+        await _send(
+            ws, "executed", {"node": node, "display_node": node, "output": output, "prompt_id": pid}
+        )
     if prompt.failure is None:
         await _send(ws, "execution_success", {"prompt_id": pid, "timestamp": _ms()})
     elif prompt.failure[1].code in ("cancelled", "timed_out"):
-        data: dict[str, Any] = {
+        data = {
             "prompt_id": pid,
             "node_id": "",
             "node_type": "",
