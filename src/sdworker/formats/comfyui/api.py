@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import Field
 
+from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.formats.base import Decoded, Format, Models, Queued, http_status
@@ -290,6 +291,9 @@ class ComfyApiFormat(Format[ApiRequest]):
         parsed, problems = validate(PromptBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)
+        found = strictjson.find(parsed.extra_data, "extra_data")
+        if found is not None:  # it is stored and answered back: it must be JSON
+            raise InvalidInput.one(found[0], found[1], has_value=False)
         images = InputImages(self.prompts.uploads)
         workflow = read_workflow(parsed.prompt, images, models, previews=True)
         targets = parsed.partial_execution_targets

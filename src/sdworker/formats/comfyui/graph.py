@@ -106,10 +106,11 @@ def _node(node_id: str, raw: Any) -> tuple[Node | None, list[Problem]]:
         rule = f"must be 1 to {MAX_ID_CHARS} characters without parentheses or edge spaces"
         return None, [Problem(f"node {where.node_id}", f"id {rule}", node_id)]
     if not isinstance(raw, Mapping):
-        return None, [Problem(f"node {node_id}", "must be an object with class_type and inputs")]
+        rule = "must be an object with class_type and inputs (a workflow node)"
+        return None, [Problem(f"node {node_id}", rule, raw)]
     class_type = raw.get("class_type")
     if not isinstance(class_type, str) or not class_type.strip() or "\n" in class_type:
-        rule = "is missing its class_type (ComfyUI: a node is missing the class_type property)"
+        rule = "is missing its class_type (every workflow node has one)"
         return None, [Problem(f"node {node_id}", rule, class_type, has_value="class_type" in raw)]
     ref = NodeRef(node_id, _safe_text(class_type))
     node = Node(node_id, ref.class_type)

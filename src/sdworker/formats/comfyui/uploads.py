@@ -16,6 +16,7 @@ import posixpath
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import unquote
 
 from sdworker.core.errors import InvalidInput
 
@@ -29,10 +30,12 @@ def clean_name(name: str, field: str) -> str:
     """A relative path inside a folder (``sub/photo.png``); refused when it would leave it."""
     cleaned = name.replace("\\", "/").strip()
     parts = [p for p in cleaned.split("/") if p not in ("", ".")]
+    # as any layer that percent-decodes it would read it: no part of dots alone, none from ~
+    decoded = [p for p in unquote(cleaned).replace("\\", "/").split("/") if p not in ("", ".")]
     if (
         not parts
         or cleaned.startswith("/")
-        or any(p == ".." or p.startswith("~") for p in parts)
+        or any(p.startswith("~") or (p and not p.strip(".")) for p in decoded)
         or any(c in _RESERVED or ord(c) < 32 for c in cleaned)
         or len(cleaned) > 255
     ):

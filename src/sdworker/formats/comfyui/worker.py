@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from sdworker.core import strictjson
 from sdworker.core.errors import InvalidInput, Problem
@@ -29,17 +29,25 @@ from sdworker.formats.comfyui.evaluate import Context
 from sdworker.formats.comfyui.files import Counters
 from sdworker.formats.comfyui.interpret import Workflow, interpret
 from sdworker.formats.comfyui.results import per_job, saved
-from sdworker.formats.validation import FormatBody, Text, validate
+from sdworker.formats.comfyui.uploads import clean_name
+from sdworker.formats.validation import FormatBody, Text, refuse, validate
 
 #: the most input images one job may carry
 MAX_IMAGES = 64
+
+
+def _base64(value: str) -> str:
+    if value.lstrip()[:8].lower().startswith(("http://", "https://")):
+        # worker-comfyui decodes every image it is given: no address is ever fetched
+        raise refuse("not_base64", "must be the image in base64 (with or without a data: prefix)")
+    return value
 
 
 class InputImage(FormatBody):
     """One input image: the name ``LoadImage`` nodes use, and the image in base64."""
 
     name: Text = Field(min_length=1, max_length=255)
-    image: Text = Field(min_length=1)
+    image: Annotated[Text, AfterValidator(_base64)] = Field(min_length=1)
 
 
 class WorkerInput(FormatBody):
@@ -83,6 +91,11 @@ def _images(given: list[InputImage] | None) -> tuple[dict[str, str], list[Proble
     found: dict[str, str] = {}
     problems = []
     for index, item in enumerate(given or []):
+        try:
+            clean_name(item.name, f"images[{index}].name")
+        except InvalidInput as exc:
+            problems += exc.problems  # a name ComfyUI would keep in its input folder
+            continue
         if item.name in found:
             rule = "is given twice: names must be unique (LoadImage nodes name them)"
             problems.append(Problem(f"images[{index}].name", rule, item.name))
