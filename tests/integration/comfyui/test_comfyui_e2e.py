@@ -66,6 +66,22 @@ def small(graph: dict[str, Any], latent: str, sampler: str, steps: int = 2) -> d
     return graph
 
 
+def default_job(graph: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """The native job ComfyUI's default workflow (small) stands for on the SDXL checkpoint."""
+    return {
+        "model": "tiny-sdxl",
+        "prompt": graph["6"]["inputs"]["text"],
+        "negative_prompt": "text, watermark",
+        "guidance_scale": 8,
+        "scheduler": "Euler",
+        "num_inference_steps": 2,
+        "seed": 156680208700286 % SEED_RANGE,
+        "width": SIZE,
+        "height": SIZE,
+        **more,
+    }
+
+
 def input_png() -> str:
     buf = io.BytesIO()
     Image.new("RGB", (SIZE, SIZE), (200, 80, 30)).save(buf, format="PNG")
@@ -83,21 +99,7 @@ def test_an_sdxl_checkpoint_workflow(comfy_served: Served) -> None:
     stored = json.loads(picture.text["prompt"])  # type: ignore[attr-defined]
     assert stored["3"]["inputs"]["cfg"] == 8.0 and stored["3"]["inputs"]["steps"] == 2
     assert stored["4"]["inputs"]["ckpt_name"] == "sd_xl_base_1.0.safetensors"
-    same = native(
-        comfy_served,
-        {
-            "model": "tiny-sdxl",
-            "prompt": graph["6"]["inputs"]["text"],
-            "negative_prompt": "text, watermark",
-            "guidance_scale": 8,
-            "scheduler": "Euler",
-            "num_inference_steps": 2,
-            "seed": 156680208700286 % SEED_RANGE,
-            "width": SIZE,
-            "height": SIZE,
-        },
-    )
-    assert rgb(image["data"]) == same[0]
+    assert rgb(image["data"]) == native(comfy_served, default_job(graph))[0]
 
 
 def test_an_img2img_workflow_with_images(comfy_served: Served) -> None:
@@ -153,21 +155,7 @@ def test_a_lora_workflow(comfy_served: Served) -> None:
     plain = small(workflow("sdxl_txt2img"), "5", "3")
     [without] = completed(comfy_served, {"workflow": plain})["images"]
     assert rgb(image["data"]) != rgb(without["data"])  # the LoRA changed the image
-    same = native(
-        comfy_served,
-        {
-            "model": "tiny-sdxl",
-            "prompt": graph["6"]["inputs"]["text"],
-            "negative_prompt": "text, watermark",
-            "guidance_scale": 8,
-            "scheduler": "Euler",
-            "num_inference_steps": 2,
-            "seed": 156680208700286 % SEED_RANGE,
-            "width": SIZE,
-            "height": SIZE,
-            "lora": [{"name": "neon", "scale": 0.8}],
-        },
-    )
+    same = native(comfy_served, default_job(graph, lora=[{"name": "neon", "scale": 0.8}]))
     assert rgb(image["data"]) == same[0]
 
 

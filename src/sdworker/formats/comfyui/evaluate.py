@@ -324,16 +324,18 @@ def _plan(ref: NodeRef, inp: Inputs, **parts: Any) -> v.SamplePlan:
     return v.SamplePlan(at=ref, latent=latent, **parts)
 
 
-def ksampler(ctx: Context, ref: NodeRef, w: Any, inp: Inputs) -> tuple[Any, ...]:
-    latent = _unsampled(ref.at("latent_image"), inp["latent_image"])
-    steps, strength = _schedule(w.steps, ref.at("steps"), w.denoise, ref.at("denoise"), latent)
+def _ksampler_plan(
+    ref: NodeRef, w: Any, inp: Inputs, seed: str, schedule: tuple[v.Said, v.Said | None]
+) -> tuple[Any, ...]:
+    """A ``KSampler``'s or ``KSamplerAdvanced``'s plan (their seeds are named apart)."""
+    steps, strength = schedule
     plan = _plan(
         ref,
         inp,
         model=inp["model"],
         positive=inp["positive"],
         negative=inp["negative"],
-        seed=v.Said(w.seed, ref.at("seed")),
+        seed=v.Said(getattr(w, seed), ref.at(seed)),
         sampler=v.Said(w.sampler_name, ref.at("sampler_name")),
         scheduler=v.Said(w.scheduler, ref.at("scheduler")),
         steps=steps,
@@ -341,6 +343,12 @@ def ksampler(ctx: Context, ref: NodeRef, w: Any, inp: Inputs) -> tuple[Any, ...]
         cfg=v.Said(w.cfg, ref.at("cfg")),
     )
     return (plan,)
+
+
+def ksampler(ctx: Context, ref: NodeRef, w: Any, inp: Inputs) -> tuple[Any, ...]:
+    latent = _unsampled(ref.at("latent_image"), inp["latent_image"])
+    schedule = _schedule(w.steps, ref.at("steps"), w.denoise, ref.at("denoise"), latent)
+    return _ksampler_plan(ref, w, inp, "seed", schedule)
 
 
 def _advanced_schedule(ref: NodeRef, w: Any, latent: Any) -> tuple[v.Said, v.Said | None]:
@@ -371,21 +379,7 @@ def _advanced_schedule(ref: NodeRef, w: Any, latent: Any) -> tuple[v.Said, v.Sai
 
 def ksampler_advanced(ctx: Context, ref: NodeRef, w: Any, inp: Inputs) -> tuple[Any, ...]:
     latent = _unsampled(ref.at("latent_image"), inp["latent_image"])
-    steps, strength = _advanced_schedule(ref, w, latent)
-    plan = _plan(
-        ref,
-        inp,
-        model=inp["model"],
-        positive=inp["positive"],
-        negative=inp["negative"],
-        seed=v.Said(w.noise_seed, ref.at("noise_seed")),
-        sampler=v.Said(w.sampler_name, ref.at("sampler_name")),
-        scheduler=v.Said(w.scheduler, ref.at("scheduler")),
-        steps=steps,
-        strength=strength,
-        cfg=v.Said(w.cfg, ref.at("cfg")),
-    )
-    return (plan,)
+    return _ksampler_plan(ref, w, inp, "noise_seed", _advanced_schedule(ref, w, latent))
 
 
 def sampler_custom_advanced(ctx: Context, ref: NodeRef, w: Any, inp: Inputs) -> tuple[Any, ...]:
