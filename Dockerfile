@@ -52,6 +52,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
 COPY src/sdworker/core/ src/sdworker/core/
 COPY src/sdworker/builder/ src/sdworker/builder/
+COPY src/sdworker/families/ src/sdworker/families/
 COPY loras/ loras/
 ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5
 ARG MODEL_NAME=
