@@ -271,31 +271,20 @@ def kill_a_worker(
     loses work in flight (the supervisor restarts it); ``killed`` records the pid, and ``over``
     is set once it is done, whatever happened."""
     try:
-        _kill_one(server, url, halfway, timeout_s, killed, log)
+        halfway.wait(timeout_s)
+        count = len(children(server.pid))
+        deadline = time.monotonic() + KILL_WAIT_S / 2
+        while time.monotonic() < deadline:
+            if httpx.get(f"{url}/health", timeout=30).json()["workers"]["running"] >= count:
+                break
+            time.sleep(0.02)
+        workers = children(server.pid)
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+            log(f"killed worker pid {workers[0]} halfway through the jobs")
     finally:
         over.set()
-
-
-def _kill_one(
-    server: subprocess.Popen[str],
-    url: str,
-    halfway: threading.Event,
-    timeout_s: float,
-    killed: list[int],
-    log: Callable[[str], None],
-) -> None:
-    halfway.wait(timeout_s)
-    count = len(children(server.pid))
-    deadline = time.monotonic() + KILL_WAIT_S / 2
-    while time.monotonic() < deadline:
-        if httpx.get(f"{url}/health", timeout=30).json()["workers"]["running"] >= count:
-            break
-        time.sleep(0.02)
-    workers = children(server.pid)
-    if workers:
-        os.kill(workers[0], signal.SIGKILL)
-        killed.append(workers[0])
-        log(f"killed worker pid {workers[0]} halfway through the jobs")
 
 
 def wait_webhooks(receiver: Receiver, tally: Tally, timeout_s: float) -> None:
