@@ -22,6 +22,7 @@ from sdworker.formats.base import (
     app_webhooks,
 )
 from sdworker.formats.deepinfra import deepinfra_router
+from sdworker.formats.huggingface.routes import huggingface_router
 from sdworker.formats.openai.routes import openai_router
 from sdworker.formats.salad.routes import salad_router
 from sdworker.formats.stochastic import stochastic_router
@@ -53,4 +54,5 @@ def format_routers(ctx: FormatContext, a1111: A1111Format | None = None) -> list
         stochastic_router(ctx),
         deepinfra_router(ctx),
         openai_router(ctx),
+        huggingface_router(ctx),
     ]
