@@ -270,6 +270,7 @@ class Service:
                 else _parameters(request, item, manifest),
                 nsfw=item.nsfw,
                 interrupted=item.interrupted,
+                quality=request.input.output_quality,
             )
             for item in images
         ]

@@ -69,6 +69,7 @@ field_values: dict[str, Any] = {
     ),
     "safety_checker": st.one_of(st.sampled_from([True, False, "true", "no"]), json_values),
     "output_format": st.one_of(st.sampled_from(["png", "jpeg", "webp", "gif"]), json_values),
+    "output_quality": st.one_of(st.integers(-1, 101), numbers, json_values),
     "lora": st.one_of(st.sampled_from(["ink", [{"name": "ink", "scale": 3}], []]), json_values),
     "use_compel": st.one_of(st.booleans(), json_values),
     "upload": st.one_of(st.booleans(), json_values),
