@@ -268,9 +268,9 @@ def surfaces() -> list[Surface]:
     from sdworker.formats.a1111.request import Img2ImgBody, Txt2ImgBody
     from sdworker.formats.deepinfra import DeepInfraBody
     from sdworker.formats.huggingface import HFBody, HFParameters
+    from sdworker.formats.openai.request import EditBody, GenerationBody, VariationBody
     from sdworker.formats.replicate.inputs import ReplicateInput
     from sdworker.formats.replicate.request import PredictionBody
-    from sdworker.formats.openai.request import EditBody, GenerationBody, VariationBody
     from sdworker.formats.salad import CallInputs, ModelInputs
     from sdworker.formats.stochastic import Params, StochasticBody
 

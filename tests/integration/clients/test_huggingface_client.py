@@ -42,7 +42,7 @@ def test_a_bad_field_is_raised_naming_it(served: Served) -> None:
         client.text_to_image("x", width=500, height=64, num_inference_steps=2)
     assert "parameters.width" in str(caught.value)
     assert "multiple of 8" in caught.value.server_message
-    with pytest.raises(BadRequestError, match="parameters.scheduler"):
+    with pytest.raises(BadRequestError, match=r"parameters\.scheduler"):
         client.text_to_image("x", scheduler="NoSuchScheduler", **FAST)
 
 

@@ -21,32 +21,53 @@ from sdworker.runpod.envelopes import Outcome, is_envelope, unwrap
 
 HF_TASK = {
     "inputs": "a lighthouse",
-    "parameters": {"negative_prompt": "fog", "width": 64, "height": 72, "seed": 5,
-                   "num_inference_steps": 3, "scheduler": "DPMSolverMultistepScheduler"},
+    "parameters": {
+        "negative_prompt": "fog",
+        "width": 64,
+        "height": 72,
+        "seed": 5,
+        "num_inference_steps": 3,
+        "scheduler": "DPMSolverMultistepScheduler",
+    },
 }
 PREDICTION = {
     "version": "stability-ai/sdxl:v1-5-pruned-emaonly",
-    "input": {"prompt": "a fox", "aspect_ratio": "3:2", "num_outputs": 2, "seed": 11,
-              "guidance": 4, "output_format": "webp", "output_quality": 60,
-              "lora_weights": "ink", "lora_scale": 0.5},
+    "input": {
+        "prompt": "a fox",
+        "aspect_ratio": "3:2",
+        "num_outputs": 2,
+        "seed": 11,
+        "guidance": 4,
+        "output_format": "webp",
+        "output_quality": 60,
+        "lora_weights": "ink",
+        "lora_scale": 0.5,
+    },
 }
 
 
 async def _generate(job: dict[str, Any]) -> Outcome:
-    return [{"image": "aW1n", "seed": job.get("seed", 1) + k, "format": job.get("output_format", "png")}
-            for k in range(job.get("num_images", 1))]
+    return [
+        {"image": "aW1n", "seed": job.get("seed", 1) + k, "format": job.get("output_format", "png")}
+        for k in range(job.get("num_images", 1))
+    ]
 
 
 def _replicate_client(registry: ModelRegistry, gateway: Any) -> TestClient:
-    settings = Settings(models_dir=Path("/models"), dialect_wait_s=5.0,
-                        state_dir=Path(tempfile.mkdtemp(prefix="sdworker-state-")))
+    settings = Settings(
+        models_dir=Path("/models"),
+        dialect_wait_s=5.0,
+        state_dir=Path(tempfile.mkdtemp(prefix="sdworker-state-")),
+    )
     ctx = FormatContext(registry, settings, lambda request: gateway, lambda request: None)
     app = FastAPI()
     app.include_router(replicate_router(ctx))
     return TestClient(app)
 
 
-def test_hf_over_http_and_in_an_envelope(client: TestClient, gateway: Any, manifests: list[Manifest]) -> None:
+def test_hf_over_http_and_in_an_envelope(
+    client: TestClient, gateway: Any, manifests: list[Manifest]
+) -> None:
     r = client.post("/", json=HF_TASK)
     assert r.status_code == 200, r.text
     over_http = [view.input for view in gateway.jobs.values()]
@@ -66,7 +87,10 @@ def test_hf_refusals_agree(client: TestClient, manifests: list[Manifest]) -> Non
     assert r.status_code == 400 and r.json()["error"] == env.failure.message
     answer = asyncio.run(env.run(_generate))
     assert answer["error"] == env.failure.message
-    assert [p["field"] for p in answer["failure"]["problems"]] == ["parameters.width", "parameters.strength"]
+    assert [p["field"] for p in answer["failure"]["problems"]] == [
+        "parameters.width",
+        "parameters.strength",
+    ]
     # a native rule, in HF's names, in the job as over HTTP
     failed = asyncio.run(unwrap({"inputs": "x"}, manifests=manifests).run(_refuse_width))  # type: ignore[union-attr]
     assert failed["failure"]["problems"][0]["field"] == "parameters.width"
@@ -79,8 +103,9 @@ async def _refuse_width(job: dict[str, Any]) -> Outcome:
     return Failure.of(InvalidInput.one("width", "must be a multiple of 8", 500))
 
 
-def test_replicate_over_http_and_in_an_envelope(registry: ModelRegistry, gateway: Any,
-                                                 manifests: list[Manifest]) -> None:
+def test_replicate_over_http_and_in_an_envelope(
+    registry: ModelRegistry, gateway: Any, manifests: list[Manifest]
+) -> None:
     client = _replicate_client(registry, gateway)
     r = client.post("/v1/predictions", json=PREDICTION)
     assert r.status_code == 201, r.text
@@ -100,7 +125,9 @@ def test_replicate_over_http_and_in_an_envelope(registry: ModelRegistry, gateway
     assert got["input"] == answer["input"] and got["logs"] == answer["logs"]
 
 
-def test_replicate_refusals_agree(registry: ModelRegistry, gateway: Any, manifests: list[Manifest]) -> None:
+def test_replicate_refusals_agree(
+    registry: ModelRegistry, gateway: Any, manifests: list[Manifest]
+) -> None:
     client = _replicate_client(registry, gateway)
     bad = {"input": {"prompt": "x", "megapixels": "3", "go_slow": 1}}
     r = client.post("/predictions", json=bad)
@@ -111,7 +138,9 @@ def test_replicate_refusals_agree(registry: ModelRegistry, gateway: Any, manifes
         ["body", *p.field.split(".")] for p in env.failure.problems
     ]
     # in a job, the prediction's webhooks are refused: the job has its own
-    hooked = unwrap({"input": {"prompt": "x"}, "webhook": "https://example.com/h"}, manifests=manifests)
+    hooked = unwrap(
+        {"input": {"prompt": "x"}, "webhook": "https://example.com/h"}, manifests=manifests
+    )
     assert hooked is not None and hooked.failure is not None
     assert [p.field for p in hooked.failure.problems] == ["webhook"]
     # a native rule fails the job, named as the client named the field

@@ -12,13 +12,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from sdworker.core.errors import InvalidInput
 from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
 from sdworker.formats.base import FormatContext
 from sdworker.formats.replicate.inputs import table_size
 from sdworker.formats.replicate.predictions import progress_line
 from sdworker.formats.replicate.routes import prefer, replicate_router
-from sdworker.core.errors import InvalidInput
 
 
 class Sent:
@@ -27,8 +27,15 @@ class Sent:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any], str, Any, Any]] = []
 
-    def __call__(self, url: str, body: dict[str, Any], *, event: str = "completed",
-                 wanted: Any = None, key: Any = None) -> None:
+    def __call__(
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        event: str = "completed",
+        wanted: Any = None,
+        key: Any = None,
+    ) -> None:
         self.calls.append((url, body, event, wanted, key))
 
     def events(self, url: str) -> list[str]:
@@ -40,7 +47,9 @@ def sent() -> Sent:
     return Sent()
 
 
-def _client(registry: ModelRegistry, gateway: Any, sent: Sent, api_key: str | None = None) -> TestClient:
+def _client(
+    registry: ModelRegistry, gateway: Any, sent: Sent, api_key: str | None = None
+) -> TestClient:
     settings = Settings(
         models_dir=Path("/models"),
         api_key=api_key,
@@ -140,8 +149,19 @@ def test_cog_sdxl_inputs(rclient: TestClient, gateway: Any) -> None:
 
 
 def test_img2img_takes_the_image_size(rclient: TestClient, gateway: Any) -> None:
-    body = {"input": {"prompt": "x", "image": "aGk=", "prompt_strength": 0.5, "aspect_ratio": "1:1", "width": 1024}}
-    assert rclient.post("/predictions", json=body, headers={"Prefer": "respond-async"}).status_code == 202
+    body = {
+        "input": {
+            "prompt": "x",
+            "image": "aGk=",
+            "prompt_strength": 0.5,
+            "aspect_ratio": "1:1",
+            "width": 1024,
+        }
+    }
+    assert (
+        rclient.post("/predictions", json=body, headers={"Prefer": "respond-async"}).status_code
+        == 202
+    )
     job = _job(gateway)
     assert "width" not in job and "height" not in job
     assert job["strength"] == 0.5 and job["image"] == "aGk="
@@ -171,16 +191,37 @@ def test_refusals_name_each_field(rclient: TestClient, gateway: Any) -> None:
     assert r.status_code == 422, r.text
     answer = r.json()
     assert answer["title"] == "Input validation failed" and answer["status"] == 422
-    for name in ("input.prompt", "input.aspect_ratio", "input.megapixels", "input.output_format",
-                 "input.guidance", "input.wings", "webhook_events_filter", "output_file_prefix"):
+    for name in (
+        "input.prompt",
+        "input.aspect_ratio",
+        "input.megapixels",
+        "input.output_format",
+        "input.guidance",
+        "input.wings",
+        "webhook_events_filter",
+        "output_file_prefix",
+    ):
         assert name in answer["detail"], name
     assert not gateway.jobs
-    r = rclient.post("/v1/models/o/tiny/predictions", json={"input": {"prompt": "x", "hf_api_token": "hf_secret"}})
+    r = rclient.post(
+        "/v1/models/o/tiny/predictions",
+        json={"input": {"prompt": "x", "hf_api_token": "hf_secret"}},
+    )
     assert r.status_code == 422 and "input.hf_api_token" in r.json()["detail"]
     assert "hf_secret" not in r.text
-    both = {"input": {"prompt": "x", "aspect_ratio": "1:1", "width": 64, "guidance": 1, "guidance_scale": 2}}
+    both = {
+        "input": {
+            "prompt": "x",
+            "aspect_ratio": "1:1",
+            "width": 64,
+            "guidance": 1,
+            "guidance_scale": 2,
+        }
+    }
     r = rclient.post("/v1/models/o/tiny/predictions", json=both)
-    assert "input.aspect_ratio" in r.json()["detail"] and "input.guidance_scale" in r.json()["detail"]
+    assert (
+        "input.aspect_ratio" in r.json()["detail"] and "input.guidance_scale" in r.json()["detail"]
+    )
 
 
 def test_cog_refusals_are_fastapi_shaped(rclient: TestClient) -> None:
@@ -191,7 +232,9 @@ def test_cog_refusals_are_fastapi_shaped(rclient: TestClient) -> None:
 
 
 def test_a_native_rule_names_the_cog_field(rclient: TestClient) -> None:
-    r = rclient.post("/predictions", json={"input": {"prompt": "x", "num_outputs": 12, "width": 500}})
+    r = rclient.post(
+        "/predictions", json={"input": {"prompt": "x", "num_outputs": 12, "width": 500}}
+    )
     assert r.status_code == 200, r.text
     failed = r.json()
     assert failed["status"] == "failed"
@@ -208,8 +251,11 @@ def test_unknown_models(rclient: TestClient) -> None:
 
 
 def test_prefer_wait_answers_the_finished_prediction(rclient: TestClient, gateway: Any) -> None:
-    r = rclient.post("/v1/models/o/tiny/predictions", json={"input": {"prompt": "x", "seed": 3}},
-                     headers={"Prefer": "wait=5"})
+    r = rclient.post(
+        "/v1/models/o/tiny/predictions",
+        json={"input": {"prompt": "x", "seed": 3}},
+        headers={"Prefer": "wait=5"},
+    )
     assert r.status_code == 201 and r.headers["preference-applied"] == "wait=5"
     prediction = r.json()
     assert prediction["status"] == "succeeded"
@@ -220,10 +266,16 @@ def test_prefer_wait_answers_the_finished_prediction(rclient: TestClient, gatewa
         assert prediction[stamp].endswith("Z")
 
 
-def test_a_wait_that_runs_out_shows_starting(registry: ModelRegistry, fake_gateway: Any, sent: Sent) -> None:
+def test_a_wait_that_runs_out_shows_starting(
+    registry: ModelRegistry, fake_gateway: Any, sent: Sent
+) -> None:
     gateway = fake_gateway(auto=False)
     client = _client(registry, gateway, sent)
-    r = client.post("/v1/models/o/tiny/predictions", json={"input": {"prompt": "x"}}, headers={"Prefer": "wait=1"})
+    r = client.post(
+        "/v1/models/o/tiny/predictions",
+        json={"input": {"prompt": "x"}},
+        headers={"Prefer": "wait=1"},
+    )
     assert r.status_code == 201 and r.json()["status"] == "starting"
     job_id = r.json()["id"]
     gateway.start(job_id)
@@ -283,7 +335,9 @@ def test_the_key(registry: ModelRegistry, gateway: Any, sent: Sent) -> None:
     r = client.post("/v1/models/o/tiny/predictions", json=body)
     assert r.status_code == 401 and r.json()["title"] == "Unauthenticated"
     for header in ("Bearer k", "Token k"):
-        ok = client.post("/v1/models/o/tiny/predictions", json=body, headers={"Authorization": header})
+        ok = client.post(
+            "/v1/models/o/tiny/predictions", json=body, headers={"Authorization": header}
+        )
         assert ok.status_code == 201
 
 

@@ -22,7 +22,12 @@ from typing import Any
 from sdworker.core.jobs import Failure
 from sdworker.formats.base import Decoded, Format, Models, http_status
 from sdworker.formats.replicate.predictions import Prediction, output_urls, shape
-from sdworker.formats.replicate.request import EVENTS, PredictionBody, PredictionRequest, read_request
+from sdworker.formats.replicate.request import (
+    EVENTS,
+    PredictionBody,
+    PredictionRequest,
+    read_request,
+)
 
 _TITLES = {
     401: "Unauthenticated",

@@ -91,19 +91,26 @@ def replicate_router(ctx: FormatContext) -> APIRouter:
     return router
 
 
+async def _created(
+    request: Request, runner: Runner, pipe: Pipeline[PredictionRequest], **where: str
+) -> Response:
+    """A prediction made on Replicate's API: 201 at once, or after ``Prefer: wait``."""
+    with pipe.refusals():
+        _, wait_s = prefer(request.headers.get("prefer"))
+    made = await runner.create(request, pipe, **where)
+    view, headers = made.view, {}
+    if wait_s is not None:
+        view = await wait_finished(made.gateway, view.id, wait_s) or view
+        headers["Preference-Applied"] = f"wait={wait_s}"
+    body = await runner.answer(made.gateway, made.prediction, view, _base(request), api_links)
+    if wait_s is not None and not view.status.is_terminal():
+        body["status"] = "starting"  # Replicate's answer to a wait that ran out
+    return JSONResponse(body, status_code=201, headers=headers)
+
+
 def _api_routes(router: APIRouter, runner: Runner, pipe: Pipeline[PredictionRequest]) -> None:
     async def created(request: Request, **where: str) -> Response:
-        with pipe.refusals():
-            _, wait_s = prefer(request.headers.get("prefer"))
-        made = await runner.create(request, pipe, **where)
-        view, headers = made.view, {}
-        if wait_s is not None:
-            view = await wait_finished(made.gateway, view.id, wait_s) or view
-            headers["Preference-Applied"] = f"wait={wait_s}"
-        body = await runner.answer(made.gateway, made.prediction, view, _base(request), api_links)
-        if wait_s is not None and not view.status.is_terminal():
-            body["status"] = "starting"  # Replicate's answer to a wait that ran out
-        return JSONResponse(body, status_code=201, headers=headers)
+        return await _created(request, runner, pipe, **where)
 
     @router.post("/v1/models/{owner}/{name}/predictions", openapi_extra=_BODY)
     async def create_model_prediction(request: Request, owner: str, name: str) -> Response:
@@ -136,12 +143,7 @@ def _api_routes(router: APIRouter, runner: Runner, pipe: Pipeline[PredictionRequ
     @router.get("/v1/models/{owner}/{name}/versions/{version_id}")
     async def get_version(owner: str, name: str, version_id: str) -> dict[str, Any]:
         """The version ``run("owner/name:VERSION")`` reads: its output is a list of URLs."""
-        try:
-            choice = choose_model(pipe.ctx.models(), None, f"{owner}/{name}:{version_id}")
-        except (InvalidInput, ModelNotFound) as exc:
-            message = f"no model answers to {owner}/{name}:{version_id}: {exc}"
-            raise Refusal(404, problem(404, message)) from None
-        return version_body(pipe.ctx, version_id, choice.baked)
+        return version_body(pipe.ctx, f"{owner}/{name}", version_id)
 
 
 def _cog_routes(router: APIRouter, runner: Runner, pipe: Pipeline[PredictionRequest]) -> None:
@@ -222,8 +224,14 @@ def _base(request: Request) -> str:
     return str(request.base_url)
 
 
-def version_body(ctx: FormatContext, version_id: str, baked: str | None) -> dict[str, Any]:
-    """A model version as ``replicate``'s ``Version`` reads it: its input and output schema."""
+def version_body(ctx: FormatContext, model: str, version_id: str) -> dict[str, Any]:
+    """A model version as ``replicate``'s ``Version`` reads it: its input and output schema;
+    refused (404) when neither it nor ``model`` names a baked model."""
+    try:
+        baked = choose_model(ctx.models(), None, f"{model}:{version_id}").baked
+    except (InvalidInput, ModelNotFound) as exc:
+        message = f"no model answers to {model}:{version_id}: {exc}"
+        raise Refusal(404, problem(404, message)) from None
     created = 0.0
     for info in ctx.registry.all():
         if info.name == baked and info.path.exists():

@@ -60,7 +60,9 @@ class Runner:
     predictions: Predictions = field(default_factory=Predictions)
     _watching: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def create(self, request: Request, pipe: Pipeline[PredictionRequest], **where: str) -> Made:
+    async def create(
+        self, request: Request, pipe: Pipeline[PredictionRequest], **where: str
+    ) -> Made:
         """Decode ``request`` with ``pipe``'s format, submit its job, remember it and send
         its ``start`` (a refusal is answered in the format's shape)."""
         decoded = await pipe.decode(request, **where)
@@ -69,13 +71,17 @@ class Runner:
         with pipe.refusals():
             if asked.client_id and self.predictions.taken(asked.client_id):
                 raise InvalidInput.one(
-                    "id", "is another prediction's already; give a new one, or none", asked.client_id
+                    "id",
+                    "is another prediction's already; give a new one, or none",
+                    asked.client_id,
                 )
             view = await gateway.submit(decoded.inputs[0])
         prediction = Prediction(view.id, asked)
         self.predictions.add(prediction)
         if asked.webhook or asked.webhook_completed:
-            await self._hooks(prediction, gateway, self.ctx.webhooks(request), str(request.base_url))
+            await self._hooks(
+                prediction, gateway, self.ctx.webhooks(request), str(request.base_url)
+            )
         return Made(prediction, view, gateway)
 
     async def find(self, request: Request, prediction_id: str) -> tuple[Prediction, JobView] | None:
@@ -91,7 +97,12 @@ class Runner:
         return prediction, view
 
     async def answer(
-        self, gateway: JobGateway, prediction: Prediction, view: JobView, base_url: str, links: Links
+        self,
+        gateway: JobGateway,
+        prediction: Prediction,
+        view: JobView,
+        base_url: str,
+        links: Links,
     ) -> dict[str, Any]:
         """The prediction's JSON as its job is now (its images stored once, for their URLs)."""
         prediction.observe(view, time.time())
