@@ -5,18 +5,11 @@ format object."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sdworker.core.manifest import Manifest
-from sdworker.core.models import ModelRegistry
-from sdworker.core.settings import Settings
-from sdworker.formats.base import FormatContext
-from sdworker.formats.replicate.routes import replicate_router
 from sdworker.runpod.envelopes import Outcome, is_envelope, unwrap
 
 HF_TASK = {
@@ -51,18 +44,6 @@ async def _generate(job: dict[str, Any]) -> Outcome:
         {"image": "aW1n", "seed": job.get("seed", 1) + k, "format": job.get("output_format", "png")}
         for k in range(job.get("num_images", 1))
     ]
-
-
-def _replicate_client(registry: ModelRegistry, gateway: Any) -> TestClient:
-    settings = Settings(
-        models_dir=Path("/models"),
-        dialect_wait_s=5.0,
-        state_dir=Path(tempfile.mkdtemp(prefix="sdworker-state-")),
-    )
-    ctx = FormatContext(registry, settings, lambda request: gateway, lambda request: None)
-    app = FastAPI()
-    app.include_router(replicate_router(ctx))
-    return TestClient(app)
 
 
 def test_hf_over_http_and_in_an_envelope(
@@ -104,9 +85,8 @@ async def _refuse_width(job: dict[str, Any]) -> Outcome:
 
 
 def test_replicate_over_http_and_in_an_envelope(
-    registry: ModelRegistry, gateway: Any, manifests: list[Manifest]
+    client: TestClient, gateway: Any, manifests: list[Manifest]
 ) -> None:
-    client = _replicate_client(registry, gateway)
     r = client.post("/v1/predictions", json=PREDICTION)
     assert r.status_code == 201, r.text
     over_http = [view.input for view in gateway.jobs.values()]
@@ -125,10 +105,7 @@ def test_replicate_over_http_and_in_an_envelope(
     assert got["input"] == answer["input"] and got["logs"] == answer["logs"]
 
 
-def test_replicate_refusals_agree(
-    registry: ModelRegistry, gateway: Any, manifests: list[Manifest]
-) -> None:
-    client = _replicate_client(registry, gateway)
+def test_replicate_refusals_agree(client: TestClient, manifests: list[Manifest]) -> None:
     bad = {"input": {"prompt": "x", "megapixels": "3", "go_slow": 1}}
     r = client.post("/predictions", json=bad)
     env = unwrap(bad, manifests=manifests, default_model="tiny")

@@ -4,21 +4,15 @@ cancel, the versions route, refusals naming their field, and the webhooks' event
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sdworker.core.errors import InvalidInput
-from sdworker.core.models import ModelRegistry
-from sdworker.core.settings import Settings
-from sdworker.formats.base import FormatContext
 from sdworker.formats.replicate.inputs import table_size
 from sdworker.formats.replicate.predictions import progress_line
-from sdworker.formats.replicate.routes import prefer, replicate_router
+from sdworker.formats.replicate.routes import prefer
 
 
 class Sent:
@@ -48,23 +42,15 @@ def sent() -> Sent:
 
 
 def _client(
-    registry: ModelRegistry, gateway: Any, sent: Sent, api_key: str | None = None
+    client_factory: Any, gateway: Any, sent: Sent, api_key: str | None = None
 ) -> TestClient:
-    settings = Settings(
-        models_dir=Path("/models"),
-        api_key=api_key,
-        dialect_wait_s=5.0,
-        state_dir=Path(tempfile.mkdtemp(prefix="sdworker-state-")),
-    )
-    ctx = FormatContext(registry, settings, lambda request: gateway, lambda request: sent)
-    app = FastAPI()
-    app.include_router(replicate_router(ctx))
-    return TestClient(app)
+    client: TestClient = client_factory(gateway, api_key, webhooks=sent)
+    return client
 
 
 @pytest.fixture
-def rclient(registry: ModelRegistry, gateway: Any, sent: Sent) -> TestClient:
-    return _client(registry, gateway, sent)
+def rclient(client_factory: Any, gateway: Any, sent: Sent) -> TestClient:
+    return _client(client_factory, gateway, sent)
 
 
 def _job(gateway: Any) -> dict[str, Any]:
@@ -267,10 +253,10 @@ def test_prefer_wait_answers_the_finished_prediction(rclient: TestClient, gatewa
 
 
 def test_a_wait_that_runs_out_shows_starting(
-    registry: ModelRegistry, fake_gateway: Any, sent: Sent
+    client_factory: Any, fake_gateway: Any, sent: Sent
 ) -> None:
     gateway = fake_gateway(auto=False)
-    client = _client(registry, gateway, sent)
+    client = _client(client_factory, gateway, sent)
     r = client.post(
         "/v1/models/o/tiny/predictions",
         json={"input": {"prompt": "x"}},
@@ -290,9 +276,9 @@ def test_a_wait_that_runs_out_shows_starting(
     assert client.get("/v1/predictions/nope").status_code == 404
 
 
-def test_cog_cancel_and_client_ids(registry: ModelRegistry, fake_gateway: Any, sent: Sent) -> None:
+def test_cog_cancel_and_client_ids(client_factory: Any, fake_gateway: Any, sent: Sent) -> None:
     gateway = fake_gateway(auto=False)
-    client = _client(registry, gateway, sent)
+    client = _client(client_factory, gateway, sent)
     body = {"id": "my-pred", "input": {"prompt": "x"}}
     r = client.post("/predictions", json=body, headers={"Prefer": "respond-async"})
     assert r.status_code == 202 and r.json()["id"] == "my-pred" and r.json()["status"] == "starting"
@@ -329,8 +315,8 @@ def test_the_versions_route(rclient: TestClient) -> None:
     assert rclient.get("/v1/models/o/nope/versions/zzz").status_code == 404
 
 
-def test_the_key(registry: ModelRegistry, gateway: Any, sent: Sent) -> None:
-    client = _client(registry, gateway, sent, api_key="k")
+def test_the_key(client_factory: Any, gateway: Any, sent: Sent) -> None:
+    client = _client(client_factory, gateway, sent, api_key="k")
     body = {"input": {"prompt": "x"}}
     r = client.post("/v1/models/o/tiny/predictions", json=body)
     assert r.status_code == 401 and r.json()["title"] == "Unauthenticated"

@@ -19,7 +19,6 @@ webhook, has it cancelled), or with ``Prefer: respond-async`` answers 202 at onc
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -29,7 +28,7 @@ from sdworker.core.errors import InvalidInput, ModelNotFound
 from sdworker.core.jobs import Failure
 from sdworker.formats import auth
 from sdworker.formats.base import FormatContext
-from sdworker.formats.pipeline import CLIENT_LEFT, Pipeline, client_left, wait_finished
+from sdworker.formats.pipeline import CLIENT_LEFT, Pipeline, unless_left, wait_finished
 from sdworker.formats.replicate import COG, REPLICATE, problem
 from sdworker.formats.replicate.inputs import ReplicateInput
 from sdworker.formats.replicate.predictions import iso
@@ -183,19 +182,14 @@ async def _cog_wait(
 ) -> Response:
     """cog's synchronous answer; a client that leaves first, with no webhook to tell, has
     its prediction cancelled (no one would read it)."""
-    waiting = asyncio.ensure_future(wait_finished(made.gateway, made.view.id, pipe.ctx.wait_s))
-    leaving = asyncio.ensure_future(client_left(request))
-    try:
-        await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (waiting, leaving):
-            task.cancel()
+    waiting = wait_finished(made.gateway, made.view.id, pipe.ctx.wait_s)
+    done, view = await unless_left(request, waiting)
     asked = made.prediction.request
-    if not (waiting.done() and not waiting.cancelled()):
+    if not done:
         if not (asked.webhook or asked.webhook_completed):
             await made.gateway.cancel(made.view.id)
         return Response(status_code=CLIENT_LEFT)
-    view = waiting.result() or made.view
+    view = view or made.view
     body = await runner.answer(made.gateway, made.prediction, view, _base(request), cog_links)
     return JSONResponse(body)
 
