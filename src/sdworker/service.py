@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdworker.core import schedulers
+from sdworker.core.batching import batch_key
 from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
 from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
 from sdworker.core.input.resize import budget_problem
@@ -81,10 +82,6 @@ class Prepared:
 
     @property
     def batch_key(self) -> Hashable | None:
-        if self.request.mode == "upscale":
-            return None  # no generation; and the GPU side need not be imported for it
-        from sdworker.gpu.generate import batch_key
-
         return batch_key(self.request)
 
     @property
@@ -271,6 +268,7 @@ class Service:
                 nsfw=item.nsfw,
                 interrupted=item.interrupted,
                 quality=request.input.output_quality,
+                text=request.input.png_text,
             )
             for item in images
         ]

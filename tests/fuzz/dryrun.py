@@ -95,9 +95,12 @@ def dry_settings(root: Path) -> Settings:
     )
 
 
-def dry_client(root: Path) -> Iterator[TestClient]:
-    """A client of the endpoint with the dry worker (a generator: use it in a fixture)."""
+def dry_client(root: Path, **changes: Any) -> Iterator[TestClient]:
+    """A client of the endpoint with the dry worker (a generator: use it in a fixture);
+    ``changes`` are settings changed from :func:`dry_settings`'."""
     settings = dry_settings(root)
+    if changes:
+        settings = settings.with_(**changes)
     adapter = RunpodAdapter(settings, service=DryService(settings))
     app = create_app(
         settings,

@@ -118,6 +118,13 @@ field_values: dict[str, Any] = {
     "mask": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
     "prompt_strength": st.one_of(st.floats(-1, 2), json_values),
     "nsfw": st.one_of(st.booleans(), json_values),
+    # PNG text chunks (ComfyUI's prompt)
+    "png_text": st.one_of(
+        st.dictionaries(
+            st.sampled_from(["prompt", "workflow", " x", "a" * 80]), st.text(max_size=20)
+        ),
+        json_values,
+    ),
 }
 assert set(field_values) == set(INPUT_FIELDS), set(INPUT_FIELDS) ^ set(field_values)
 
@@ -256,6 +263,89 @@ def _status(answer: dict[str, Any]) -> str:
 SMALL = {"width": 64, "height": 64}
 _NATIVE = {"prompt": "x", **SMALL, "num_inference_steps": 2}
 _A1111 = {"prompt": "x", **SMALL, "steps": 2}
+
+
+def comfy_workflow(ckpt: str = "tiny.safetensors") -> dict[str, Any]:
+    """ComfyUI's default workflow as its editor exports it, small and short for the tiny model."""
+
+    def node(cls: str, **inputs: Any) -> dict[str, Any]:
+        return {"inputs": inputs, "class_type": cls, "_meta": {"title": cls}}
+
+    return {
+        "3": node("KSampler", seed=156680208700286, steps=2, cfg=8, sampler_name="euler",
+                  scheduler="normal", denoise=1, model=["4", 0], positive=["6", 0],
+                  negative=["7", 0], latent_image=["5", 0]),
+        "4": node("CheckpointLoaderSimple", ckpt_name=ckpt),
+        "5": node("EmptyLatentImage", width=64, height=64, batch_size=1),
+        "6": node("CLIPTextEncode", text="x", clip=["4", 1]),
+        "7": node("CLIPTextEncode", text="text, watermark", clip=["4", 1]),
+        "8": node("VAEDecode", samples=["3", 0], vae=["4", 2]),
+        "9": node("SaveImage", filename_prefix="ComfyUI", images=["8", 0]),
+    }  # fmt: skip
+
+
+def comfy_img2img() -> dict[str, Any]:
+    """The default workflow on an input image (``LoadImage`` + ``VAEEncode``)."""
+    graph = comfy_workflow()
+    graph["10"] = {"inputs": {"image": "in.png", "upload": "image"}, "class_type": "LoadImage"}
+    graph["12"] = {"inputs": {"pixels": ["10", 0], "vae": ["4", 2]}, "class_type": "VAEEncode"}
+    graph["3"]["inputs"].update(latent_image=["12", 0], denoise=0.75)
+    return graph
+
+
+def _comfy_models(at: str) -> tuple[tuple[str, type[BaseModel]], ...]:
+    from sdworker.formats.comfyui import nodes
+
+    return (
+        (f"{at}.3.inputs", nodes.KSamplerW),
+        (f"{at}.4.inputs", nodes.CheckpointLoaderSimpleW),
+        (f"{at}.5.inputs", nodes.EmptyLatentImageW),
+        (f"{at}.6.inputs", nodes.CLIPTextEncodeW),
+        (f"{at}.9.inputs", nodes.SaveImageW),
+    )
+
+
+def _comfy_surfaces() -> list[Surface]:
+    from sdworker.formats.comfyui import nodes
+    from sdworker.formats.comfyui.api import PromptBody
+    from sdworker.formats.comfyui.worker import InputImage, WorkerInput
+
+    job = {"workflow": comfy_workflow()}
+    img2img = {"workflow": comfy_img2img(), "images": [{"name": "in.png", "image": SMALL_PNG}]}
+    workers = (("input", WorkerInput), *_comfy_models("input.workflow"))
+    with_image = (
+        ("input.images[0]", InputImage),
+        ("input.workflow.10.inputs", nodes.LoadImageW),
+    )
+    names = ("input.workflow.4.inputs.ckpt_name",)
+    return [
+        Surface(
+            "runpod-comfyui-envelope",
+            "/v2/local/run",
+            {"input": job},
+            workers,
+            names=names,
+            result=_status,
+        ),
+        Surface(
+            "runpod-comfyui-img2img",
+            "/v2/local/run",
+            {"input": img2img},
+            with_image,
+            urls=("input.images[0].image",),
+            names=("input.workflow.10.inputs.image", "input.images[0].name"),
+            result=_status,
+        ),
+        Surface("comfyui-runsync", "/comfyui/runsync", {"input": job}, workers, names=names),
+        Surface(
+            "comfyui-prompt",
+            "/prompt",
+            {"prompt": comfy_workflow(), "client_id": "fuzz"},
+            (("", PromptBody), *_comfy_models("prompt")),
+            names=("prompt.4.inputs.ckpt_name",),
+            result=lambda answer: f"/history/{answer['prompt_id']}",
+        ),
+    ]
 
 
 def surfaces() -> list[Surface]:
@@ -445,4 +535,5 @@ def surfaces() -> list[Surface]:
             (("", VariationBody),),
             urls=("image",),
         ),
+        *_comfy_surfaces(),
     ]

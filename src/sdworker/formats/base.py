@@ -20,7 +20,7 @@ once. This module imports no web framework: worker processes read formats withou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
 
@@ -113,6 +113,13 @@ class Decoded(Generic[R]):
     answers: Answers | None = None
     #: the jobs the inputs became, in order, once the endpoint has queued them
     job_ids: list[str] = field(default_factory=list)
+    #: native field -> the request's name for it, per input, where the names depend on the
+    #: request (a ComfyUI workflow's node inputs); None: the format's :attr:`Format.names`
+    names: Sequence[Mapping[str, str]] | None = None
+
+    def names_of(self, index: int, default: Mapping[str, str]) -> Mapping[str, str]:
+        """How failures of input ``index`` are named: its own names, else ``default``."""
+        return self.names[index] if self.names is not None else default
 
 
 @dataclass(frozen=True)

@@ -174,12 +174,13 @@ class Pipeline(Generic[R]):
         jobs cancelled), else the format's answer from every job's outputs. The jobs of an
         interrupted call that were stopped are no failure: the call answers with what was
         made before (A1111's answer to an interrupt)."""
-        for view in views:
+        for index, view in enumerate(views):
             failure = failure_of(view, self.ctx.wait_s)
             if failure is not None and not (interrupted and failure.code in _STOPPED):
                 # the call is answered now: nothing else of it may keep a worker busy
                 await cancel_unfinished(gateway, decoded.job_ids)
-                status, body = self.fmt.encode_error(failure.renamed(self.fmt.names))
+                names = decoded.names_of(index, self.fmt.names)
+                status, body = self.fmt.encode_error(failure.renamed(names))
                 return status, body, {}
         outputs: list[dict[str, Any]] = []
         for view in views:

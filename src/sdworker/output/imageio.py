@@ -7,6 +7,7 @@ import binascii
 import io
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from PIL import Image, PngImagePlugin
@@ -140,15 +141,18 @@ def encode_image(
     nsfw: bool | None = None,
     interrupted: bool = False,
     quality: int | None = None,
+    text: Mapping[str, str] | None = None,
 ) -> EncodedImage:
-    """Encode one image; PNGs carry ``parameters`` in a tEXt chunk as AUTOMATIC1111 writes it.
-    ``quality`` is JPEG's and WebP's (default 92); PNG is lossless and has none."""
+    """Encode one image; PNGs carry ``parameters`` in a tEXt chunk as AUTOMATIC1111 writes it,
+    or the ``text`` chunks given instead (ComfyUI's ``prompt``), in their order. ``quality``
+    is JPEG's and WebP's (default 92); PNG is lossless and has none."""
     quality = DEFAULT_QUALITY if quality is None else quality
     buf = io.BytesIO()
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
-        if parameters:
-            info.add_text("parameters", parameters)
+        chunks = dict(text) if text else {"parameters": parameters} if parameters else {}
+        for keyword, value in chunks.items():
+            info.add_text(keyword, value)
         image.save(buf, format="PNG", pnginfo=info, compress_level=1)
     elif fmt == "jpeg":
         image.convert("RGB").save(buf, format="JPEG", quality=quality)
