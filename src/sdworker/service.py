@@ -267,6 +267,7 @@ class Service:
                 else _parameters(request, item, manifest),
                 nsfw=item.nsfw,
                 interrupted=item.interrupted,
+                quality=request.input.output_quality,
                 text=request.input.png_text,
             )
             for item in images

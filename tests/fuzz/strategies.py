@@ -69,6 +69,7 @@ field_values: dict[str, Any] = {
     ),
     "safety_checker": st.one_of(st.sampled_from([True, False, "true", "no"]), json_values),
     "output_format": st.one_of(st.sampled_from(["png", "jpeg", "webp", "gif"]), json_values),
+    "output_quality": st.one_of(st.integers(-1, 101), numbers, json_values),
     "lora": st.one_of(st.sampled_from(["ink", [{"name": "ink", "scale": 3}], []]), json_values),
     "use_compel": st.one_of(st.booleans(), json_values),
     "upload": st.one_of(st.booleans(), json_values),
@@ -356,11 +357,21 @@ def surfaces() -> list[Surface]:
     from sdworker.formats.a1111.options import Settings as A1111Options
     from sdworker.formats.a1111.request import Img2ImgBody, Txt2ImgBody
     from sdworker.formats.deepinfra import DeepInfraBody
+    from sdworker.formats.huggingface import HFBody, HFParameters
     from sdworker.formats.openai.request import EditBody, GenerationBody, VariationBody
+    from sdworker.formats.replicate.inputs import ReplicateInput
+    from sdworker.formats.replicate.request import PredictionBody
     from sdworker.formats.salad import CallInputs, ModelInputs
     from sdworker.formats.stochastic import Params, StochasticBody
 
     img2img = {**_A1111, "init_images": [SMALL_PNG]}
+    hf_task = {"inputs": "x", "parameters": {**SMALL, "num_inference_steps": 2}}
+    prediction = {"input": {"prompt": "x", **SMALL, "num_inference_steps": 2}}
+    hf_models = (("", HFBody), ("parameters", HFParameters))
+    prediction_models = (("", PredictionBody), ("input", ReplicateInput))
+    prediction_urls = ("input.image", "input.mask")
+    prediction_hooks = ("webhook", "webhook_completed")
+    prediction_names = ("input.lora_weights", "input.extra_lora")
     salad_inputs = {"modelInputs": {**_NATIVE}}
     return [
         Surface(
@@ -470,6 +481,52 @@ def surfaces() -> list[Surface]:
             {"prompt": "x", "image": SMALL_PNG, "mask": CLEAR_PNG, "size": "64x64"},
             (("", EditBody),),
             urls=("image", "mask"),
+        ),
+        Surface(
+            "runpod-huggingface-envelope",
+            "/v2/local/run",
+            {"input": hf_task},
+            tuple((_join("input", at), model) for at, model in hf_models),
+            result=_status,
+        ),
+        Surface(
+            "runpod-replicate-envelope",
+            "/v2/local/run",
+            {"input": prediction},
+            tuple((_join("input", at), model) for at, model in prediction_models),
+            urls=tuple(f"input.{path}" for path in prediction_urls),
+            names=tuple(f"input.{path}" for path in prediction_names),
+            result=_status,
+        ),
+        Surface("huggingface", "/hf/models/tiny", hf_task, hf_models),
+        Surface("huggingface-root", "/", hf_task, hf_models),
+        Surface(
+            "replicate-model",
+            "/v1/models/sdworker/tiny/predictions",
+            prediction,
+            prediction_models,
+            urls=prediction_urls,
+            callbacks=prediction_hooks,
+            names=prediction_names,
+            result=lambda answer: str(answer["urls"]["get"]),
+        ),
+        Surface(
+            "replicate-version",
+            "/v1/predictions",
+            {**prediction, "version": "tiny"},
+            prediction_models,
+            callbacks=prediction_hooks,
+            names=("version",),
+            result=lambda answer: str(answer["urls"]["get"]),
+        ),
+        Surface(
+            "cog",
+            "/predictions",
+            prediction,
+            prediction_models,
+            urls=prediction_urls,
+            callbacks=("webhook",),
+            names=prediction_names,
         ),
         Surface(
             "openai-variations",

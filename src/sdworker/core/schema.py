@@ -108,6 +108,8 @@ class GenerateInput(BaseModel):
     scheduler: Text | None = None
     safety_checker: LooseBool | None = None
     output_format: Literal["png", "jpeg", "webp"] = "png"
+    #: JPEG and WebP quality (0-100; PNG is lossless and ignores it); None: the encoder's own
+    output_quality: StrictInt | None = Field(default=None, ge=0, le=100)
     lora: Annotated[list[LoraRef] | None, BeforeValidator(_lora_list)] = None
     use_compel: LooseBool = False
     upload: LooseBool | None = None

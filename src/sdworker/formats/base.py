@@ -20,9 +20,9 @@ once. This module imports no web framework: worker processes read formats withou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from sdworker.core.aliases import unknown_model_message
 from sdworker.core.errors import ModelNotFound
@@ -38,8 +38,25 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 GatewayGetter: TypeAlias = "Callable[[Request], JobGateway]"
-#: posts a JSON body to a URL later, retrying as the server's webhooks do
-WebhookSend = Callable[[str, dict[str, Any]], object]
+
+
+class WebhookSend(Protocol):
+    """Posts a JSON body to a URL later, retrying as the server's webhooks do. An ``event``
+    of a series (``key``: one prediction) is sent only if the subscription ``wanted`` it, in
+    order, the ones before the final ``completed`` throttled and tried once
+    (:mod:`sdworker.server.webhooks`)."""
+
+    def __call__(
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        event: str = ...,
+        wanted: Collection[str] | None = ...,
+        key: str | None = ...,
+    ) -> object: ...
+
+
 WebhookGetter: TypeAlias = "Callable[[Request], WebhookSend]"
 
 

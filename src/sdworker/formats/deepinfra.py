@@ -28,6 +28,7 @@ from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.base import Decoded, Format, FormatContext, Models, Queued, http_status
 from sdworker.formats.pipeline import Pipeline
+from sdworker.formats.refiner import REFINE, refiner_fields
 from sdworker.formats.validation import (
     FormatBody,
     LaxBool,
@@ -54,10 +55,6 @@ OTHER_SPELLINGS: dict[str, str] = {
     "mask": "mask_image",
     "prompt_strength": "strength",
 }
-#: ``refine`` values: no refiner, the ensemble of experts, or a refining pass after the base
-REFINE = ("no_refiner", "expert_ensemble_refiner", "base_image_refiner")
-#: the refining pass's steps when neither ``refine_steps`` nor ``num_inference_steps`` is given
-DEFAULT_REFINE_STEPS = 25
 
 
 class DeepInfraBody(FormatBody):
@@ -128,14 +125,11 @@ def _native(parsed: DeepInfraBody, model: str) -> dict[str, Any]:
             native[OTHER_SPELLINGS.get(key, key)] = value
     if parsed.lora:
         native["lora"] = [{"name": parsed.lora, "scale": 1.0}]
-    if parsed.refine == "expert_ensemble_refiner":
-        native["high_noise_frac"] = parsed.high_noise_frac or 0.8
-        if parsed.refine_steps:
-            native["refiner_inference_steps"] = parsed.refine_steps
-    elif parsed.refine == "base_image_refiner":
-        native["refiner_inference_steps"] = (
-            parsed.refine_steps or parsed.num_inference_steps or DEFAULT_REFINE_STEPS
+    native.update(
+        refiner_fields(
+            parsed.refine, parsed.high_noise_frac, parsed.refine_steps, parsed.num_inference_steps
         )
+    )
     return native
 
 

@@ -1,10 +1,15 @@
 """Request formats inside a RunPod job's ``input``, for clients moving to RunPod.
 
-Three envelopes are recognised:
+These envelopes are recognised:
 
 * docker-diffusers-api / Salad: ``{"modelInputs": {...}, "callInputs": {...}}``;
 * the A1111 RunPod workers' form: ``{"api": {"method", "endpoint"}, "payload": {...}}``;
-* worker-comfyui's: ``{"workflow": {...}, "images": [...]}`` (or its JSON text).
+* worker-comfyui's: ``{"workflow": {...}, "images": [...]}`` (or its JSON text);
+* Hugging Face's text-to-image task: ``{"inputs": PROMPT, "parameters": {...}}`` (the output
+  is the native one: a job answers in JSON, not with the image's bytes);
+* a Replicate or cog prediction: ``{"input": {...}, "version"?: "owner/name"}`` (answered
+  as cog answers a synchronous prediction, with ``data:`` URLs; its webhooks are refused:
+  a job has its own).
 
 :func:`unwrap` reads one with the same format objects the HTTP routes use
 (:mod:`sdworker.formats`), so an A1111 ``n_iter`` is one native input per iteration here as
@@ -37,6 +42,8 @@ from sdworker.formats.base import Decoded, Models
 from sdworker.formats.comfyui.worker import WORKER_COMFYUI
 from sdworker.formats.comfyui.worker import answer as comfy_answer
 from sdworker.formats.comfyui.worker import details as comfy_details
+from sdworker.formats.huggingface import HUGGINGFACE, is_task
+from sdworker.formats.replicate import REPLICATE, is_prediction
 from sdworker.formats.salad import SALAD, error_output
 
 _SDAPI = "/sdapi/v1/"
@@ -102,7 +109,9 @@ def is_envelope(raw: Mapping[str, Any]) -> bool:
     if "modelInputs" in keys and keys <= {"modelInputs", "callInputs"}:
         return True
     api = raw.get("api")
-    return isinstance(api, Mapping) and "endpoint" in api and keys <= {"api", "payload"}
+    if isinstance(api, Mapping) and "endpoint" in api and keys <= {"api", "payload"}:
+        return True
+    return is_task(raw) or is_prediction(raw)
 
 
 def unwrap(
@@ -128,6 +137,10 @@ def unwrap(
         return _comfy(raw, models)
     if "modelInputs" in raw:
         return _salad(raw, models)
+    if is_task(raw):
+        return _huggingface(raw, models)
+    if is_prediction(raw):
+        return _prediction(raw, models)
     fmt = A1111Format(options, catalog=(lambda: catalog) if catalog else default_catalog)
     return _a1111(raw, models, fmt, stateful=options is not None)
 
@@ -165,6 +178,29 @@ def _comfy(raw: Mapping[str, Any], models: Models) -> Envelope:
     envelope.input_names = decoded.names
     workflow = decoded.request.workflow
     envelope._encode = lambda out, ms: comfy_answer(workflow, out)
+    return envelope
+
+
+def _huggingface(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("huggingface", names=HUGGINGFACE.names)
+    try:
+        envelope.inputs = HUGGINGFACE.decode(dict(raw), models).inputs
+    except SdworkerError as exc:
+        envelope.failure = Failure.of(exc)
+    return envelope
+
+
+def _prediction(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("replicate", _encode_error=lambda failure: {"status": "failed"})
+    try:
+        decoded = REPLICATE.decode(dict(raw), models, in_job="1")
+    except SdworkerError as exc:
+        envelope.failure = Failure.of(exc)
+        return envelope
+    envelope.inputs = decoded.inputs
+    envelope.names = decoded.request.names
+    envelope._encode = lambda out, ms: REPLICATE.encode(decoded, out, ms)
+    envelope._encode_error = lambda failure: REPLICATE.failed(decoded, failure)
     return envelope
 
 
