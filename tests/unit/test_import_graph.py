@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-grimp = pytest.importorskip(
-    "grimp"
-)  # a dev tool: absent inside the image, where the tests also run
+# a dev tool: absent inside the image, where the tests also run
+grimp = pytest.importorskip("grimp")
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
