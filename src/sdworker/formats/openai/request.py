@@ -63,10 +63,14 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
 }
 
 
-def parse_size(value: str, facts: ModelFacts | None = None) -> tuple[int, int] | None:
+def parse_size(
+    value: str, facts: ModelFacts | None = None, *, shape_only: bool = False
+) -> tuple[int, int] | None:
     """``"512x768"`` → ``(512, 768)``; ``"auto"`` → None (the model's native size). Raises
     the validation error the ``size`` field shows: each side a multiple of what the model's
-    family takes (``facts``; 8 where the model is not known yet, 16 for SD 3.x and FLUX.1)."""
+    family takes (``facts``; 8 where the model is not known, 16 for SD 3.x and FLUX.1), or
+    with ``shape_only`` (the body's own check, before the model is known) any number of
+    pixels in range."""
     if value.strip().lower() == "auto":
         return None
     match = _SIZE.match(value)
@@ -74,6 +78,7 @@ def parse_size(value: str, facts: ModelFacts | None = None) -> tuple[int, int] |
         raise refuse("size", "must be WIDTHxHEIGHT, such as 512x512, or auto")
     width, height = int(match.group(1)), int(match.group(2))
     step = facts.family.size.multiple if facts is not None else SIDE_STEP
+    step = 1 if shape_only else step
     who = described(facts) if facts is not None else "this model"
     for side in (width, height):
         if not MIN_SIDE <= side <= MAX_SIDE or side % step:
@@ -116,7 +121,7 @@ class ImagesBody(FormatBody):
     @field_validator("size")
     @classmethod
     def _size(cls, value: str) -> str:
-        parse_size(value)
+        parse_size(value, shape_only=True)
         return value
 
     @field_validator("response_format")
