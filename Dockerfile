@@ -57,6 +57,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # The bake: only the builder's code (and the LoRA files to bake beside) comes before it. It runs
 # from the source tree, as `sdworker bake --from-env` does once the package is installed.
 COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
+COPY src/sdworker/families/ src/sdworker/families/
 COPY src/sdworker/core/ src/sdworker/core/
 COPY src/sdworker/builder/ src/sdworker/builder/
 COPY loras/ loras/

@@ -122,7 +122,9 @@ def sequence_length(draft: Draft) -> list[Problem]:
     window = facts.family.prompts.max_sequence_length if facts else None
     if facts is None or length is None or window is None or length <= window:
         return []
-    return [Problem("max_sequence_length", f"must be at most {window} for {described(facts)}", length)]
+    return [
+        Problem("max_sequence_length", f"must be at most {window} for {described(facts)}", length)
+    ]
 
 
 def guidance(draft: Draft) -> list[Problem]:
