@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +21,7 @@ import webuiapi
 from PIL import Image
 
 from tests.integration.serving import Served
-from tests.integration.waits import PATIENCE_S
+from tests.integration.waits import PATIENCE_S, wait_until
 
 SIZE = 64
 STEPS = 2
@@ -271,28 +270,36 @@ def salad(served: Served, task: dict[str, Any]) -> requests.Response:
     )
 
 
+def salad_result(served: Served, created: requests.Response) -> dict[str, Any]:
+    """The task's result once it is no longer pending (its ``resultUrl`` polled)."""
+    assert created.status_code == 202, created.text
+    headers = {"Salad-Api-Key": served.key}
+
+    def done() -> dict[str, Any] | None:
+        result = requests.get(created.json()["resultUrl"], headers=headers, timeout=60).json()
+        return None if result["status"] == "pending" else result
+
+    found: dict[str, Any] = wait_until(done, "the Salad task's result", every_s=0.2)
+    return found
+
+
+#: a small SD 3 task's model inputs
+SALAD_INPUTS = {
+    "prompt": "a lighthouse",
+    "num_inference_steps": STEPS,
+    "width": SIZE,
+    "height": SIZE,
+    "seed": 8,
+}
+
+
 def test_salad_model_id_on_an_sd3_model(family_served: Served) -> None:
-    inputs = {
-        "prompt": "a lighthouse",
-        "num_inference_steps": STEPS,
-        "width": SIZE,
-        "height": SIZE,
-        "seed": 8,
-        "max_sequence_length": 64,
-    }
+    inputs = {**SALAD_INPUTS, "max_sequence_length": 64}
     task = {
         "modelInputs": inputs,
         "callInputs": {"MODEL_ID": SD35_HUB, "PIPELINE": "StableDiffusion3Pipeline"},
     }
-    created = salad(family_served, task)
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + PATIENCE_S
-    headers = {"Salad-Api-Key": family_served.key}
-    while (result := requests.get(created.json()["resultUrl"], headers=headers, timeout=60).json())[
-        "status"
-    ] == "pending":
-        assert time.monotonic() < deadline, result
-        time.sleep(0.2)
+    result = salad_result(family_served, salad(family_served, task))
     assert result["status"] == "success", result
     made = pixels(result["modelOutputs"]["image_base64"])
     assert [made] == native(family_served, model="tiny-sd3", seed=8, max_sequence_length=64)
@@ -312,15 +319,8 @@ def test_salad_refuses_a_flux_pipeline_for_an_sd3_model_and_flux_fields(
         "is not a pipeline of SD 3.x models (model 'tiny-sd3')" in errors["callInputs.PIPELINE"][0]
     )
     task["callInputs"] = {"MODEL_ID": SD35_HUB}
-    created = salad(family_served, task)  # the family field is the job's to refuse
-    assert created.status_code == 202
-    deadline = time.monotonic() + PATIENCE_S
-    headers = {"Salad-Api-Key": family_served.key}
-    while (result := requests.get(created.json()["resultUrl"], headers=headers, timeout=60).json())[
-        "status"
-    ] == "pending":
-        assert time.monotonic() < deadline, result
-        time.sleep(0.2)
+    # the family field is the job's to refuse
+    result = salad_result(family_served, salad(family_served, task))
     assert result["status"] == "failed"
     assert "modelInputs.true_cfg_scale: does not apply to SD 3.x models" in str(result)
 
@@ -342,13 +342,7 @@ def test_an_a1111_envelope_on_flux_answers_as_the_http_route(
 
 
 def test_a_salad_envelope_on_sd3_and_its_refusal_naming_the_family(family_served: Served) -> None:
-    inputs = {
-        "prompt": "a lighthouse",
-        "num_inference_steps": STEPS,
-        "width": SIZE,
-        "height": SIZE,
-        "seed": 8,
-    }
+    inputs = SALAD_INPUTS
     body = runsync(family_served, {"modelInputs": inputs, "callInputs": {"MODEL_ID": SD35_HUB}})
     assert body["status"] == "COMPLETED", body
     assert [pixels(body["output"]["image_base64"])] == native(
