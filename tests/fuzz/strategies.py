@@ -350,6 +350,96 @@ def _comfy_surfaces() -> list[Surface]:
 
 def surfaces() -> list[Surface]:
     """Every surface the battery runs on (imported lazily: the formats' body models)."""
+    img2img = {**_A1111, "init_images": [SMALL_PNG]}
+    salad_inputs = {"modelInputs": {**_NATIVE}}
+    return [*_common(img2img, salad_inputs), *_families()]
+
+
+def _families() -> list[Surface]:
+    """The surfaces whose fields a format maps by the model's family, on a FLUX.1 and an SD 3
+    model: Forge's guidance and samplers, DeepInfra's model paths and aspect ratio, OpenAI's
+    family fields, Salad's family pipelines."""
+    from sdworker.formats.a1111.options import Settings as A1111Options
+    from sdworker.formats.a1111.request import Txt2ImgBody
+    from sdworker.formats.deepinfra import DeepInfraBody
+    from sdworker.formats.openai.request import GenerationBody
+    from sdworker.formats.salad import CallInputs, ModelInputs
+
+    forge = {
+        **_A1111,
+        "distilled_cfg_scale": 3.5,
+        "sampler_name": "Euler",
+        "scheduler": "Simple",
+        "override_settings": {"sd_model_checkpoint": "tiny-flux"},
+    }
+    return [
+        Surface(
+            "a1111-txt2img-flux",
+            "/sdapi/v1/txt2img",
+            forge,
+            (("", Txt2ImgBody), ("override_settings", A1111Options)),
+            names=("override_settings.sd_model_checkpoint",),
+        ),
+        Surface(
+            "runpod-a1111-envelope-flux",
+            "/v2/local/run",
+            {
+                "input": {
+                    "api": {"method": "POST", "endpoint": "/sdapi/v1/txt2img"},
+                    "payload": forge,
+                }
+            },
+            (("input.payload", Txt2ImgBody),),
+            result=_status,
+        ),
+        Surface(
+            "deepinfra-flux",
+            "/v1/inference/black-forest-labs/FLUX-1-schnell",
+            {**_NATIVE, "true_cfg_scale": 2, "negative_prompt": "fog"},
+            (("", DeepInfraBody),),
+            urls=("image", "mask_image"),
+            callbacks=("webhook",),
+            names=("lora",),
+        ),
+        Surface(
+            "deepinfra-sd35-aspect-ratio",
+            "/v1/inference/stabilityai/sd3.5-medium",
+            {"prompt": "x", "aspect_ratio": "16:9", "num_inference_steps": 2},
+            (("", DeepInfraBody),),
+        ),
+        Surface(
+            "openai-generations-flux",
+            "/v1/images/generations",
+            {
+                "prompt": "x",
+                "model": "black-forest-labs/FLUX.1-schnell",
+                "size": "64x64",
+                "num_inference_steps": 2,
+                "max_sequence_length": 64,
+            },
+            (("", GenerationBody),),
+            names=("model",),
+        ),
+        Surface(
+            "salad-sd3",
+            "/api/beta/organizations/o/inference-endpoints/tiny-sd3",
+            {
+                "modelInputs": {**_NATIVE, "max_sequence_length": 64},
+                "callInputs": {
+                    "MODEL_ID": "stabilityai/stable-diffusion-3.5-medium",
+                    "PIPELINE": "StableDiffusion3Pipeline",
+                },
+            },
+            (("modelInputs", ModelInputs), ("callInputs", CallInputs)),
+            urls=("modelInputs.image", "modelInputs.mask_image"),
+            names=("callInputs.MODEL_ID",),
+            result=lambda answer: str(answer["resultUrl"]),
+        ),
+    ]
+
+
+def _common(img2img: dict[str, Any], salad_inputs: dict[str, Any]) -> list[Surface]:
+    """The surfaces on the SD 1.x model."""
     from sdworker.core.resize import HiresInput, UpscaleInput
     from sdworker.core.schema import GenerateInput
     from sdworker.formats.a1111.extras import ExtrasBody
@@ -364,7 +454,6 @@ def surfaces() -> list[Surface]:
     from sdworker.formats.salad import CallInputs, ModelInputs
     from sdworker.formats.stochastic import Params, StochasticBody
 
-    img2img = {**_A1111, "init_images": [SMALL_PNG]}
     hf_task = {"inputs": "x", "parameters": {**SMALL, "num_inference_steps": 2}}
     prediction = {"input": {"prompt": "x", **SMALL, "num_inference_steps": 2}}
     hf_models = (("", HFBody), ("parameters", HFParameters))
@@ -372,7 +461,6 @@ def surfaces() -> list[Surface]:
     prediction_urls = ("input.image", "input.mask")
     prediction_hooks = ("webhook", "webhook_completed")
     prediction_names = ("input.lora_weights", "input.extra_lora")
-    salad_inputs = {"modelInputs": {**_NATIVE}}
     return [
         Surface(
             "native",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 
 from sdworker.core.aliases import unknown_model_message
 from sdworker.core.errors import ModelNotFound
+from sdworker.core.input import ModelFacts
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
@@ -77,6 +78,13 @@ class Models:
     def manifest(self, name: str | None) -> Manifest | None:
         """The baked model called exactly ``name``, if it is known here."""
         return find_manifest(self.manifests or [], name)
+
+    def facts(self, name: str | None) -> ModelFacts | None:
+        """What validation knows of the baked model called ``name`` (None: the default), its
+        family first: a format maps its fields for that family. None when the model is not
+        known here (the job's own validation names it)."""
+        manifest = self.manifest(name if name is not None else self.default_model)
+        return ModelFacts.of(manifest) if manifest is not None else None
 
     def resolve(self, ref: str) -> str:
         """The baked model ``ref`` names, in any of the ways :func:`.modelref.resolve` reads;
