@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sdworker.core import strictjson
+from sdworker.core import secrets, strictjson
 from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.settings import Settings
@@ -156,13 +156,16 @@ class RunpodAdapter:
         )
 
     def _prepare(self, job: dict[str, Any], native: Any) -> Prepared:
-        # one preparation at a time: prefetched jobs arrive together, and several threads
-        # importing the GPU side (torch) at once beside the preload can hang the worker
+        # one check at a time: prefetched jobs arrive together, and several threads importing
+        # the GPU side (torch) at once beside the preload can hang the worker. Downloads (a
+        # LoRA by URL) run beside the next job's check: one job's download never holds up
+        # the others' preparation
         with self._preparing:
-            return self._prepare_now(job, native)
+            checked = self._prepare_now(job, native)
+        return self.service.fetch(checked)
 
     def _prepare_now(self, job: dict[str, Any], native: Any) -> Prepared:
-        return self.service.prepare(
+        return self.service.check(
             native, job_id=str(job.get("id", "local")), s3_config=job.get("s3Config")
         )
 
@@ -232,8 +235,11 @@ def start(settings: Settings | None = None) -> None:
     import os
     import sys
 
-    # every weight is baked: nothing at run time may reach for the hub
+    # every model is baked: nothing at run time may reach for the hub through huggingface_hub
+    # (hub LoRAs are read from its cache offline, or fetched through the guarded fetch), nor
+    # bypass plain HTTP with the Xet client (both read once, when it is imported)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
     # the SDK logs at DEBUG unless told otherwise: every job's input and whole output, three
     # times (read before the SDK is imported)
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
@@ -244,6 +250,7 @@ def start(settings: Settings | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    secrets.install_log_filter()  # a last line of defence: no token reaches the job log
     adapter = RunpodAdapter(settings, send_progress=platform_posts(os.environ, sys.argv))
     try:
         adapter.service.verify()

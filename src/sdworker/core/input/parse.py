@@ -21,6 +21,7 @@ from typing import Any
 from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.input import family, refiner, resize, rules
+from sdworker.core.input import loras as lora_rules
 from sdworker.core.input.context import Draft, InputContext, ModelFacts
 from sdworker.core.input.validate import merge, validate
 from sdworker.core.resize import hires_size
@@ -41,7 +42,7 @@ RULES: tuple[Rule, ...] = (
     resize.hires,
     rules.seeds,
     rules.scheduler,
-    rules.loras,
+    lora_rules.loras,
     rules.prompt_lengths,
     rules.strength,
     rules.lora_scale,
@@ -67,7 +68,7 @@ def parse_input(raw: Any, context: InputContext) -> Request:
         replace(p, field=rename_field(p.field, respelled.spelled)) for p in failed
     ]
     if partial is None:
-        raise InvalidInput(problems)
+        raise InvalidInput([_unshown_secret(p) for p in problems])
     facts = _facts(partial, context)
     draft = Draft(
         _with_defaults(partial, facts),
@@ -81,8 +82,15 @@ def parse_input(raw: Any, context: InputContext) -> Request:
         problems, [replace(p, field=rename_field(p.field, respelled.spelled)) for p in found]
     )
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput([_unshown_secret(p) for p in problems])
     return _request(draft)
+
+
+def _unshown_secret(problem: Problem) -> Problem:
+    """A problem on a secret (a LoRA's ``token``, or a key spelled like one) never shows the
+    value: it would end up in the job's error, and in logs."""
+    last = problem.field.rsplit(".", 1)[-1]
+    return replace(problem, has_value=False) if "token" in last.lower() else problem
 
 
 def _facts(given: GenerateInput, context: InputContext) -> ModelFacts | None:

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
-from sdworker.formats.a1111 import hires
+from sdworker.formats.a1111 import extra_networks, hires
 from sdworker.formats.a1111.hires import Hires, parse_hires
 from sdworker.formats.a1111.options import (
     CLIP_SKIP,
@@ -242,8 +242,10 @@ def parse(
     context = {"catalog": catalog, "manifests": models.manifests}
     parsed, problems = validate(model_cls, body, context=context)
     native_scheduler = ""
+    tags = None
     if parsed is not None:
-        problems = merge(problems, _totals(parsed))
+        tags = extra_networks.take(parsed.prompt)
+        problems = merge(problems, [*_totals(parsed), *tags.problems])
         sampler = parsed.sampler_name or parsed.sampler_index or DEFAULT_SAMPLER
         try:
             native_scheduler = catalog.normalise(sampler, parsed.scheduler)
@@ -262,6 +264,9 @@ def parse(
         raise InvalidInput(problems)
     req = _resolve(parsed, kind, native_scheduler, models, options or Options(), rng, body)
     req.hires = fix
+    if tags is not None and tags.loras:  # <lora:name:weight> in the prompt
+        req.prompt = tags.prompt
+        req.extra["lora"] = tags.loras
     manifest = models.manifest(req.model)
     req.model_name = manifest.name if manifest else (req.model or "")
     req.model_hash = manifest.short_hash if manifest else ""
