@@ -86,11 +86,18 @@ def parse_input(raw: Any, context: InputContext) -> Request:
     return _request(draft)
 
 
+#: the parts of a lora entry whose values an error may show (a ``token``, or a key misspelled
+#: for it, never: it would end up in the job's error, and in logs)
+_SHOWN_LORA_PARTS = frozenset({"name", "url", "hub", "file", "sha256", "scale"})
+
+
 def _unshown_secret(problem: Problem) -> Problem:
-    """A problem on a secret (a LoRA's ``token``, or a key spelled like one) never shows the
-    value: it would end up in the job's error, and in logs."""
-    last = problem.field.rsplit(".", 1)[-1]
-    return replace(problem, has_value=False) if "token" in last.lower() else problem
+    """``problem``, without its value when that may be a secret."""
+    head, _, last = problem.field.rpartition(".")
+    secret = "token" in last.lower() or (
+        head.startswith("lora[") and "." not in head and last not in _SHOWN_LORA_PARTS
+    )
+    return replace(problem, has_value=False) if secret else problem
 
 
 def _facts(given: GenerateInput, context: InputContext) -> ModelFacts | None:
