@@ -248,10 +248,10 @@ class AssetFetcher:
         if local is not None:
             return self._local_hub_asset(kind, ref, local)
         if not self.settings.hub_downloads:
-            raise AssetRefused(
-                "is not in the local hub cache, and hub downloads are off (SDWORKER_HUB_DOWNLOADS)",
-                "hub",
-            )
+            off = "and hub downloads are off (SDWORKER_HUB_DOWNLOADS)"
+            if ref.file is not None and self._cached_repo(ref.hub):
+                raise AssetRefused(f"is not in the cached repository {ref.hub}, {off}", "file")
+            raise AssetRefused(f"is not in the local hub cache, {off}", "hub")
         token = ref.token or self.settings.hf_token
         filename = ref.file or self._hub_choice(ref.hub, token)
         source = f"hub:{ref.hub}/{filename}"
@@ -290,12 +290,18 @@ class AssetFetcher:
                 self._hashes[key] = digest.hexdigest()
         return self._hashes[key]
 
-    def _hub_cache(self, repo: str, filename: str | None) -> Path | None:
-        """The file in a local hub cache (the setting's, then huggingface_hub's own)."""
+    def _roots(self) -> list[Path]:
+        """The local hub caches: the setting's, then huggingface_hub's own."""
         from huggingface_hub import constants
 
-        roots = dict.fromkeys([self.settings.hub_cache(), Path(constants.HF_HUB_CACHE)])
-        for root in roots:
+        return list(dict.fromkeys([self.settings.hub_cache(), Path(constants.HF_HUB_CACHE)]))
+
+    def _cached_repo(self, repo: str) -> bool:
+        return any(_snapshot(root, repo) is not None for root in self._roots())
+
+    def _hub_cache(self, repo: str, filename: str | None) -> Path | None:
+        """The file in a local hub cache."""
+        for root in self._roots():
             snapshot = _snapshot(root, repo)
             if snapshot is None:
                 continue
@@ -352,7 +358,12 @@ def _in_cache(root: Path, repo: str, name: str, snapshot: Path) -> Path | None:
     snapshot chosen (a ``refs/main`` huggingface_hub cannot read, say)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo, name, cache_dir=root)
+    if hub_file_problem(name) is not None:  # never a path outside the snapshot
+        return None
+    try:
+        found = try_to_load_from_cache(repo, name, cache_dir=root)
+    except ValueError:  # a name the hub could not hold (the input rules refuse those first)
+        return None
     if isinstance(found, str) and Path(found).is_file():
         return Path(found)
     path = snapshot / name
