@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
-from sdworker.core.jobs import JobView, Status
 from sdworker.core.assets import AssetRegistry
+from sdworker.core.jobs import JobView, Status
 from sdworker.core.models import ModelRegistry
 from sdworker.formats.a1111 import listings
 from sdworker.formats.a1111.pnginfo import parse_infotext, png_text
