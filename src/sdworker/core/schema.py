@@ -46,7 +46,9 @@ class LoraRef(BaseModel):
     #: the file's sha256, checked before it is used
     sha256: Text | None = None
     #: a secret for the download (a CivitAI or hub token): used, never logged or stored
-    token: Text | None = Field(default=None, min_length=1, repr=False)
+    token: Text | None = Field(
+        default=None, min_length=1, repr=False, json_schema_extra={"writeOnly": True}
+    )
     scale: Number = Field(default=1.0, ge=0.0, le=2.0)
 
     @property

@@ -198,7 +198,7 @@ _DEEPINFRA_FIELDS: dict[str, Any] = {
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
     "scheduler": {"type": "string"},
     "use_compel": {"type": "boolean"},
-    "lora": {"type": "string", "description": "a baked LoRA's name"},
+    "lora": {"type": "string", "description": "a baked or volume LoRA's name"},
     "webhook": {"type": "string", "description": "answer at once; POST the result here"},
 }
 #: in a form, images may be files (read as base64)
