@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from sdworker.core import loras, schedulers
+from sdworker.core.assetfetch import AssetFetcher
 from sdworker.core.assets import LORA, AssetRegistry
 from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
 from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
@@ -106,6 +107,8 @@ class Service:
         self.registry = registry or ModelRegistry(settings)
         #: LoRAs and embeddings: baked, on the volume, fetched
         self.assets = AssetRegistry(settings)
+        #: LoRAs by URL or hub id, into the disk cache
+        self.fetcher = AssetFetcher(settings)
         self.images = ImagePolicy.from_settings(settings)
         self.uploaders = Uploaders(settings)
         self._generator: Generator | None = None
@@ -138,6 +141,7 @@ class Service:
         applied = loras.resolve(
             request.input.lora,
             self.assets,
+            self.fetcher,
             family=request.family,
             model=request.model,
             max_bytes=self.settings.lora_max_bytes,

@@ -9,7 +9,8 @@ An asset comes from one of four places:
   as ComfyUI lists it: the path below the folder, with ``/`` and the extension
   (``style/ink.safetensors``); subfolders are walked, symbolic links followed;
 * **a URL** or **a hub id** a request gives: fetched through the guarded fetch into the disk
-  cache (:mod:`sdworker.core.assetfetch`, :mod:`sdworker.core.assetcache`).
+  cache by :class:`sdworker.core.assetfetch.AssetFetcher` (:mod:`sdworker.core.assetcache`),
+  which hands back an :class:`Asset` like the others.
 
 Every file is read as safetensors, decided by its header (never by its extension), and
 nothing is ever unpickled: a ``.ckpt``/``.pt``/``.bin`` on the volume is listed as refused,
@@ -286,7 +287,6 @@ class AssetRegistry:
         self.cache_files = max(0, settings.lora_cache_files if cache_files is None else cache_files)
         #: files read from disk so far (tensors found in memory do not count)
         self.disk_reads = 0
-        self._fetcher: Any = None
 
     # -- listing --------------------------------------------------------------------------
 
@@ -404,18 +404,6 @@ class AssetRegistry:
                 while len(self._tensors) > self.cache_files:
                     self._tensors.popitem(last=False)
         return tensors
-
-    # -- references -----------------------------------------------------------------------
-
-    @property
-    def fetcher(self) -> Any:
-        """The downloader of URL and hub references (made on first use)."""
-        with self._lock:
-            if self._fetcher is None:
-                from sdworker.core.assetfetch import AssetFetcher
-
-                self._fetcher = AssetFetcher(self.settings)
-            return self._fetcher
 
 
 @dataclass(frozen=True)

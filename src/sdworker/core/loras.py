@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sdworker.core.assetfetch import AssetRefused, Reference, public_url
+from sdworker.core.assetfetch import AssetFetcher, AssetRefused, Reference, public_url
 from sdworker.core.assets import LORA, Asset, AssetRegistry
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.families import Family, label
@@ -55,6 +55,7 @@ def lora_set(loras: Sequence[AppliedLora]) -> LoraSet:
 def resolve(
     refs: Sequence[LoraRef],
     registry: AssetRegistry,
+    fetcher: AssetFetcher,
     *,
     family: Family,
     model: str,
@@ -67,7 +68,7 @@ def resolve(
     problems: list[Problem] = []
     for i, ref in enumerate(refs):
         try:
-            asset = _asset_of(ref, registry, max_bytes)
+            asset = _asset_of(ref, registry, fetcher, max_bytes)
         except AssetRefused as exc:
             problems.append(_refusal(i, ref, exc))
             continue
@@ -84,15 +85,16 @@ def resolve(
     return tuple(applied)
 
 
-def _asset_of(ref: LoraRef, registry: AssetRegistry, max_bytes: int) -> Asset | None:
+def _asset_of(
+    ref: LoraRef, registry: AssetRegistry, fetcher: AssetFetcher, max_bytes: int
+) -> Asset | None:
     if ref.name is not None:
         found = registry.find(LORA, ref.name)
         if found is not None and found.refused is not None:
             raise AssetRefused(f"{found.described()} {found.refused}", "name")
         return found
     reference = Reference(ref.url, ref.hub, ref.file, _sha(ref.sha256), ref.token)
-    asset: Asset = registry.fetcher.fetch(LORA, reference, max_bytes=max_bytes)
-    return asset
+    return fetcher.fetch(LORA, reference, max_bytes=max_bytes)
 
 
 def _sha(value: str | None) -> str | None:
