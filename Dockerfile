@@ -1,6 +1,13 @@
 # sdworker: a RunPod serverless worker for Stable Diffusion, with its model baked in.
 #
 #   docker build --build-arg MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5 -t sdworker .
+#   docker build --build-arg MODEL_ID=black-forest-labs/FLUX.1-schnell -t sdworker-flux .
+#   docker build --build-arg MODEL_ID=stabilityai/stable-diffusion-3.5-medium \
+#       --secret id=HF_TOKEN,env=HF_TOKEN -t sdworker-sd35 .
+#
+# MODEL_ID is any model sdworker bakes: SD 1.x, 2.x, XL, SD 3.x, FLUX.1 (schnell, dev, Fill,
+# Kontext). Gated hub models (FLUX.1 dev, SD 3.5) need a Hugging Face token: give it as the
+# build secret HF_TOKEN (never a build argument, which the image's history would keep).
 #
 # Layers go from the least to the most often changed: system, Python dependencies, the baked
 # weights (only the builder's code is copied before them), then the worker's code. A code change
@@ -50,9 +57,11 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 # The bake: only the builder's code (and the LoRA and embedding files to bake) comes before it. It runs
 # from the source tree, as `sdworker bake --from-env` does once the package is installed.
 COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
+COPY src/sdworker/families/ src/sdworker/families/
 COPY src/sdworker/core/ src/sdworker/core/
 COPY src/sdworker/families/ src/sdworker/families/
 COPY src/sdworker/builder/ src/sdworker/builder/
+COPY src/sdworker/families/ src/sdworker/families/
 COPY loras/ loras/
 COPY embeddings/ embeddings/
 ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5
@@ -61,7 +70,10 @@ ARG LORAS=
 ARG EMBEDDINGS=
 ARG MODEL_ALIASES=
 ENV SDWORKER_MODELS_DIR=/models
-RUN PYTHONPATH=src python -m sdworker.builder --from-env
+# the token of a gated hub model, read from the optional build secret HF_TOKEN (a file only
+# this step sees: nothing of it is left in a layer)
+RUN --mount=type=secret,id=HF_TOKEN,required=false \
+    HF_TOKEN_PATH=/run/secrets/HF_TOKEN PYTHONPATH=src python -m sdworker.builder --from-env
 
 # The worker's code, installed as a package: the image runs its entry point, `sdworker worker`.
 COPY src/ src/

@@ -56,6 +56,8 @@ MIX = [
     "cancel-queued",
 ]
 POLL_S = 0.25
+#: the longest the second half of the jobs waits for the kill
+KILL_WAIT_S = 60.0
 
 
 @dataclass
@@ -75,12 +77,18 @@ class Tally:
     sent: int = 0
     half: int = 0
     halfway: threading.Event = field(default_factory=threading.Event)
+    #: set once the kill is over (or when there is none): the second half waits for it, so
+    #: the kill lands among the jobs however fast a machine answers the first half
+    kill_over: threading.Event = field(default_factory=threading.Event)
 
     def sending(self) -> None:
         with self.lock:
             self.sent += 1
-            if self.sent >= self.half:
+            sent = self.sent
+            if sent >= self.half:
                 self.halfway.set()
+        if sent > self.half:
+            self.kill_over.wait(KILL_WAIT_S)
 
     def answer(self, r: httpx.Response) -> httpx.Response:
         if r.status_code >= 500:
@@ -256,22 +264,27 @@ def kill_a_worker(
     timeout_s: float,
     killed: list[int],
     log: Callable[[str], None],
+    over: threading.Event,
 ) -> None:
     """SIGKILL one worker process once half the jobs are sent, at a moment every worker holds
     a job (the SDK leaves a worker empty for up to a second between its takes), so the kill
-    loses work in flight (the supervisor restarts it); ``killed`` records the pid."""
-    halfway.wait(timeout_s)
-    count = len(children(server.pid))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if httpx.get(f"{url}/health", timeout=30).json()["workers"]["running"] >= count:
-            break
-        time.sleep(0.02)
-    workers = children(server.pid)
-    if workers:
-        os.kill(workers[0], signal.SIGKILL)
-        killed.append(workers[0])
-        log(f"killed worker pid {workers[0]} halfway through the jobs")
+    loses work in flight (the supervisor restarts it); ``killed`` records the pid, and ``over``
+    is set once it is done, whatever happened."""
+    try:
+        halfway.wait(timeout_s)
+        count = len(children(server.pid))
+        deadline = time.monotonic() + KILL_WAIT_S / 2
+        while time.monotonic() < deadline:
+            if httpx.get(f"{url}/health", timeout=30).json()["workers"]["running"] >= count:
+                break
+            time.sleep(0.02)
+        workers = children(server.pid)
+        if workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed.append(workers[0])
+            log(f"killed worker pid {workers[0]} halfway through the jobs")
+    finally:
+        over.set()
 
 
 def wait_webhooks(receiver: Receiver, tally: Tally, timeout_s: float) -> None:
@@ -394,17 +407,20 @@ def soak(
     killed: list[int] = []
     killer = threading.Thread(
         target=kill_a_worker,
-        args=(server, url, tally.halfway, args.duration, killed, print),
+        args=(server, url, tally.halfway, args.duration, killed, print, tally.kill_over),
         daemon=True,
     )
-    if not args.no_kill:
+    if args.no_kill:
+        tally.kill_over.set()
+    else:
         killer.start()
     # each client takes the next job when its last one has ended: clients-many in flight
     with ThreadPoolExecutor(args.clients) as pool:
         for kind in itertools.islice(itertools.cycle(MIX), args.jobs):
             pool.submit(one_job, kind, url, receiver.url, tally, send_until, until)
     elapsed = time.monotonic() - t0
-    killer.join(1.0)
+    if not args.no_kill:
+        killer.join(KILL_WAIT_S)
     wait_webhooks(receiver, tally, timeout_s=60)
     wait_for_workers(url, args.workers, timeout_s=120)  # the killed one was replaced
     end_mem = memory(server)

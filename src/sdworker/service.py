@@ -24,6 +24,7 @@ from PIL import Image
 from sdworker.core import loras, schedulers
 from sdworker.core.assetfetch import AssetFetcher
 from sdworker.core.assets import LORA, AssetRegistry
+from sdworker.core.batching import batch_key
 from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
 from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
 from sdworker.core.input.resize import budget_problem
@@ -83,10 +84,6 @@ class Prepared:
 
     @property
     def batch_key(self) -> Hashable | None:
-        if self.request.mode == "upscale":
-            return None  # no generation; and the GPU side need not be imported for it
-        from sdworker.gpu.generate import batch_key
-
         return batch_key(self.request)
 
     @property
@@ -299,6 +296,8 @@ class Service:
                 else _parameters(request, item, manifest),
                 nsfw=item.nsfw,
                 interrupted=item.interrupted,
+                quality=request.input.output_quality,
+                text=request.input.png_text,
             )
             for item in images
         ]

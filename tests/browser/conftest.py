@@ -96,6 +96,28 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
 
 
 @pytest.fixture(scope="package")
+def family_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The endpoint with one real worker over an SD 1.x and a FLUX.1 model (both tiny)."""
+    from sdworker.builder.tiny import bake_tiny
+    from sdworker.builder.tiny_flux import bake_tiny_flux
+
+    models = tmp_path_factory.mktemp("browser-family-models")
+    bake_tiny(models, "tiny")
+    bake_tiny_flux(models)
+    yield from _server(
+        tmp_path_factory,
+        1,
+        {
+            "SDWORKER_MODELS_DIR": str(models),
+            "SDWORKER_DEFAULT_MODEL": "tiny",
+            "SDWORKER_PROGRESS_INTERVAL_S": "0",
+            "HF_HUB_OFFLINE": "1",
+            "RUNPOD_SKIP_AUTO_SYSTEM_CHECKS": "true",
+        },
+    )
+
+
+@pytest.fixture(scope="package")
 def keyed_server(
     tmp_path_factory: pytest.TempPathFactory, models_dir: Path
 ) -> Iterator[ServerProcess]:

@@ -252,3 +252,62 @@ def test_an_uploaded_image_goes_as_base64_for_img2img(
     assert "width" not in body["input"]  # the image's own size
     assert page.evaluate("document.querySelector('#gallery img').naturalWidth") == 64
     assert "img2img 0.5" in page.locator("#gallery .result .settings").first.inner_text()
+
+
+def visible(page: Any, *ids: str) -> list[bool]:
+    return [page.is_visible(f"#{i}") for i in ids]
+
+
+SD_ONLY = ("use_compel", "clip_skip", "hires")
+FLUX_ONLY = ("true_cfg_scale", "max_sequence_length")
+
+
+def test_a_flux_model_shows_its_own_fields_and_is_sent_only_those(
+    open_page: Callable[..., Any], family_server: ServerProcess, screenshot: Callable[..., Path]
+) -> None:
+    page = ready(open_page(), family_server)
+    assert page.input_value("#model") == "tiny"
+    assert visible(page, *SD_ONLY) == [True] * 3
+    assert visible(page, *FLUX_ONLY) == [False] * 2
+    # settings for the SD model that FLUX.1 does not take
+    page.check("#use_compel")
+    page.fill("#clip_skip", "2")
+
+    page.select_option("#model", "tiny-flux")
+    assert visible(page, *SD_ONLY) == [False] * 3
+    assert visible(page, *FLUX_ONLY) == [True] * 2
+    # the model's own defaults (schnell's), sampler and size rule
+    assert (page.input_value("#steps"), page.input_value("#guidance")) == ("4", "0")
+    assert page.inner_text("#guidance-label") == "Guidance (distilled)"
+    samplers = page.eval_on_selector_all("#sampler option", "els => els.map(e => e.value)")
+    assert samplers == ["", "FlowMatchEulerDiscreteScheduler"]
+    assert page.get_attribute("#width", "step") == "16"
+    assert page.get_attribute("#max_sequence_length", "max") == "512"
+    screenshot(page, "playground-flux.png")
+
+    sent: list[Any] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.post_data_json) if r.url.endswith("/v2/local/run") else None,
+    )
+    page.fill("#prompt", "a lighthouse")
+    page.fill("#negative_prompt", "fog")
+    page.fill("#true_cfg_scale", "2")
+    page.select_option("#sampler", "FlowMatchEulerDiscreteScheduler")
+    fill(page, width=64, height=64, steps=2)
+    fixed_seed(page, 7)
+    page.click("#generate")
+    page.wait_for_selector("body[data-state=done]", timeout=DONE_S)
+    [body] = sent
+    job = body["input"]
+    assert job["model"] == "tiny-flux" and job["true_cfg_scale"] == 2
+    assert job["negative_prompt"] == "fog"
+    assert job["scheduler"] == "FlowMatchEulerDiscreteScheduler"
+    assert not {"use_compel", "clip_skip", "hires"} & set(job), job
+    assert page.evaluate("document.querySelector('#gallery img').naturalWidth") == 64
+    assert "guidance 0" in page.locator("#gallery .result .settings").first.inner_text()
+
+    # back on the SD model, its fields and defaults return
+    page.select_option("#model", "tiny")
+    assert visible(page, *SD_ONLY) == [True] * 3
+    assert (page.input_value("#steps"), page.input_value("#guidance")) == ("25", "7.5")

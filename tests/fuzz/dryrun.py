@@ -77,12 +77,20 @@ class DryGateway:
 
 
 def dry_settings(root: Path) -> Settings:
-    """One baked model ``tiny`` (a manifest, no weights) and a model ``outside`` next to the
-    models folder, where only a name that escapes the folder could find it."""
+    """Baked models (manifests, no weights): ``tiny`` (SD 1.x), ``tiny-flux`` (FLUX.1 schnell,
+    baked from its hub id) and ``tiny-sd3`` (SD 3.5 Medium), and a model ``outside`` next to
+    the models folder, where only a name that escapes the folder could find it."""
     models = root / "models"
     for folder, name in ((models / "tiny", "tiny"), (root / "outside", "outside")):
         folder.mkdir(parents=True)
         Manifest(name, "sd1", 64, 64, "PNDMScheduler", False).write(folder)
+    for name, family, hub in (
+        ("tiny-flux", "flux", "black-forest-labs/FLUX.1-schnell"),
+        ("tiny-sd3", "sd3", "stabilityai/stable-diffusion-3.5-medium"),
+    ):
+        (models / name).mkdir()
+        flow = "FlowMatchEulerDiscreteScheduler"
+        Manifest(name, family, 256, 256, flow, False, source=f"hub:{hub}@main").write(models / name)
     _dry_assets(root)
     return Settings(
         models_dir=models,
@@ -116,9 +124,12 @@ def _dry_assets(root: Path) -> None:
     hub_repo(root / "hub", "org/dry-lora", {"lora.safetensors": lora})
 
 
-def dry_client(root: Path) -> Iterator[TestClient]:
-    """A client of the endpoint with the dry worker (a generator: use it in a fixture)."""
+def dry_client(root: Path, **changes: Any) -> Iterator[TestClient]:
+    """A client of the endpoint with the dry worker (a generator: use it in a fixture);
+    ``changes`` are settings changed from :func:`dry_settings`'."""
     settings = dry_settings(root)
+    if changes:
+        settings = settings.with_(**changes)
     adapter = RunpodAdapter(settings, service=DryService(settings))
     app = create_app(
         settings,

@@ -69,6 +69,7 @@ field_values: dict[str, Any] = {
     ),
     "safety_checker": st.one_of(st.sampled_from([True, False, "true", "no"]), json_values),
     "output_format": st.one_of(st.sampled_from(["png", "jpeg", "webp", "gif"]), json_values),
+    "output_quality": st.one_of(st.integers(-1, 101), numbers, json_values),
     "lora": st.one_of(
         st.sampled_from(
             [
@@ -132,6 +133,13 @@ field_values: dict[str, Any] = {
     "mask": st.one_of(st.sampled_from([SMALL_PNG, ""]), json_values),
     "prompt_strength": st.one_of(st.floats(-1, 2), json_values),
     "nsfw": st.one_of(st.booleans(), json_values),
+    # PNG text chunks (ComfyUI's prompt)
+    "png_text": st.one_of(
+        st.dictionaries(
+            st.sampled_from(["prompt", "workflow", " x", "a" * 80]), st.text(max_size=20)
+        ),
+        json_values,
+    ),
 }
 assert set(field_values) == set(INPUT_FIELDS), set(INPUT_FIELDS) ^ set(field_values)
 
@@ -276,8 +284,181 @@ _A1111 = {"prompt": "x", **SMALL, "steps": 2}
 HUB_LORA = {"hub": "org/dry-lora", "file": "lora.safetensors", "scale": 0.5}
 
 
+def comfy_workflow(ckpt: str = "tiny.safetensors") -> dict[str, Any]:
+    """ComfyUI's default workflow as its editor exports it, small and short for the tiny model."""
+
+    def node(cls: str, **inputs: Any) -> dict[str, Any]:
+        return {"inputs": inputs, "class_type": cls, "_meta": {"title": cls}}
+
+    return {
+        "3": node("KSampler", seed=156680208700286, steps=2, cfg=8, sampler_name="euler",
+                  scheduler="normal", denoise=1, model=["4", 0], positive=["6", 0],
+                  negative=["7", 0], latent_image=["5", 0]),
+        "4": node("CheckpointLoaderSimple", ckpt_name=ckpt),
+        "5": node("EmptyLatentImage", width=64, height=64, batch_size=1),
+        "6": node("CLIPTextEncode", text="x", clip=["4", 1]),
+        "7": node("CLIPTextEncode", text="text, watermark", clip=["4", 1]),
+        "8": node("VAEDecode", samples=["3", 0], vae=["4", 2]),
+        "9": node("SaveImage", filename_prefix="ComfyUI", images=["8", 0]),
+    }  # fmt: skip
+
+
+def comfy_img2img() -> dict[str, Any]:
+    """The default workflow on an input image (``LoadImage`` + ``VAEEncode``)."""
+    graph = comfy_workflow()
+    graph["10"] = {"inputs": {"image": "in.png", "upload": "image"}, "class_type": "LoadImage"}
+    graph["12"] = {"inputs": {"pixels": ["10", 0], "vae": ["4", 2]}, "class_type": "VAEEncode"}
+    graph["3"]["inputs"].update(latent_image=["12", 0], denoise=0.75)
+    return graph
+
+
+def _comfy_models(at: str) -> tuple[tuple[str, type[BaseModel]], ...]:
+    from sdworker.formats.comfyui import nodes
+
+    return (
+        (f"{at}.3.inputs", nodes.KSamplerW),
+        (f"{at}.4.inputs", nodes.CheckpointLoaderSimpleW),
+        (f"{at}.5.inputs", nodes.EmptyLatentImageW),
+        (f"{at}.6.inputs", nodes.CLIPTextEncodeW),
+        (f"{at}.9.inputs", nodes.SaveImageW),
+    )
+
+
+def _comfy_surfaces() -> list[Surface]:
+    from sdworker.formats.comfyui import nodes
+    from sdworker.formats.comfyui.api import PromptBody
+    from sdworker.formats.comfyui.worker import InputImage, WorkerInput
+
+    job = {"workflow": comfy_workflow()}
+    img2img = {"workflow": comfy_img2img(), "images": [{"name": "in.png", "image": SMALL_PNG}]}
+    workers = (("input", WorkerInput), *_comfy_models("input.workflow"))
+    with_image = (
+        ("input.images[0]", InputImage),
+        ("input.workflow.10.inputs", nodes.LoadImageW),
+    )
+    names = ("input.workflow.4.inputs.ckpt_name",)
+    return [
+        Surface(
+            "runpod-comfyui-envelope",
+            "/v2/local/run",
+            {"input": job},
+            workers,
+            names=names,
+            result=_status,
+        ),
+        Surface(
+            "runpod-comfyui-img2img",
+            "/v2/local/run",
+            {"input": img2img},
+            with_image,
+            urls=("input.images[0].image",),
+            names=("input.workflow.10.inputs.image", "input.images[0].name"),
+            result=_status,
+        ),
+        Surface("comfyui-runsync", "/comfyui/runsync", {"input": job}, workers, names=names),
+        Surface(
+            "comfyui-prompt",
+            "/prompt",
+            {"prompt": comfy_workflow(), "client_id": "fuzz"},
+            (("", PromptBody), *_comfy_models("prompt")),
+            names=("prompt.4.inputs.ckpt_name",),
+            result=lambda answer: f"/history/{answer['prompt_id']}",
+        ),
+    ]
+
+
 def surfaces() -> list[Surface]:
     """Every surface the battery runs on (imported lazily: the formats' body models)."""
+    img2img = {**_A1111, "init_images": [SMALL_PNG]}
+    salad_inputs = {"modelInputs": {**_NATIVE}}
+    return [*_common(img2img, salad_inputs), *_families()]
+
+
+def _families() -> list[Surface]:
+    """The surfaces whose fields a format maps by the model's family, on a FLUX.1 and an SD 3
+    model: Forge's guidance and samplers, DeepInfra's model paths and aspect ratio, OpenAI's
+    family fields, Salad's family pipelines."""
+    from sdworker.formats.a1111.options import Settings as A1111Options
+    from sdworker.formats.a1111.request import Txt2ImgBody
+    from sdworker.formats.deepinfra import DeepInfraBody
+    from sdworker.formats.openai.request import GenerationBody
+    from sdworker.formats.salad import CallInputs, ModelInputs
+
+    forge = {
+        **_A1111,
+        "distilled_cfg_scale": 3.5,
+        "sampler_name": "Euler",
+        "scheduler": "Simple",
+        "override_settings": {"sd_model_checkpoint": "tiny-flux"},
+    }
+    return [
+        Surface(
+            "a1111-txt2img-flux",
+            "/sdapi/v1/txt2img",
+            forge,
+            (("", Txt2ImgBody), ("override_settings", A1111Options)),
+            names=("override_settings.sd_model_checkpoint",),
+        ),
+        Surface(
+            "runpod-a1111-envelope-flux",
+            "/v2/local/run",
+            {
+                "input": {
+                    "api": {"method": "POST", "endpoint": "/sdapi/v1/txt2img"},
+                    "payload": forge,
+                }
+            },
+            (("input.payload", Txt2ImgBody),),
+            result=_status,
+        ),
+        Surface(
+            "deepinfra-flux",
+            "/v1/inference/black-forest-labs/FLUX-1-schnell",
+            {**_NATIVE, "true_cfg_scale": 2, "negative_prompt": "fog"},
+            (("", DeepInfraBody),),
+            urls=("image", "mask_image"),
+            callbacks=("webhook",),
+            names=("lora",),
+        ),
+        Surface(
+            "deepinfra-sd35-aspect-ratio",
+            "/v1/inference/stabilityai/sd3.5-medium",
+            {"prompt": "x", "aspect_ratio": "16:9", "num_inference_steps": 2},
+            (("", DeepInfraBody),),
+        ),
+        Surface(
+            "openai-generations-flux",
+            "/v1/images/generations",
+            {
+                "prompt": "x",
+                "model": "black-forest-labs/FLUX.1-schnell",
+                "size": "64x64",
+                "num_inference_steps": 2,
+                "max_sequence_length": 64,
+            },
+            (("", GenerationBody),),
+            names=("model",),
+        ),
+        Surface(
+            "salad-sd3",
+            "/api/beta/organizations/o/inference-endpoints/tiny-sd3",
+            {
+                "modelInputs": {**_NATIVE, "max_sequence_length": 64},
+                "callInputs": {
+                    "MODEL_ID": "stabilityai/stable-diffusion-3.5-medium",
+                    "PIPELINE": "StableDiffusion3Pipeline",
+                },
+            },
+            (("modelInputs", ModelInputs), ("callInputs", CallInputs)),
+            urls=("modelInputs.image", "modelInputs.mask_image"),
+            names=("callInputs.MODEL_ID",),
+            result=lambda answer: str(answer["resultUrl"]),
+        ),
+    ]
+
+
+def _common(img2img: dict[str, Any], salad_inputs: dict[str, Any]) -> list[Surface]:
+    """The surfaces on the SD 1.x model."""
     from sdworker.core.resize import HiresInput, UpscaleInput
     from sdworker.core.schema import GenerateInput, LoraRef
     from sdworker.formats.a1111.extras import ExtrasBody
@@ -285,12 +466,20 @@ def surfaces() -> list[Surface]:
     from sdworker.formats.a1111.options import Settings as A1111Options
     from sdworker.formats.a1111.request import Img2ImgBody, Txt2ImgBody
     from sdworker.formats.deepinfra import DeepInfraBody
+    from sdworker.formats.huggingface import HFBody, HFParameters
     from sdworker.formats.openai.request import EditBody, GenerationBody, VariationBody
+    from sdworker.formats.replicate.inputs import ReplicateInput
+    from sdworker.formats.replicate.request import PredictionBody
     from sdworker.formats.salad import CallInputs, ModelInputs
     from sdworker.formats.stochastic import Params, StochasticBody
 
-    img2img = {**_A1111, "init_images": [SMALL_PNG]}
-    salad_inputs = {"modelInputs": {**_NATIVE}}
+    hf_task = {"inputs": "x", "parameters": {**SMALL, "num_inference_steps": 2}}
+    prediction = {"input": {"prompt": "x", **SMALL, "num_inference_steps": 2}}
+    hf_models = (("", HFBody), ("parameters", HFParameters))
+    prediction_models = (("", PredictionBody), ("input", ReplicateInput))
+    prediction_urls = ("input.image", "input.mask")
+    prediction_hooks = ("webhook", "webhook_completed")
+    prediction_names = ("input.lora_weights", "input.extra_lora")
     return [
         Surface(
             "native",
@@ -415,10 +604,57 @@ def surfaces() -> list[Surface]:
             urls=("image", "mask"),
         ),
         Surface(
+            "runpod-huggingface-envelope",
+            "/v2/local/run",
+            {"input": hf_task},
+            tuple((_join("input", at), model) for at, model in hf_models),
+            result=_status,
+        ),
+        Surface(
+            "runpod-replicate-envelope",
+            "/v2/local/run",
+            {"input": prediction},
+            tuple((_join("input", at), model) for at, model in prediction_models),
+            urls=tuple(f"input.{path}" for path in prediction_urls),
+            names=tuple(f"input.{path}" for path in prediction_names),
+            result=_status,
+        ),
+        Surface("huggingface", "/hf/models/tiny", hf_task, hf_models),
+        Surface("huggingface-root", "/", hf_task, hf_models),
+        Surface(
+            "replicate-model",
+            "/v1/models/sdworker/tiny/predictions",
+            prediction,
+            prediction_models,
+            urls=prediction_urls,
+            callbacks=prediction_hooks,
+            names=prediction_names,
+            result=lambda answer: str(answer["urls"]["get"]),
+        ),
+        Surface(
+            "replicate-version",
+            "/v1/predictions",
+            {**prediction, "version": "tiny"},
+            prediction_models,
+            callbacks=prediction_hooks,
+            names=("version",),
+            result=lambda answer: str(answer["urls"]["get"]),
+        ),
+        Surface(
+            "cog",
+            "/predictions",
+            prediction,
+            prediction_models,
+            urls=prediction_urls,
+            callbacks=("webhook",),
+            names=prediction_names,
+        ),
+        Surface(
             "openai-variations",
             "/v1/images/variations",
             {"image": SMALL_PNG, "size": "64x64", "num_inference_steps": 2},
             (("", VariationBody),),
             urls=("image",),
         ),
+        *_comfy_surfaces(),
     ]

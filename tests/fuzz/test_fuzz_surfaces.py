@@ -37,7 +37,9 @@ from tests.fuzz.strategies import (
 
 SURFACES = surfaces()
 #: how a status body or a format's answer says its job has not ended
-_UNENDED = re.compile(r'"(IN_QUEUE|IN_PROGRESS|pending|in_queue|in_progress)"')
+_UNENDED = re.compile(
+    r'"(IN_QUEUE|IN_PROGRESS|pending|in_queue|in_progress)"|"status": ?"(starting|processing)"'
+)
 _FAILED = re.compile(r'"(FAILED|failed)"|"success":\s*false')
 
 

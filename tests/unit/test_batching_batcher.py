@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sdworker.core.batching import batch_key
 from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.settings import Settings
 from sdworker.families import get as family
@@ -202,15 +203,12 @@ FACTS = {
 
 
 def key_of(**fields: Any) -> Hashable | None:
-    from sdworker.gpu.generate import batch_key  # the GPU side's module: torch
-
     raw = {"prompt": "p", "seed": 1, **fields}
     return batch_key(
         parse_input(raw, InputContext.of(FACTS, default_model="m", max_pixels=2048**2, loras=["l"]))
     )
 
 
-@pytest.mark.torch
 def test_batch_key_ignores_prompt_seed_and_output_but_not_the_settings() -> None:
     base = key_of()
     assert base is not None
@@ -231,7 +229,6 @@ def test_batch_key_ignores_prompt_seed_and_output_but_not_the_settings() -> None
     assert key_of(scheduler="Euler a") == key_of(scheduler="EulerAncestralDiscreteScheduler")
 
 
-@pytest.mark.torch
 @pytest.mark.parametrize(
     "fields",
     [

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sdworker.core.batching import batch_key
 from sdworker.core.errors import InvalidInput
 from sdworker.core.input import InputContext, ModelFacts, parse_input
 from sdworker.core.resize import hires_infotext, hires_size, upscale_size
@@ -130,10 +131,7 @@ def test_upscale_rules() -> None:
     assert found["upscale.upscaler"] == "must be one of 'lanczos' or 'nearest'"
 
 
-@pytest.mark.torch
 def test_hires_jobs_batch_only_with_the_same_hires_pass() -> None:
-    from sdworker.gpu.generate import batch_key  # the GPU side's module: torch
-
     def key(**hires: Any) -> Any:
         return batch_key(parse({"prompt": "x", "width": 256, "height": 256, "hires": hires}))
 

@@ -41,7 +41,9 @@ UpscaleUpscaler = Literal["lanczos", "nearest"]
 #: the PIL filter (``PIL.Image.Resampling`` member) of each pixel upscaler
 PIL_FILTERS: dict[str, str] = {"lanczos": "LANCZOS", "nearest": "NEAREST"}
 #: the fields an upscale-only job takes beside ``upscale`` (the rest generate)
-UPSCALE_FIELDS = frozenset({"image", "upscale", "model", "seed", "output_format", "upload"})
+UPSCALE_FIELDS = frozenset(
+    {"image", "upscale", "model", "seed", "output_format", "output_quality", "upload"}
+)
 
 
 class HiresInput(BaseModel):

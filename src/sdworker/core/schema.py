@@ -7,10 +7,20 @@ into a :class:`Request` (:func:`sdworker.core.input.parse_input`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from sdworker.core import schedulers
 from sdworker.core.fieldtypes import LooseBool, Number, Text
@@ -66,6 +76,28 @@ def _lora_item(value: Any) -> Any:
     return value
 
 
+#: a PNG text chunk's keyword: 1-79 Latin-1 printable characters, no edge or double spaces
+_PNG_KEYWORD = re.compile(r"^(?! )(?!.*  )[ -~\xa1-\xff]{1,79}(?<! )$")
+#: the most text chunks, and characters in all, an input's PNGs may carry
+PNG_TEXT_KEYS = 8
+PNG_TEXT_CHARS = 1_000_000
+
+
+def _png_text(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > PNG_TEXT_KEYS:
+        raise PydanticCustomError("png_text", f"must have at most {PNG_TEXT_KEYS} keys")
+    for key in value:
+        if not _PNG_KEYWORD.match(key):
+            raise PydanticCustomError(
+                "png_text",
+                "keys must be PNG keywords: 1-79 Latin-1 printable characters, "
+                "no leading, trailing or double spaces",
+            )
+    if sum(len(k) + len(t) for k, t in value.items()) > PNG_TEXT_CHARS:
+        raise PydanticCustomError("png_text", f"must hold at most {PNG_TEXT_CHARS} characters")
+    return value
+
+
 def _lora_list(value: Any) -> Any:
     if isinstance(value, str | dict):
         return [_lora_item(value)]
@@ -99,6 +131,8 @@ class GenerateInput(BaseModel):
     scheduler: Text | None = None
     safety_checker: LooseBool | None = None
     output_format: Literal["png", "jpeg", "webp"] = "png"
+    #: JPEG and WebP quality (0-100; PNG is lossless and ignores it); None: the encoder's own
+    output_quality: StrictInt | None = Field(default=None, ge=0, le=100)
     lora: Annotated[list[LoraRef] | None, BeforeValidator(_lora_list)] = None
     use_compel: LooseBool = False
     upload: LooseBool | None = None
@@ -115,6 +149,9 @@ class GenerateInput(BaseModel):
     max_sequence_length: StrictInt | None = Field(default=None, ge=1, le=512)
     #: FLUX.1's true classifier-free guidance, which a negative prompt needs (above 1)
     true_cfg_scale: Number | None = Field(default=None, ge=1.0, le=30.0)
+    #: text chunks (keyword -> text) each PNG result carries instead of the A1111
+    #: ``parameters`` (ComfyUI's ``prompt``, the workflow the image came from)
+    png_text: Annotated[dict[str, Text], AfterValidator(_png_text)] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 
-from fastapi import Security
+from fastapi import Request, Security
 from fastapi.security import (
     APIKeyHeader,
     HTTPAuthorizationCredentials,
@@ -102,6 +102,22 @@ def bearer(settings: Settings, denied: Refusal) -> Dependency:
         credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),
     ) -> None:
         if not _accepts(settings, credentials.credentials if credentials else None):
+            raise denied
+
+    return check
+
+
+def bearer_or_token(settings: Settings, denied: Refusal) -> Dependency:
+    """``Authorization: Bearer KEY``, or ``Token KEY`` as Replicate's API took it before
+    (its clients may still send it)."""
+
+    async def check(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Security(_BEARER),
+    ) -> None:
+        raw = request.headers.get("authorization", "").strip()
+        token = raw[6:] if raw[:6].lower() == "token " else None
+        if not _accepts(settings, credentials.credentials if credentials else None, token):
             raise denied
 
     return check

@@ -20,12 +20,13 @@ once. This module imports no web framework: worker processes read formats withou
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from sdworker.core.aliases import unknown_model_message
 from sdworker.core.errors import ModelNotFound
+from sdworker.core.input import ModelFacts
 from sdworker.core.jobs import Failure, JobGateway, JobView, Status
 from sdworker.core.manifest import Manifest
 from sdworker.core.models import ModelRegistry
@@ -38,8 +39,25 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 GatewayGetter: TypeAlias = "Callable[[Request], JobGateway]"
-#: posts a JSON body to a URL later, retrying as the server's webhooks do
-WebhookSend = Callable[[str, dict[str, Any]], object]
+
+
+class WebhookSend(Protocol):
+    """Posts a JSON body to a URL later, retrying as the server's webhooks do. An ``event``
+    of a series (``key``: one prediction) is sent only if the subscription ``wanted`` it, in
+    order, the ones before the final ``completed`` throttled and tried once
+    (:mod:`sdworker.server.webhooks`)."""
+
+    def __call__(
+        self,
+        url: str,
+        body: dict[str, Any],
+        *,
+        event: str = ...,
+        wanted: Collection[str] | None = ...,
+        key: str | None = ...,
+    ) -> object: ...
+
+
 WebhookGetter: TypeAlias = "Callable[[Request], WebhookSend]"
 
 
@@ -60,6 +78,13 @@ class Models:
     def manifest(self, name: str | None) -> Manifest | None:
         """The baked model called exactly ``name``, if it is known here."""
         return find_manifest(self.manifests or [], name)
+
+    def facts(self, name: str | None) -> ModelFacts | None:
+        """What validation knows of the baked model called ``name`` (None: the default), its
+        family first: a format maps its fields for that family. None when the model is not
+        known here (the job's own validation names it)."""
+        manifest = self.manifest(name if name is not None else self.default_model)
+        return ModelFacts.of(manifest) if manifest is not None else None
 
     def resolve(self, ref: str) -> str:
         """The baked model ``ref`` names, in any of the ways :func:`.modelref.resolve` reads;
@@ -96,6 +121,13 @@ class Decoded(Generic[R]):
     answers: Answers | None = None
     #: the jobs the inputs became, in order, once the endpoint has queued them
     job_ids: list[str] = field(default_factory=list)
+    #: native field -> the request's name for it, per input, where the names depend on the
+    #: request (a ComfyUI workflow's node inputs); None: the format's :attr:`Format.names`
+    names: Sequence[Mapping[str, str]] | None = None
+
+    def names_of(self, index: int, default: Mapping[str, str]) -> Mapping[str, str]:
+        """How failures of input ``index`` are named: its own names, else ``default``."""
+        return self.names[index] if self.names is not None else default
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 Form bodies (``curl -F``) carry every value as text, so the fields are typed by the body
 model; an uploaded ``image`` file arrives base64-encoded. The ranges are DeepInfra's own
-(``num_images`` 1-4, ``num_inference_steps`` 1-512, ``guidance_scale`` 1-20).
+(``num_images`` 1-4, ``num_inference_steps`` 1-512, ``guidance_scale`` 0-20).
+
+The model is the URL's path: a baked model's name or alias, the hub id it was baked from, or
+DeepInfra's own name for that model (``black-forest-labs/FLUX-1-schnell`` is FLUX.1 schnell,
+``stabilityai/sd3.5`` SD 3.5 Large, :data:`DEEPINFRA_MODELS`). DeepInfra's SD 3.5 models take
+an ``aspect_ratio`` in place of a size: it becomes about the model's native pixel count at
+that ratio, each side a multiple of what the model's family takes.
 
 The ``deepinfra`` package's ``TextToImage`` sends its ``TextToImageRequest`` fields, every one
 present (``null`` when unset): ``num_outputs``, ``mask`` and ``prompt_strength`` are other
@@ -13,12 +19,15 @@ and has no effect (no watermark is ever added).
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, ValidationInfo, field_validator
 
-from sdworker.core.errors import InvalidInput
+from sdworker.core.errors import InvalidInput, ModelNotFound
+from sdworker.core.input import ModelFacts
 from sdworker.core.jobs import Failure
 from sdworker.core.media import CONTENT_TYPES
 from sdworker.core.netguard import UrlRefused, check_url
@@ -27,7 +36,9 @@ from sdworker.core.settings import MAX_SIDE, MIN_SIDE
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.base import Decoded, Format, FormatContext, Models, Queued, http_status
+from sdworker.formats.modelref import resolve
 from sdworker.formats.pipeline import Pipeline
+from sdworker.formats.refiner import REFINE, refiner_fields
 from sdworker.formats.validation import (
     FormatBody,
     LaxBool,
@@ -54,10 +65,20 @@ OTHER_SPELLINGS: dict[str, str] = {
     "mask": "mask_image",
     "prompt_strength": "strength",
 }
-#: ``refine`` values: no refiner, the ensemble of experts, or a refining pass after the base
-REFINE = ("no_refiner", "expert_ensemble_refiner", "base_image_refiner")
-#: the refining pass's steps when neither ``refine_steps`` nor ``num_inference_steps`` is given
-DEFAULT_REFINE_STEPS = 25
+#: DeepInfra's model paths, where they are not the hub id of the model they serve → that hub
+#: id (a model baked from it answers to DeepInfra's path too)
+DEEPINFRA_MODELS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^black-forest-labs/FLUX-1-(.+)$", re.I), r"black-forest-labs/FLUX.1-\1"),
+    (re.compile(r"^stabilityai/sd3\.5$", re.I), "stabilityai/stable-diffusion-3.5-large"),
+    (re.compile(r"^stabilityai/sd3\.5-(.+)$", re.I), r"stabilityai/stable-diffusion-3.5-\1"),
+    (re.compile(r"^stability-ai/sdxl$", re.I), "stabilityai/stable-diffusion-xl-base-1.0"),
+)
+_RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+#: the widest ``aspect_ratio`` taken, either way (DeepInfra's widest is 21:9)
+MAX_RATIO = 4.0
+#: a model of this native side rounds an ``aspect_ratio`` size to 1/16th of it (64 pixels at
+#: 1024, as Stability's own SD 3 sizes are: 1344x768 for 16:9)
+_GRAIN_PARTS = 16
 
 
 class DeepInfraBody(FormatBody):
@@ -69,15 +90,20 @@ class DeepInfraBody(FormatBody):
     mask_image: Text | None = None
     num_images: LaxInt | None = Field(default=None, ge=1, le=MAX_IMAGES)
     num_inference_steps: LaxInt | None = Field(default=None, ge=1, le=512)
-    guidance_scale: LaxFloat | None = Field(default=None, ge=1, le=20)
+    guidance_scale: LaxFloat | None = Field(default=None, ge=0, le=20)
     strength: LaxFloat | None = Field(default=None, ge=0, le=1)
     width: LaxInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     height: LaxInt | None = Field(default=None, ge=MIN_SIDE, le=MAX_SIDE)
     seed: LaxInt | None = Field(default=None, ge=0, lt=SEED_LIMIT)
+    #: DeepInfra's SD 3.5 models: the shape, in place of ``width`` and ``height``
+    aspect_ratio: Text | None = None
     use_compel: LaxBool | None = None
     lora: Text | None = None
     webhook: Text | None = None
     scheduler: Scheduler | None = None
+    # the T5 families' own (SD 3.x, FLUX.1), as the native input takes them
+    max_sequence_length: LaxInt | None = None
+    true_cfg_scale: LaxFloat | None = None
     # the deepinfra package's TextToImageRequest
     num_outputs: LaxInt | None = Field(default=None, ge=1, le=MAX_IMAGES)
     mask: Text | None = None
@@ -103,6 +129,16 @@ class DeepInfraBody(FormatBody):
             raise refuse("two_spellings", f"give {field} or {info.field_name}, not both")
         return value
 
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            parse_ratio(value)
+            # width and height come first in the body model, so they are in info.data
+            if any(info.data.get(side) is not None for side in ("width", "height")):
+                raise refuse("two_sizes", "give aspect_ratio or width and height, not both")
+        return value
+
     @field_validator("webhook")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -115,27 +151,74 @@ class DeepInfraBody(FormatBody):
         return value
 
 
-_NOT_NATIVE = {"webhook", "lora", "refine", "high_noise_frac", "refine_steps", "apply_watermark"}
+_NOT_NATIVE = {
+    "webhook", "lora", "refine", "high_noise_frac", "refine_steps", "apply_watermark",
+    "aspect_ratio",
+}  # fmt: skip
 
 
-def _native(parsed: DeepInfraBody, model: str) -> dict[str, Any]:
-    """The native input of a valid body, for the baked ``model``."""
+def parse_ratio(value: str) -> tuple[int, int]:
+    """``"16:9"`` → ``(16, 9)``; raises the validation error ``aspect_ratio`` shows."""
+    match = _RATIO.match(value)
+    width, height = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not width or not height or not 1 / MAX_RATIO <= width / height <= MAX_RATIO:
+        raise refuse(
+            "aspect_ratio",
+            f"must be WIDTH:HEIGHT, such as 16:9, at most {MAX_RATIO:g}:1 either way",
+        )
+    return width, height
+
+
+def ratio_size(ratio: tuple[int, int], facts: ModelFacts | None) -> tuple[int, int]:
+    """The size an ``aspect_ratio`` asks of the model: about its native pixel count at that
+    ratio, each side rounded to a grain that is a multiple of what its family takes (a model
+    not known here is taken as a 1024-pixel one of 16-pixel multiples)."""
+    native_w, native_h, multiple = 1024, 1024, 16
+    if facts is not None:
+        native_w, native_h = facts.native_width, facts.native_height
+        multiple = facts.family.size.multiple
+    grain = max(multiple, min(native_w, native_h) // _GRAIN_PARTS // multiple * multiple)
+    area, (w, h) = native_w * native_h, ratio
+
+    def side(value: float) -> int:
+        rounded = max(grain, round(value / grain) * grain)
+        return min(max(rounded, math.ceil(MIN_SIDE / grain) * grain), MAX_SIDE // grain * grain)
+
+    return side(math.sqrt(area * w / h)), side(math.sqrt(area * h / w))
+
+
+def model_named(models: Models, path: str) -> str:
+    """The baked model the URL's ``path`` names: as every format reads a name (an alias, the
+    hub id it was baked from...), else as DeepInfra names the model that hub id is
+    (:data:`DEEPINFRA_MODELS`). :class:`ModelNotFound` when none does."""
+    if models.manifests is None:
+        return path
+    candidates = [path] + [p.sub(hub, path) for p, hub in DEEPINFRA_MODELS if p.match(path)]
+    for candidate in candidates:
+        name = resolve(models.manifests, candidate)
+        if name is not None:
+            return name
+    raise ModelNotFound(models.unknown_message(path))
+
+
+def _native(parsed: DeepInfraBody, model: str, facts: ModelFacts | None) -> dict[str, Any]:
+    """The native input of a valid body, for the baked ``model`` (``facts``: what is known
+    of it)."""
     given = parsed.model_dump(exclude_none=True, exclude=_NOT_NATIVE)
     # empty texts are "not given" (a form sends every field it has, even blank)
     native: dict[str, Any] = {"model": model, "upload": False}
     for key, value in given.items():
         if value != "":
             native[OTHER_SPELLINGS.get(key, key)] = value
+    if parsed.aspect_ratio:
+        native["width"], native["height"] = ratio_size(parse_ratio(parsed.aspect_ratio), facts)
     if parsed.lora:
         native["lora"] = [{"name": parsed.lora, "scale": 1.0}]
-    if parsed.refine == "expert_ensemble_refiner":
-        native["high_noise_frac"] = parsed.high_noise_frac or 0.8
-        if parsed.refine_steps:
-            native["refiner_inference_steps"] = parsed.refine_steps
-    elif parsed.refine == "base_image_refiner":
-        native["refiner_inference_steps"] = (
-            parsed.refine_steps or parsed.num_inference_steps or DEFAULT_REFINE_STEPS
+    native.update(
+        refiner_fields(
+            parsed.refine, parsed.high_noise_frac, parsed.refine_steps, parsed.num_inference_steps
         )
+    )
     return native
 
 
@@ -150,11 +233,12 @@ class DeepInfraFormat(Format[DeepInfraBody]):
     def decode(self, body: Any, models: Models, **where: str) -> Decoded[DeepInfraBody]:
         """DeepInfra fields → a native input for the model the URL names (``where``'s
         ``model``); the request keeps its ``webhook``."""
-        name = models.resolve(where.get("model", ""))
+        name = model_named(models, where.get("model", ""))
         parsed, problems = validate(DeepInfraBody, body)
         if problems or parsed is None:
             raise InvalidInput(problems)
-        return Decoded([_native(parsed, name)], parsed, webhook=parsed.webhook or None)
+        native = _native(parsed, name, models.facts(name))
+        return Decoded([native], parsed, webhook=parsed.webhook or None)
 
     def encode(
         self, decoded: Decoded[Any], outputs: list[dict[str, Any]], execution_ms: int

@@ -49,10 +49,21 @@ def resolve(manifests: list[Manifest], ref: str) -> str | None:
         ):
             return manifest.name
     for manifest in manifests:
-        source = manifest.source.strip().rstrip("/")
+        source = hub_id(manifest)
         if source and (lowered == source.lower() or lowered == source.rsplit("/", 1)[-1].lower()):
             return manifest.name
     return None
+
+
+def hub_id(manifest: Manifest) -> str:
+    """The hub id (or folder) the model was baked from, as a client names it: a bake from the
+    hub records ``hub:black-forest-labs/FLUX.1-schnell@main``, and a client sends
+    ``black-forest-labs/FLUX.1-schnell``."""
+    source = manifest.source.strip().rstrip("/")
+    kind, sep, ref = source.partition(":")
+    if sep and kind == "hub":
+        return ref.rsplit("@", 1)[0]
+    return source
 
 
 def find_manifest(manifests: list[Manifest], name: str | None) -> Manifest | None:

@@ -29,6 +29,25 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
     return schema
 
 
+#: the native fields of some model families only (refused, naming the family, elsewhere)
+FAMILY_FIELDS: dict[str, Any] = {
+    "use_compel": {"type": "boolean", "description": "SD 1.x, 2.x, XL"},
+    "clip_skip": {"type": "integer", "minimum": 1, "maximum": 12, "description": "SD, SD 3.x"},
+    "max_sequence_length": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 512,
+        "description": "SD 3.x, FLUX.1: the prompt tokens T5 reads",
+    },
+    "true_cfg_scale": {
+        "type": "number",
+        "minimum": 1,
+        "maximum": 30,
+        "description": "FLUX.1: true CFG, which a negative prompt needs",
+    },
+}
+
+
 _A1111_COMMON: dict[str, Any] = {
     "prompt": {"type": "string"},
     "negative_prompt": {"type": "string"},
@@ -36,7 +55,15 @@ _A1111_COMMON: dict[str, Any] = {
     "sampler_name": {"type": "string", "default": "Euler", "example": "DPM++ 2M"},
     "scheduler": {"type": "string", "description": "schedule type", "example": "Karras"},
     "steps": {"type": "integer", "default": 50},
-    "cfg_scale": {"type": "number", "default": 7.0},
+    "cfg_scale": {
+        "type": "number",
+        "default": 7.0,
+        "description": "CFG; on FLUX.1 true CFG (1: off), as in Forge",
+    },
+    "distilled_cfg_scale": {
+        "type": "number",
+        "description": "FLUX.1's guidance, as in Forge (default: the model's)",
+    },
     "width": {**_SIDE, "default": 512},
     "height": {**_SIDE, "default": 512},
     "batch_size": {"type": "integer", "default": 1},
@@ -139,6 +166,9 @@ SALAD_TASK = {
                         "init_image": _IMAGE,
                         "mask_image": _IMAGE,
                         "strength": {"type": "number"},
+                        "clip_skip": FAMILY_FIELDS["clip_skip"],
+                        "max_sequence_length": FAMILY_FIELDS["max_sequence_length"],
+                        "true_cfg_scale": FAMILY_FIELDS["true_cfg_scale"],
                     },
                     ("prompt",),
                 ),
@@ -148,7 +178,11 @@ SALAD_TASK = {
                             "type": "string",
                             "description": "a baked model or its hub id",
                         },
-                        "PIPELINE": {"type": "string", "example": "StableDiffusionPipeline"},
+                        "PIPELINE": {
+                            "type": "string",
+                            "example": "StableDiffusionPipeline",
+                            "description": "one of the model family's diffusers classes",
+                        },
                         "SCHEDULER": {"type": "string", "example": "DPMSolverMultistepScheduler"},
                         "safety_checker": {"type": "boolean"},
                     }
@@ -191,13 +225,18 @@ _DEEPINFRA_FIELDS: dict[str, Any] = {
     "mask_image": _IMAGE,
     "num_images": {"type": "integer", "minimum": 1, "maximum": 4},
     "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 512},
-    "guidance_scale": {"type": "number", "minimum": 1, "maximum": 20},
+    "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20},
     "strength": {"type": "number", "minimum": 0, "maximum": 1},
     "width": _SIDE,
     "height": _SIDE,
     "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
     "scheduler": {"type": "string"},
-    "use_compel": {"type": "boolean"},
+    "aspect_ratio": {
+        "type": "string",
+        "example": "16:9",
+        "description": "SD 3.5's: in place of width and height",
+    },
+    **FAMILY_FIELDS,
     "lora": {"type": "string", "description": "a baked or volume LoRA's name"},
     "webhook": {"type": "string", "description": "answer at once; POST the result here"},
 }

@@ -26,7 +26,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin
@@ -44,6 +44,7 @@ from sdworker.formats.web import Refusal
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
 #: how long one wait on the queue lasts before the loop checks its own deadline again
 _WAIT_SLICE_S = 30.0
 #: the status of an answer no one reads: the client closed the connection first (nginx's)
@@ -155,15 +156,9 @@ class Pipeline(Generic[R]):
     ) -> list[JobView | None] | None:
         """Every job as it is once all are terminal or the wait runs out; None when the
         client left first (its jobs are cancelled: no one will read their result)."""
-        waiting = asyncio.ensure_future(wait_all(gateway, job_ids, self.ctx.wait_s))
-        leaving = asyncio.ensure_future(client_left(request))
-        try:
-            await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiting, leaving):
-                task.cancel()
-        if waiting.done() and not waiting.cancelled():
-            return waiting.result()
+        done, views = await unless_left(request, wait_all(gateway, job_ids, self.ctx.wait_s))
+        if done:
+            return views
         await cancel_unfinished(gateway, job_ids)
         return None
 
@@ -179,12 +174,13 @@ class Pipeline(Generic[R]):
         jobs cancelled), else the format's answer from every job's outputs. The jobs of an
         interrupted call that were stopped are no failure: the call answers with what was
         made before (A1111's answer to an interrupt)."""
-        for view in views:
+        for index, view in enumerate(views):
             failure = failure_of(view, self.ctx.wait_s)
             if failure is not None and not (interrupted and failure.code in _STOPPED):
                 # the call is answered now: nothing else of it may keep a worker busy
                 await cancel_unfinished(gateway, decoded.job_ids)
-                status, body = self.fmt.encode_error(failure.renamed(self.fmt.names))
+                names = decoded.names_of(index, self.fmt.names)
+                status, body = self.fmt.encode_error(failure.renamed(names))
                 return status, body, {}
         outputs: list[dict[str, Any]] = []
         for view in views:
@@ -283,6 +279,21 @@ async def client_left(request: Request) -> None:
     message the server has for the app is the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def unless_left(request: Request, work: Awaitable[T]) -> tuple[bool, T | None]:
+    """``(True, work's result)``, or ``(False, None)`` when the client closed the connection
+    first (``work`` is then cancelled)."""
+    waiting = asyncio.ensure_future(work)
+    leaving = asyncio.ensure_future(client_left(request))
+    try:
+        await asyncio.wait({waiting, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, leaving):
+            task.cancel()
+    if waiting.done() and not waiting.cancelled():
+        return True, waiting.result()
+    return False, None
 
 
 async def wait_finished(gateway: JobGateway, job_id: str, timeout_s: float) -> JobView | None:

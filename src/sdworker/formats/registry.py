@@ -21,8 +21,11 @@ from sdworker.formats.base import (
     app_gateway,
     app_webhooks,
 )
+from sdworker.formats.comfyui.routes import comfyui_routers
 from sdworker.formats.deepinfra import deepinfra_router
+from sdworker.formats.huggingface.routes import huggingface_router
 from sdworker.formats.openai.routes import openai_router
+from sdworker.formats.replicate.routes import replicate_router
 from sdworker.formats.salad.routes import salad_router
 from sdworker.formats.stochastic import stochastic_router
 
@@ -52,5 +55,9 @@ def format_routers(ctx: FormatContext, a1111: A1111Format | None = None) -> list
         salad_router(ctx),
         stochastic_router(ctx),
         deepinfra_router(ctx),
+        # before OpenAI's: its GET /v1/models/{model:path} would take the versions route
+        replicate_router(ctx),
         openai_router(ctx),
+        *comfyui_routers(ctx),
+        huggingface_router(ctx),
     ]

@@ -1,6 +1,6 @@
 """Generation: one path for every request, alone or batched with compatible others.
 
-:meth:`Generator.run` takes a group of requests that share a :func:`batch_key` (a request alone
+:meth:`Generator.run` takes a group of requests that share a :func:`~sdworker.core.batching.batch_key` (a request alone
 is a group of one) and makes its pipeline calls:
 
 * a request alone runs each image as its own call with its own generator seeded ``seed + i``.
@@ -21,7 +21,6 @@ request. A call may have a second stage: the SDXL refiner, or a hires pass (:mod
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +30,6 @@ from PIL import Image
 
 from sdworker.core.assets import AssetRegistry
 from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
-from sdworker.core.schedulers import SchedulerSpec
 from sdworker.core.schema import STRENGTH_MODES, Request
 from sdworker.gpu import embeddings, prompts
 from sdworker.gpu import hires as hi
@@ -81,59 +79,6 @@ def check_clip_skip(request: Request, pipe: Any) -> None:
         )
 
 
-def batch_key(request: Request) -> Hashable | None:
-    """What must be equal for two requests to share a pipeline call; None: never batched.
-
-    Prompts, negative prompts, seeds and output options may differ. Whether a negative prompt
-    is given may not (SDXL zeroes the unconditional embedding only when none is), nor the
-    fields the model's family adds to the call (FLUX.1's true CFG scale). Images, LoRAs,
-    compel, skipped CLIP layers (encoded per request), the refiner (two stages per image) and
-    seeded-noise-sampler schedulers (one seed per scheduler) run alone.
-    """
-    req = request.input
-    spec = request.scheduler
-    if request.mode != "txt2img" or req.lora or req.use_compel or req.refined:
-        return None
-    if req.clip_skip is not None and req.clip_skip > 1:
-        return None
-    if spec is not None and spec.uses_seeded_noise_sampler:
-        return None
-    hires = _hires_key(request)
-    if hires is False:
-        return None
-    scheduler = _scheduler_key(spec)
-    return (
-        request.model,
-        request.width,
-        request.height,
-        req.num_inference_steps,
-        req.guidance_scale,
-        scheduler,
-        bool(req.negative_prompt),
-        hires,
-        tuple(getattr(req, name) for name in request.family.batch_fields),
-    )
-
-
-def _scheduler_key(spec: SchedulerSpec | None) -> Hashable:
-    return None if spec is None else (spec.class_name, repr(sorted(spec.overrides.items())))
-
-
-def _hires_key(request: Request) -> Hashable:
-    """What a hires pass adds to the batch key; False: the request runs alone (prompts of
-    its own are encoded per request, a seeded noise sampler takes one seed)."""
-    hires = request.input.hires
-    if hires is None:
-        return None
-    spec = request.hires_scheduler
-    if hires.prompt is not None or hires.negative_prompt is not None:
-        return False
-    if spec is not None and spec.uses_seeded_noise_sampler:
-        return False
-    steps = hires.steps or request.input.num_inference_steps
-    return (request.hires_size, hires.upscaler, steps, hires.strength, _scheduler_key(spec))
-
-
 class Generator:
     """Runs groups of requests on the models of a :class:`PipelineCache`."""
 
@@ -150,7 +95,7 @@ class Generator:
         self.safety_default = safety_default
 
     def run(self, jobs: list[Job]) -> list[list[Generated]]:
-        """The images of each job, in order. Jobs of a group share :func:`batch_key` (a job
+        """The images of each job, in order. Jobs of a group share :func:`~sdworker.core.batching.batch_key` (a job
         alone need not); a job cancelled while others ran on gets an empty list, and the
         group stops with :class:`Cancelled` once all of them are."""
         first = jobs[0].request

@@ -7,6 +7,7 @@ import binascii
 import io
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from PIL import Image, PngImagePlugin
@@ -18,6 +19,8 @@ from sdworker.core.resize import PIL_FILTERS
 from sdworker.core.settings import Settings
 
 FORMATS = ("png", "jpeg", "webp")
+#: JPEG and WebP quality when a request gives none
+DEFAULT_QUALITY = 92
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,", re.ASCII)
 
 
@@ -137,18 +140,24 @@ def encode_image(
     parameters: str | None,
     nsfw: bool | None = None,
     interrupted: bool = False,
+    quality: int | None = None,
+    text: Mapping[str, str] | None = None,
 ) -> EncodedImage:
-    """Encode one image; PNGs carry ``parameters`` in a tEXt chunk as AUTOMATIC1111 writes it."""
+    """Encode one image; PNGs carry ``parameters`` in a tEXt chunk as AUTOMATIC1111 writes it,
+    or the ``text`` chunks given instead (ComfyUI's ``prompt``), in their order. ``quality``
+    is JPEG's and WebP's (default 92); PNG is lossless and has none."""
+    quality = DEFAULT_QUALITY if quality is None else quality
     buf = io.BytesIO()
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
-        if parameters:
-            info.add_text("parameters", parameters)
+        chunks = dict(text) if text else {"parameters": parameters} if parameters else {}
+        for keyword, value in chunks.items():
+            info.add_text(keyword, value)
         image.save(buf, format="PNG", pnginfo=info, compress_level=1)
     elif fmt == "jpeg":
-        image.convert("RGB").save(buf, format="JPEG", quality=92)
+        image.convert("RGB").save(buf, format="JPEG", quality=quality)
     elif fmt == "webp":
-        image.save(buf, format="WEBP", quality=92)
+        image.save(buf, format="WEBP", quality=quality)
     else:  # validation rejects this before any work; keep the guard for direct callers
         raise InvalidInput.one("output_format", f"must be one of {', '.join(FORMATS)}", fmt)
     return EncodedImage(buf.getvalue(), fmt, seed, nsfw, interrupted)

@@ -17,6 +17,7 @@ counts it from the take), and a cancelled one leaves the line without ever start
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -78,10 +79,10 @@ class RunpodAdapter:
         running generation stops at the next denoising step."""
         progress = runpod_progress(job) if self.send_progress and isinstance(job, dict) else None
 
-        async def run(native: Any) -> Outcome:
+        async def run(native: Any, part: int) -> Outcome:
             ticket = self.batcher.ticket()  # its place in line is its arrival, not its prepare
             try:
-                prepared = await asyncio.to_thread(self._prepare, job, native)
+                prepared = await asyncio.to_thread(self._prepare, job, native, part)
             except Exception as exc:
                 return Failure.of(exc)
             key = prepared.batch_key if self.batch_limit > 1 else None
@@ -103,9 +104,9 @@ class RunpodAdapter:
         """:meth:`handle` for callers without an event loop (``sdworker generate``, tests):
         the same answer, the job run alone in this thread."""
 
-        async def run(native: Any) -> Outcome:
+        async def run(native: Any, part: int) -> Outcome:
             try:
-                prepared = self._prepare(job, native)
+                prepared = self._prepare(job, native, part)
             except Exception as exc:
                 return Failure.of(exc)
             stop = [cancelled] if cancelled is not None else None
@@ -128,45 +129,59 @@ class RunpodAdapter:
 
     # -- one job ------------------------------------------------------------------------------
 
-    async def _answer(self, job: Any, run: Callable[[Any], Awaitable[Outcome]]) -> Any:
+    async def _answer(self, job: Any, run: Callable[[Any, int], Awaitable[Outcome]]) -> Any:
         """A job's output: its native input run, or an envelope's inputs run in turn and
         answered in the envelope's format. A failure never escapes: it is the job's output."""
         try:
             if not isinstance(job, dict) or "input" not in job:
                 raise InvalidInput.one("input", 'is required (a job is {"id", "input"})', job)
-            envelope = self._envelope(job["input"])
+            envelope = self._envelope(job)
         except Exception as exc:  # a bug must fail one job, not the worker
             return _failed(Failure.of(exc), job)
         if envelope is None:
-            outcome = await run(job["input"])
+            outcome = await run(job["input"], 0)
             if isinstance(outcome, Failure):
                 return _failed(outcome, job)
             return shape_output(outcome, self.settings.output_shape)
-        return await envelope.run(run)
+        parts = itertools.count()
 
-    def _envelope(self, raw: Any) -> Envelope | None:
-        """A docker-diffusers-api or A1111-worker envelope around the input, if there is one."""
-        if not isinstance(raw, dict):
+        async def each(native: Any) -> Outcome:
+            # an envelope whose inputs may share seeds uploads each under a key of its own
+            return await run(native, next(parts) if envelope.parts else 0)
+
+        return await envelope.run(each)
+
+    def _envelope(self, job: dict[str, Any]) -> Envelope | None:
+        """A docker-diffusers-api, A1111-worker or worker-comfyui envelope around the input,
+        if there is one."""
+        raw = job["input"]
+        if not isinstance(raw, dict | str):
             return None
         return unwrap(
             raw,
             manifests=[m.manifest for m in self.service.registry.all()],
             default_model=self.service.registry.default_name,
             options=self.a1111_options,
+            # worker-comfyui uploads whenever a bucket is set (the job's own, or the worker's)
+            uploads=job.get("s3Config") is not None or bool(self.settings.bucket_endpoint_url),
         )
 
-    def _prepare(self, job: dict[str, Any], native: Any) -> Prepared:
+    def _prepare(self, job: dict[str, Any], native: Any, part: int = 0) -> Prepared:
         # one check at a time: prefetched jobs arrive together, and several threads importing
         # the GPU side (torch) at once beside the preload can hang the worker. Downloads (a
         # LoRA by URL) run beside the next job's check: one job's download never holds up
         # the others' preparation
         with self._preparing:
-            checked = self._prepare_now(job, native)
+            checked = self._prepare_now(job, native, part)
         return self.service.fetch(checked)
 
-    def _prepare_now(self, job: dict[str, Any], native: Any) -> Prepared:
+    def _prepare_now(self, job: dict[str, Any], native: Any, part: int = 0) -> Prepared:
+        job_id = str(job.get("id", "local"))
         return self.service.check(
-            native, job_id=str(job.get("id", "local")), s3_config=job.get("s3Config")
+            native,
+            # the n-th input of an envelope after the first: its uploads' own key prefix
+            job_id=f"{job_id}-{part}" if part else job_id,
+            s3_config=job.get("s3Config"),
         )
 
     def _execute(self, batch: list[Entry]) -> list[Outcome]:

@@ -1,9 +1,15 @@
 """Request formats inside a RunPod job's ``input``, for clients moving to RunPod.
 
-Two envelopes are recognised:
+These envelopes are recognised:
 
 * docker-diffusers-api / Salad: ``{"modelInputs": {...}, "callInputs": {...}}``;
-* the A1111 RunPod workers' form: ``{"api": {"method", "endpoint"}, "payload": {...}}``.
+* the A1111 RunPod workers' form: ``{"api": {"method", "endpoint"}, "payload": {...}}``;
+* worker-comfyui's: ``{"workflow": {...}, "images": [...]}`` (or its JSON text);
+* Hugging Face's text-to-image task: ``{"inputs": PROMPT, "parameters": {...}}`` (the output
+  is the native one: a job answers in JSON, not with the image's bytes);
+* a Replicate or cog prediction: ``{"input": {...}, "version"?: "owner/name"}`` (answered
+  as cog answers a synchronous prediction, with ``data:`` URLs; its webhooks are refused:
+  a job has its own).
 
 :func:`unwrap` reads one with the same format objects the HTTP routes use
 (:mod:`sdworker.formats`), so an A1111 ``n_iter`` is one native input per iteration here as
@@ -15,8 +21,9 @@ Torch-free and HTTP-free: it runs inside the worker process.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +39,11 @@ from sdworker.formats.a1111 import (
 )
 from sdworker.formats.a1111 import error_body as a1111_error
 from sdworker.formats.base import Decoded, Models
+from sdworker.formats.comfyui.worker import WORKER_COMFYUI
+from sdworker.formats.comfyui.worker import answer as comfy_answer
+from sdworker.formats.comfyui.worker import details as comfy_details
+from sdworker.formats.huggingface import HUGGINGFACE, is_task
+from sdworker.formats.replicate import REPLICATE, is_prediction
 from sdworker.formats.salad import SALAD, error_output
 
 _SDAPI = "/sdapi/v1/"
@@ -52,6 +64,11 @@ class Envelope:
     failure: Failure | None = None
     #: native field -> the format's name for it, for failures of the native inputs
     names: Mapping[str, str] = field(default_factory=dict)
+    #: the names of each native input, where they depend on the request (a workflow's nodes)
+    input_names: Sequence[Mapping[str, str]] | None = None
+    #: whether each native input's uploads need a key of their own (the inputs may share
+    #: seeds, and so object names: a workflow's samplers)
+    parts: bool = False
     _encode: Callable[[list[dict[str, Any]], int], Any] = field(default=lambda o, ms: o)
     _encode_error: Callable[[Failure], dict[str, Any]] = field(default=lambda f: f.to_output())
 
@@ -69,10 +86,11 @@ class Envelope:
             return self.answer
         started = time.monotonic()
         outputs: list[dict[str, Any]] = []
-        for native in self.inputs:
+        for index, native in enumerate(self.inputs):
             outcome = await generate(native)
             if isinstance(outcome, Failure):
-                return self.encode_error(outcome.renamed(self.names))
+                names = self.input_names[index] if self.input_names else self.names
+                return self.encode_error(outcome.renamed(names))
             outputs += outcome
         return self.encode(outputs, int((time.monotonic() - started) * 1000))
 
@@ -86,30 +104,43 @@ class Envelope:
 def is_envelope(raw: Mapping[str, Any]) -> bool:
     """Whether ``raw`` is one of the recognised envelopes (not a native input)."""
     keys = set(raw)
+    if "workflow" in keys:  # no native field is called so
+        return True
     if "modelInputs" in keys and keys <= {"modelInputs", "callInputs"}:
         return True
     api = raw.get("api")
-    return isinstance(api, Mapping) and "endpoint" in api and keys <= {"api", "payload"}
+    if isinstance(api, Mapping) and "endpoint" in api and keys <= {"api", "payload"}:
+        return True
+    return is_task(raw) or is_prediction(raw)
 
 
 def unwrap(
-    raw: Mapping[str, Any],
+    raw: Any,
     *,
     manifests: list[Manifest] | None = None,
     default_model: str | None = None,
     options: Options | None = None,
     catalog: SamplerCatalog | None = None,
+    uploads: bool = False,
 ) -> Envelope | None:
     """Recognise an envelope and translate it; None for a native input.
 
     ``manifests`` (the baked models) lets model names be resolved and sd-models be listed;
-    ``options`` is the worker's A1111 options (a POST changes them for later jobs there).
+    ``options`` is the worker's A1111 options (a POST changes them for later jobs there);
+    ``uploads``: whether the job's images go to a bucket (worker-comfyui's ``s3_url``).
     """
-    if not is_envelope(raw):
+    raw = _json_text(raw)
+    if not isinstance(raw, Mapping) or not is_envelope(raw):
         return None
-    models = Models(manifests, default_model)
+    models = Models(manifests, default_model, uploads)
+    if "workflow" in raw:
+        return _comfy(raw, models)
     if "modelInputs" in raw:
         return _salad(raw, models)
+    if is_task(raw):
+        return _huggingface(raw, models)
+    if is_prediction(raw):
+        return _prediction(raw, models)
     fmt = A1111Format(options, catalog=(lambda: catalog) if catalog else default_catalog)
     return _a1111(raw, models, fmt, stateful=options is not None)
 
@@ -123,6 +154,53 @@ def _salad(raw: Mapping[str, Any], models: Models) -> Envelope:
         return envelope
     envelope.inputs = decoded.inputs
     envelope._encode = lambda out, ms: SALAD.encode(decoded, out, ms)
+    return envelope
+
+
+def _json_text(raw: Any) -> Any:
+    """worker-comfyui takes its input as JSON text too: an object in text is read."""
+    if isinstance(raw, str) and raw.lstrip().startswith("{") and '"workflow"' in raw:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw  # not JSON after all: refused as the native input it then is
+    return raw
+
+
+def _comfy(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("worker-comfyui", parts=True, _encode_error=comfy_details)
+    try:
+        decoded = WORKER_COMFYUI.decode_input(dict(raw), models)
+    except SdworkerError as exc:
+        envelope.failure = Failure.of(exc)
+        return envelope
+    envelope.inputs = decoded.inputs
+    envelope.input_names = decoded.names
+    workflow = decoded.request.workflow
+    envelope._encode = lambda out, ms: comfy_answer(workflow, out)
+    return envelope
+
+
+def _huggingface(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("huggingface", names=HUGGINGFACE.names)
+    try:
+        envelope.inputs = HUGGINGFACE.decode(dict(raw), models).inputs
+    except SdworkerError as exc:
+        envelope.failure = Failure.of(exc)
+    return envelope
+
+
+def _prediction(raw: Mapping[str, Any], models: Models) -> Envelope:
+    envelope = Envelope("replicate", _encode_error=lambda failure: {"status": "failed"})
+    try:
+        decoded = REPLICATE.decode(dict(raw), models, in_job="1")
+    except SdworkerError as exc:
+        envelope.failure = Failure.of(exc)
+        return envelope
+    envelope.inputs = decoded.inputs
+    envelope.names = decoded.request.names
+    envelope._encode = lambda out, ms: REPLICATE.encode(decoded, out, ms)
+    envelope._encode_error = lambda failure: REPLICATE.failed(decoded, failure)
     return envelope
 
 

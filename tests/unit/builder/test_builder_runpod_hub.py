@@ -133,3 +133,17 @@ def test_schema_rejects_what_the_hub_would() -> None:
     del broken["tests"][0]["timeout"]
     with pytest.raises(ValidationError):
         Tests.model_validate(broken)
+
+
+def test_every_preset_sets_env_the_hub_lists_with_values_of_their_type() -> None:
+    hub = Hub.model_validate(_load("hub.json"))
+    inputs = {e.key: e.input for e in hub.config.env}
+    names = [p["name"] for p in hub.config.presets]
+    assert len(names) == len(set(names)) and any("FLUX.1" in n for n in names)
+    assert any("SD 3.5" in n for n in names)
+    for preset in hub.config.presets:
+        assert set(preset) == {"name", "defaults"}, preset
+        for key, value in preset["defaults"].items():
+            assert key in inputs, (preset["name"], key)
+            # the value must be one the env input itself would take
+            EnvInput.model_validate({**inputs[key].model_dump(), "default": value})

@@ -28,6 +28,7 @@ from sdworker.core.models import ModelRegistry
 from sdworker.core.settings import Settings
 from sdworker.families import get as family
 from sdworker.formats.a1111 import SamplerCatalog, default_catalog
+from sdworker.formats.base import WebhookSend
 
 
 @pytest.fixture
@@ -208,9 +209,10 @@ def make_client(
     api_key: str | None = None,
     catalog: SamplerCatalog | None = None,
     body_limit: int | None = None,
+    webhooks: WebhookSend | None = None,
 ) -> TestClient:
     from sdworker.formats.a1111 import A1111Format
-    from sdworker.formats.base import FormatContext
+    from sdworker.formats.base import FormatContext, app_webhooks
     from sdworker.formats.registry import format_routers
 
     settings = Settings(
@@ -221,7 +223,8 @@ def make_client(
     )
     if body_limit is not None:
         settings = settings.with_(runsync_body_limit_bytes=body_limit)
-    ctx = FormatContext(registry, settings, lambda request: gateway)
+    hooks = app_webhooks if webhooks is None else (lambda request: webhooks)
+    ctx = FormatContext(registry, settings, lambda request: gateway, hooks)
     cat = catalog or default_catalog()
     app = FastAPI()
     for router in format_routers(ctx, A1111Format(catalog=lambda: cat)):
@@ -239,8 +242,9 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture
 def client_factory(registry: ModelRegistry) -> ClientFactory:
-    """``client_factory(gateway, api_key=None, catalog=None, body_limit=None)``: a TestClient
-    over the format routers."""
+    """``client_factory(gateway, api_key=None, catalog=None, body_limit=None,
+    webhooks=None)``: a TestClient over the format routers (``webhooks``: the sender their
+    webhooks go to)."""
 
     def build(gateway: FakeGateway, api_key: str | None = None, **kw: Any) -> TestClient:
         return make_client(registry, gateway, api_key, **kw)

@@ -209,3 +209,67 @@ def test_the_server_imports_no_model_code() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.fixture
+def families_baked(settings: Settings, tmp_path: Path) -> Settings:
+    """An SD 1.x, an SDXL with a refiner, a FLUX.1 schnell (its own defaults), a Fill and an
+    SD 3.x model: manifests only."""
+    root = tmp_path / "family-models"
+    models = (
+        Manifest("base", "sd1", 512, 512, "PNDMScheduler", False),
+        Manifest("xl", "sdxl", 1024, 1024, "EulerDiscreteScheduler", False, refiner="hub:r"),
+        Manifest(
+            "schnell",
+            "flux",
+            1024,
+            1024,
+            "FlowMatchEulerDiscreteScheduler",
+            False,
+            defaults={"num_inference_steps": 4, "guidance_scale": 0.0, "max_sequence_length": 256},
+        ),
+        Manifest("fill", "flux-fill", 1024, 1024, "FlowMatchEulerDiscreteScheduler", False),
+        Manifest("sd35", "sd3", 1024, 1024, "FlowMatchEulerDiscreteScheduler", False),
+    )
+    for manifest in models:
+        (root / manifest.name).mkdir(parents=True)
+        manifest.write(root / manifest.name)
+    return settings.with_(models_dir=root, default_model="schnell")
+
+
+@pytest.fixture
+def family_client(families_baked: Settings, clock: ManualClock) -> Iterator[TestClient]:
+    yield from app_client(families_baked, clock)
+
+
+def test_config_gives_each_model_its_familys_fields_defaults_and_samplers(
+    family_client: TestClient,
+) -> None:
+    config = family_client.get("/playground/config").json()
+    models = {m["name"]: m for m in config["models"]}
+    assert models["base"]["fields"] == ["clip_skip", "hires", "use_compel"]
+    assert models["xl"]["fields"] == [
+        "clip_skip", "high_noise_frac", "hires", "refiner_inference_steps", "use_compel",
+    ]  # fmt: skip
+    assert models["schnell"]["fields"] == ["max_sequence_length", "true_cfg_scale"]
+    assert models["fill"]["fields"] == ["max_sequence_length"]
+    assert models["sd35"]["fields"] == ["clip_skip", "max_sequence_length"]
+    schnell = models["schnell"]
+    assert schnell["label"] == "FLUX.1" and schnell["guidance"] == "distilled"
+    assert schnell["defaults"] | {"strength": 0} == {
+        "width": 1024,
+        "height": 1024,
+        "num_inference_steps": 4,
+        "guidance_scale": 0.0,
+        "strength": 0,
+        "max_sequence_length": 256,
+        "true_cfg_scale": 1.0,
+    }
+    assert schnell["side_step"] == 16 and models["base"]["side_step"] == 8
+    assert [s["name"] for s in schnell["samplers"]] == ["FlowMatchEulerDiscreteScheduler"]
+    assert [s["label"] for s in models["sd35"]["samplers"]] == ["Euler", "Heun"]
+    assert "DPM++ 2M" in [s["name"] for s in models["base"]["samplers"]]
+    # what the page needs to show or hide the negative prompt, the strength, the image
+    assert (schnell["negative_prompt"], models["fill"]["negative_prompt"]) == (True, False)
+    assert (models["fill"]["txt2img"], models["fill"]["image_mode"]) == (False, "img2img")
+    assert models["base"]["defaults"]["num_inference_steps"] == 25

@@ -23,7 +23,9 @@ def _model(draft: Draft) -> ModelFacts | None:
     return None if draft.input.upscale is not None else draft.model
 
 
-def _of(facts: ModelFacts) -> str:
+def described(facts: ModelFacts) -> str:
+    """How a rule names the model's family: ``FLUX.1 models (model 'tiny-flux')`` (the request
+    formats word their own family rules with it too)."""
     return f"{facts.family.label} models (model {facts.name!r})"
 
 
@@ -41,7 +43,7 @@ def fields(draft: Draft) -> list[Problem]:
             continue
         shown = not isinstance(value, BaseModel)
         problems.append(
-            Problem(name, f"does not apply to {_of(facts)}", value if shown else None, shown)
+            Problem(name, f"does not apply to {described(facts)}", value if shown else None, shown)
         )
     return problems
 
@@ -53,7 +55,7 @@ def size(draft: Draft) -> list[Problem]:
         return []
     step = facts.family.size.multiple
     return [
-        Problem(side, f"must be a multiple of {step} for {_of(facts)}", value)
+        Problem(side, f"must be a multiple of {step} for {described(facts)}", value)
         for side in ("width", "height")
         if (value := getattr(draft.input, side)) is not None and value % step
     ]
@@ -76,7 +78,7 @@ def _wrong_scheduler(class_name: str, facts: ModelFacts) -> str:
         if len(takes) <= _LISTED
         else f"the samplers {SAMPLERS_ROUTE} lists for them"
     )
-    return f"{class_name} does not run {_of(facts)}; they take {valid}"
+    return f"{class_name} does not run {described(facts)}; they take {valid}"
 
 
 #: what a mode a family does not offer asks for, as the field to change and the rule
@@ -97,7 +99,7 @@ def mode(draft: Draft) -> list[Problem]:
     if asked == "upscale" or facts.family.pipelines.of(asked) is not None:
         return []
     field, rule = _UNOFFERED[asked]
-    return [Problem(field, rule.format(of=_of(facts)), has_value=False)]
+    return [Problem(field, rule.format(of=described(facts)), has_value=False)]
 
 
 def _complete(draft: Draft) -> bool:
@@ -110,7 +112,7 @@ def strength(draft: Draft) -> list[Problem]:
     facts = _model(draft)
     if facts is None or draft.mode != "edit" or "strength" not in draft.given:
         return []
-    rule = f"does not apply to an edit ({_of(facts)} read the image as a reference)"
+    rule = f"does not apply to an edit ({described(facts)} read the image as a reference)"
     return [Problem("strength", rule, draft.input.strength)]
 
 
@@ -120,7 +122,9 @@ def sequence_length(draft: Draft) -> list[Problem]:
     window = facts.family.prompts.max_sequence_length if facts else None
     if facts is None or length is None or window is None or length <= window:
         return []
-    return [Problem("max_sequence_length", f"must be at most {window} for {_of(facts)}", length)]
+    return [
+        Problem("max_sequence_length", f"must be at most {window} for {described(facts)}", length)
+    ]
 
 
 def guidance(draft: Draft) -> list[Problem]:
@@ -133,7 +137,7 @@ def guidance(draft: Draft) -> list[Problem]:
     true_cfg = draft.input.true_cfg_scale or 1.0  # 1: off, as it is by default
     takes_true_cfg = facts.family.applies("true_cfg_scale")
     if negative and not takes_true_cfg:
-        return [Problem("negative_prompt", f"does not apply to {_of(facts)}", negative)]
+        return [Problem("negative_prompt", f"does not apply to {described(facts)}", negative)]
     if negative and true_cfg <= 1:
         return [Problem("negative_prompt", _needs_true_cfg(facts.family), negative)]
     if not negative and takes_true_cfg and true_cfg > 1:

@@ -48,6 +48,7 @@ RULES: tuple[Rule, ...] = (
     rules.lora_scale,
     refiner.refiner,
     rules.safety_checker,
+    rules.png_text,
     family.fields,
     family.size,
     family.scheduler,

@@ -152,3 +152,12 @@ def safety_checker(draft: Draft) -> list[Problem]:
     if not draft.input.safety_checker or facts is None or facts.has_safety_checker:
         return []
     return [Problem("safety_checker", f"model {facts.name!r} ships no safety checker", True)]
+
+
+def png_text(draft: Draft) -> list[Problem]:
+    """Text chunks are a PNG's: another format has nowhere to write them."""
+    text, fmt = draft.input.png_text, draft.input.output_format
+    if not text or fmt == "png":
+        return []
+    rule = f"applies to PNG results only (output_format is {fmt})"
+    return [Problem("png_text", rule, has_value=False)]

@@ -28,13 +28,15 @@ def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> 
         extra["Clip skip"] = req.extra["clip_skip"]
     if req.hires is not None:
         extra.update(req.hires.infotext(req.prompt, req.negative_prompt))
+    sampler, schedule = req.shown_sampler
     return write_infotext(
         prompt=req.prompt,
         negative_prompt=req.negative_prompt,
         steps=req.steps,
-        sampler=req.sampler_name,
-        schedule_type=req.scheduler,
+        sampler=sampler,
+        schedule_type=schedule,
         guidance_scale=req.cfg_scale,
+        distilled_guidance=req.distilled_cfg_scale,
         seed=seed,
         width=req.width,
         height=req.height,
@@ -45,6 +47,15 @@ def infotext(req: A1111Request, seed: int, model_name: str, model_hash: str) -> 
 
 
 def _info(
+    req: A1111Request, seeds: list[int], count: int, model_name: str, model_hash: str, stamp: str
+) -> dict[str, Any]:
+    info = _common_info(req, seeds, count, model_name, model_hash, stamp)
+    if req.distilled_cfg_scale is not None:
+        info["distilled_cfg_scale"] = req.distilled_cfg_scale  # as Forge's info has it
+    return info
+
+
+def _common_info(
     req: A1111Request, seeds: list[int], count: int, model_name: str, model_hash: str, stamp: str
 ) -> dict[str, Any]:
     return {
@@ -85,7 +96,10 @@ def _info(
 
 def _extra_params(req: A1111Request) -> dict[str, Any]:
     """``info.extra_generation_params``: what the infotext shows beyond the usual fields."""
-    params: dict[str, Any] = {"Schedule type": req.scheduler} if req.scheduler else {}
+    schedule = req.shown_sampler[1]
+    params: dict[str, Any] = {"Schedule type": schedule} if schedule else {}
+    if req.distilled_cfg_scale is not None:
+        params["Distilled CFG Scale"] = req.distilled_cfg_scale
     if req.hires is not None:
         params["Denoising strength"] = req.hires.strength
         entries = req.hires.infotext(req.prompt, req.negative_prompt)

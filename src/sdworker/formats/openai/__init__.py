@@ -6,6 +6,10 @@ has seed ``seed + i``); each data item carries its ``seed`` beside ``b64_json`` 
 and the ``x-sdworker-seeds`` header lists them. Errors come in OpenAI's shape,
 ``{"error": {"message", "type", "param", "code"}}``, ``param`` naming the field in OpenAI's
 names (a native ``width`` problem is one of ``size``).
+
+The model's family shapes a request: ``size`` keeps its side rule (16-pixel multiples for SD 3.x
+and FLUX.1), and on a model that edits by instruction (FLUX.1 Kontext) an edit without a mask,
+of an image with no transparent area, is that instruction edit, as OpenAI's own edits are.
 """
 
 from __future__ import annotations
@@ -13,8 +17,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic_core import PydanticCustomError
+
 from sdworker.core.errors import InvalidInput
+from sdworker.core.input import ModelFacts
 from sdworker.core.jobs import Failure
+from sdworker.core.schema import STRENGTH_MODES
 from sdworker.formats.base import Decoded, Format, Models, http_status
 from sdworker.formats.openai.errors import error_body
 from sdworker.formats.openai.mask import native_mask
@@ -57,14 +65,20 @@ class OpenAIFormat(Format[ImagesRequest]):
             raise InvalidInput(problems)
         # no model: the default one
         model = models.resolve(parsed.model) if parsed.model else None
-        native = native_input(parsed, model, models.uploads)
+        facts = models.facts(model)
+        try:
+            native = native_input(parsed, model, models.uploads, facts)
+        except PydanticCustomError as exc:
+            raise InvalidInput.one("size", exc.message(), parsed.size) from None
         if isinstance(parsed, EditBody):
             native["image"] = parsed.image
-            native["mask_image"] = _edit_mask(parsed, models.max_input_pixels)
-            native["strength"] = parsed.strength or EDIT_STRENGTH
+            mask = _edit_mask(parsed, models.max_input_pixels, _edits(facts))
+            if mask is not None:
+                native["mask_image"] = mask
+            _strength(native, parsed.strength, EDIT_STRENGTH, facts, mask is not None)
         elif isinstance(parsed, VariationBody):
             native["image"] = parsed.image
-            native["strength"] = parsed.strength or VARIATION_STRENGTH
+            _strength(native, parsed.strength, VARIATION_STRENGTH, facts, False)
         return Decoded([native], request_of(kind, parsed))
 
     def encode(
@@ -114,15 +128,38 @@ class OpenAIFormat(Format[ImagesRequest]):
         return {SEEDS_HEADER: ",".join(str(o.get("seed")) for o in outputs)}
 
 
-def _edit_mask(parsed: EditBody, max_pixels: int) -> str:
+def _edits(facts: ModelFacts | None) -> bool:
+    """Whether the model edits an image by instruction (an image and a prompt, no mask)."""
+    return facts is not None and facts.family.mode_for(True, False) == "edit"
+
+
+def _strength(
+    native: dict[str, Any],
+    given: float | None,
+    default: float,
+    facts: ModelFacts | None,
+    masked: bool,
+) -> None:
+    """The edit's or variation's ``strength``: the body's, else ``default`` where the model
+    denoises the image from a strength (not in an instruction edit, which reads the image as
+    a reference and is refused a strength by the native rules)."""
+    mode = facts.family.mode_for(True, masked) if facts is not None else "img2img"
+    if given is not None or mode in STRENGTH_MODES:
+        native["strength"] = given or default
+
+
+def _edit_mask(parsed: EditBody, max_pixels: int, edits: bool = False) -> str | None:
     """The native mask of an edit (see :mod:`.mask`); an image or mask given as a URL is
-    fetched by the worker, so its mask must already be white where to paint."""
+    fetched by the worker, so its mask must already be white where to paint. None on a model
+    that ``edits`` by instruction, for an edit that marks no area (its whole image is read)."""
     image, mask = _base64(parsed.image), _base64(parsed.mask) if parsed.mask else None
     if image is None or (parsed.mask and mask is None):
         if not parsed.mask:
+            if edits:
+                return None
             raise InvalidInput.one("mask", "is required when the image is a URL", has_value=False)
         return parsed.mask
-    return native_mask(image, mask, max_pixels)
+    return native_mask(image, mask, max_pixels, required=not edits)
 
 
 def _base64(value: str) -> str | None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from sdworker.formats.openai.request import MAX_N, OUTPUT_FORMATS, RESPONSE_FORMATS
+from sdworker.formats.openapi import FAMILY_FIELDS
 
 _COMMON: dict[str, Any] = {
     "model": {
         "type": "string",
-        "description": "a baked model or an alias (default: the default model)",
+        "description": "a baked model, an alias or its hub id (default: the default model)",
     },
     "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": 1},
     "size": {"type": "string", "example": "512x512", "description": "WIDTHxHEIGHT or auto"},
@@ -24,6 +25,7 @@ _COMMON: dict[str, Any] = {
     "num_inference_steps": {"type": "integer", "minimum": 1, "maximum": 500},
     "guidance_scale": {"type": "number", "minimum": 0, "maximum": 30},
     "scheduler": {"type": "string", "example": "DPM++ 2M Karras"},
+    **FAMILY_FIELDS,
 }
 _PROMPT = {"prompt": {"type": "string"}}
 _STRENGTH = {"strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}

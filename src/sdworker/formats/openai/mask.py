@@ -62,15 +62,18 @@ def _white_where_clear(alpha: Any) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def native_mask(image: str, mask: str | None, max_pixels: int) -> str:
+def native_mask(image: str, mask: str | None, max_pixels: int, required: bool = True) -> str | None:
     """The native ``mask_image`` for an edit of base64 ``image`` with OpenAI's ``mask``.
 
     Without a mask the image's own transparent pixels are the area to edit; an image with
-    none is refused on ``mask``. A mask must have the image's size."""
+    none is refused on ``mask`` (None where a mask is not ``required``: a model that edits
+    by instruction reads the whole image). A mask must have the image's size."""
     picture = _open(image, "image", max_pixels)
     if mask is None:
         alpha = _alpha(picture, "image")
         if alpha is None or alpha.getextrema()[0] != 0:
+            if not required:
+                return None
             raise InvalidInput.one(
                 "mask",
                 "is required when the image has no fully transparent pixels to edit",

@@ -9,7 +9,9 @@ Fields with no meaning for Stable Diffusion are accepted and have no effect (``q
 accepted only at the value that matches what we do (``background``, ``stream``). Beside
 OpenAI's fields every body takes the Stable Diffusion ones a client may send through the
 package's ``extra_body``: ``negative_prompt``, ``seed``, ``num_inference_steps``,
-``guidance_scale``, ``scheduler`` (and ``strength`` for edits and variations).
+``guidance_scale``, ``scheduler`` (and ``strength`` for edits and variations), and the fields
+only some model families take (``use_compel``, ``clip_skip``; ``max_sequence_length``,
+``true_cfg_scale``), refused naming the family where they do not apply.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from sdworker.core.input import ModelFacts
+from sdworker.core.input.family import described
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
 from sdworker.formats.validation import (
@@ -59,21 +63,29 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
 }
 
 
-def parse_size(value: str) -> tuple[int, int] | None:
+def parse_size(
+    value: str, facts: ModelFacts | None = None, *, shape_only: bool = False
+) -> tuple[int, int] | None:
     """``"512x768"`` → ``(512, 768)``; ``"auto"`` → None (the model's native size). Raises
-    the validation error the ``size`` field shows."""
+    the validation error the ``size`` field shows: each side a multiple of what the model's
+    family takes (``facts``; 8 where the model is not known, 16 for SD 3.x and FLUX.1), or
+    with ``shape_only`` (the body's own check, before the model is known) any number of
+    pixels in range."""
     if value.strip().lower() == "auto":
         return None
     match = _SIZE.match(value)
     if not match:
         raise refuse("size", "must be WIDTHxHEIGHT, such as 512x512, or auto")
     width, height = int(match.group(1)), int(match.group(2))
+    step = facts.family.size.multiple if facts is not None else SIDE_STEP
+    step = 1 if shape_only else step
+    who = described(facts) if facts is not None else "this model"
     for side in (width, height):
-        if not MIN_SIDE <= side <= MAX_SIDE or side % SIDE_STEP:
+        if not MIN_SIDE <= side <= MAX_SIDE or side % step:
             raise refuse(
                 "size",
-                f"this model cannot make {width}x{height}: each side must be a multiple of "
-                f"{SIDE_STEP} from {MIN_SIDE} to {MAX_SIDE}",
+                f"{who} cannot make {width}x{height}: each side must be a multiple of "
+                f"{step} from {MIN_SIDE} to {MAX_SIDE}",
             )
     return width, height
 
@@ -100,11 +112,16 @@ class ImagesBody(FormatBody):
     num_inference_steps: LaxInt | None = Field(default=None, ge=1, le=500)
     guidance_scale: LaxFloat | None = Field(default=None, ge=0, le=30)
     scheduler: Scheduler | None = None
+    # the fields of some families only (refused, naming the family, on the others)
+    use_compel: LaxBool | None = None
+    clip_skip: LaxInt | None = None
+    max_sequence_length: LaxInt | None = None
+    true_cfg_scale: LaxFloat | None = None
 
     @field_validator("size")
     @classmethod
     def _size(cls, value: str) -> str:
-        parse_size(value)
+        parse_size(value, shape_only=True)
         return value
 
     @field_validator("response_format")
@@ -165,20 +182,30 @@ class ImagesRequest:
     output_format: str
 
 
-def native_input(parsed: ImagesBody, model: str | None, uploads: bool) -> dict[str, Any]:
-    """The native input of a valid body, for the baked ``model`` (None: the default model).
+#: the body's Stable Diffusion fields, the native input's own
+PASSED = (
+    "negative_prompt", "seed", "num_inference_steps", "guidance_scale", "scheduler",
+    "use_compel", "clip_skip", "max_sequence_length", "true_cfg_scale",
+)  # fmt: skip
+
+
+def native_input(
+    parsed: ImagesBody, model: str | None, uploads: bool, facts: ModelFacts | None = None
+) -> dict[str, Any]:
+    """The native input of a valid body, for the baked ``model`` (None: the default model;
+    ``facts``: what is known of it, whose family's size rule ``size`` keeps).
 
     A ``url`` answer is uploaded by the worker when a bucket is configured; otherwise the
     image comes back inline and the endpoint serves it."""
     native: dict[str, Any] = {"prompt": parsed.prompt, "num_images": parsed.n or 1}
     if model is not None:
         native["model"] = model
-    size = parse_size(parsed.size) if parsed.size else None
+    size = parse_size(parsed.size, facts) if parsed.size else None
     if size is not None:
         native["width"], native["height"] = size
     if parsed.output_format:
         native["output_format"] = OUTPUT_FORMATS[parsed.output_format]
-    for key in ("negative_prompt", "seed", "num_inference_steps", "guidance_scale", "scheduler"):
+    for key in PASSED:
         value = getattr(parsed, key)
         if value is not None and value != "":
             native[key] = value

@@ -5,6 +5,10 @@
 safety checker. The answer is docker-diffusers-api's ``modelOutputs``: ``image_base64`` for
 one image, ``images_base64`` for several. Over HTTP a task is queued (202 with its
 ``resultUrl``) and polled; inside a RunPod job the same body is an envelope.
+
+``PIPELINE`` is one of the model family's diffusers classes (``FluxPipeline``,
+``StableDiffusion3Img2ImgPipeline``...) or an ``AutoPipeline``: it says which mode is meant,
+and a class of another family than the model's is refused, naming the classes it has.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from sdworker import families
 from sdworker.core.aliases import unknown_model_message
 from sdworker.core.errors import InvalidInput, Problem
+from sdworker.core.input import ModelFacts
+from sdworker.core.input.family import described
 from sdworker.core.jobs import Failure
 from sdworker.core.manifest import Manifest
 from sdworker.formats.base import Decoded, Format, Models, Queued, http_status
@@ -32,19 +39,39 @@ from sdworker.formats.validation import (
     validate,
 )
 
-#: pipeline class → what it needs: (image, mask_image)
-PIPELINES: dict[str, tuple[bool, bool]] = {
-    "StableDiffusionPipeline": (False, False),
-    "StableDiffusionImg2ImgPipeline": (True, False),
-    "StableDiffusionInpaintPipeline": (True, True),
-    "StableDiffusionInpaintPipelineLegacy": (True, True),
-    "StableDiffusionXLPipeline": (False, False),
-    "StableDiffusionXLImg2ImgPipeline": (True, False),
-    "StableDiffusionXLInpaintPipeline": (True, True),
+#: what a request with (an image, a mask) asks of a pipeline, by the mode that runs it
+_NEEDS: dict[str, tuple[bool, bool]] = {
+    "txt2img": (False, False),
+    "img2img": (True, False),
+    "edit": (True, False),
+    "inpaint": (True, True),
+}
+#: the pipelines that load any family's model for a mode (diffusers' AutoPipelines)
+AUTO_PIPELINES: dict[str, tuple[bool, bool]] = {
     "AutoPipelineForText2Image": (False, False),
     "AutoPipelineForImage2Image": (True, False),
     "AutoPipelineForInpainting": (True, True),
 }
+#: docker-diffusers-api's older names for a family's own classes
+LEGACY_PIPELINES = {"StableDiffusionInpaintPipelineLegacy": "StableDiffusionInpaintPipeline"}
+
+
+def _pipelines() -> dict[str, frozenset[tuple[bool, bool]]]:
+    """Pipeline class → the (image, mask_image) it is run with: every family's classes,
+    the AutoPipelines and the legacy names."""
+    found: dict[str, set[tuple[bool, bool]]] = {}
+    for family in families.FAMILIES:
+        for mode in family.pipelines.modes:
+            found.setdefault(str(family.pipelines.of(mode)), set()).add(_NEEDS[mode])
+    for legacy, name in LEGACY_PIPELINES.items():
+        found[legacy] = found[name]
+    for name, needs in AUTO_PIPELINES.items():
+        found[name] = {needs}
+    return {name: frozenset(needs) for name, needs in found.items()}
+
+
+#: pipeline class → what it is run with: (image, mask_image) pairs
+PIPELINES = _pipelines()
 
 #: modelInputs key → native key (the diffusers argument names are the native ones, mostly)
 MODEL_INPUTS: dict[str, str] = {
@@ -60,6 +87,9 @@ MODEL_INPUTS: dict[str, str] = {
     "init_image": "image",
     "mask_image": "mask_image",
     "strength": "strength",
+    "clip_skip": "clip_skip",
+    "max_sequence_length": "max_sequence_length",
+    "true_cfg_scale": "true_cfg_scale",
 }
 
 NATIVE_TO_SALAD: dict[str, str] = {
@@ -85,6 +115,10 @@ class ModelInputs(FormatBody):
     init_image: Text | None = None
     mask_image: Text | None = None
     strength: LaxFloat | None = None
+    # the arguments of some families' pipelines only (refused, naming the family, elsewhere)
+    clip_skip: LaxInt | None = None
+    max_sequence_length: LaxInt | None = None
+    true_cfg_scale: LaxFloat | None = None
 
 
 class CallInputs(FormatBody):
@@ -103,7 +137,7 @@ class CallInputs(FormatBody):
     @classmethod
     def _pipeline(cls, value: str) -> str:
         if value not in PIPELINES:
-            raise refuse("unknown_pipeline", f"unknown (valid: {', '.join(PIPELINES)})")
+            raise refuse("unknown_pipeline", f"unknown (valid: {', '.join(sorted(PIPELINES))})")
         return value
 
     @field_validator("MODEL_ID")
@@ -127,25 +161,44 @@ class SaladBody(FormatBody):
     callInputs: CallInputs = Field(default_factory=CallInputs)
 
 
-def _pipeline_problems(inputs: ModelInputs, pipeline: str | None) -> list[Problem]:
+def _family_pipeline(pipeline: str, facts: ModelFacts | None) -> list[Problem]:
+    """A pipeline class of another family than the model's is refused: it could not load it."""
+    if facts is None or pipeline in AUTO_PIPELINES:
+        return []
+    classes = facts.family.pipelines.classes
+    if LEGACY_PIPELINES.get(pipeline, pipeline) in classes:
+        return []
+    rule = (
+        f"is not a pipeline of {described(facts)}; they run {', '.join(sorted(classes))} "
+        f"(or {', '.join(AUTO_PIPELINES)})"
+    )
+    return [Problem("callInputs.PIPELINE", rule, pipeline)]
+
+
+def _pipeline_problems(
+    inputs: ModelInputs, pipeline: str | None, facts: ModelFacts | None = None
+) -> list[Problem]:
     has_image = bool(inputs.image or inputs.init_image)
     has_mask = inputs.mask_image is not None
     if pipeline is None:
         if has_mask and not has_image:
             return [Problem("modelInputs.image", "is required with mask_image", has_value=False)]
         return []
-    wants_image, wants_mask = PIPELINES[pipeline]
+    wrong = _family_pipeline(pipeline, facts)
+    if wrong:
+        return wrong
+    runs = PIPELINES[pipeline]
     problems = []
-    if wants_image and not has_image:
+    if all(image for image, _ in runs) and not has_image:
         problems.append(Problem("modelInputs.image", f"is required by {pipeline}", has_value=False))
-    if wants_mask and not has_mask:
+    if all(mask for _, mask in runs) and not has_mask:
         problems.append(
             Problem("modelInputs.mask_image", f"is required by {pipeline}", has_value=False)
         )
-    if not wants_image and has_image:
+    if not any(image for image, _ in runs) and has_image:
         hint = f"is not used by {pipeline} (use an Img2Img pipeline)"
         problems.append(Problem("modelInputs.image", hint, "<image>"))
-    if not wants_mask and has_mask:
+    if not any(mask for _, mask in runs) and has_mask:
         hint = f"is not used by {pipeline} (use an Inpaint pipeline)"
         problems.append(Problem("modelInputs.mask_image", hint, "<image>"))
     return problems
@@ -166,13 +219,15 @@ class SaladFormat(Format[SaladBody]):
         ``endpoint``) when it names a baked model, else the default."""
         context = {"manifests": models.manifests}
         parsed, problems = validate(SaladBody, body, context=context)
+        endpoint = where.get("endpoint")
         if parsed is not None:
+            facts = models.facts(_model(parsed, models, endpoint))
             problems = merge(
-                problems, _pipeline_problems(parsed.modelInputs, parsed.callInputs.PIPELINE)
+                problems, _pipeline_problems(parsed.modelInputs, parsed.callInputs.PIPELINE, facts)
             )
         if problems or parsed is None:
             raise InvalidInput(problems)
-        return Decoded([self._native(parsed, models, where.get("endpoint"))], parsed)
+        return Decoded([self._native(parsed, models, endpoint)], parsed)
 
     def _native(self, parsed: SaladBody, models: Models, endpoint: str | None) -> dict[str, Any]:
         given = parsed.modelInputs.model_dump(exclude_none=True)
@@ -180,10 +235,7 @@ class SaladFormat(Format[SaladBody]):
         calls = parsed.callInputs
         if calls.SCHEDULER:
             native["scheduler"] = calls.SCHEDULER
-        model = calls.MODEL_ID
-        if model is None and models.manifests is not None and endpoint:
-            model = resolve(models.manifests, endpoint)
-        model = model or models.default_model
+        model = _model(parsed, models, endpoint)
         if model is not None:
             native["model"] = model
         safety = calls.safety_checker
@@ -210,6 +262,15 @@ class SaladFormat(Format[SaladBody]):
     def accepted(self, decoded: Decoded[SaladBody], queued: Queued) -> tuple[int, Any]:
         """202 ``{"requestId", "resultUrl"}``: the task is queued, its result is polled there."""
         return 202, {"requestId": queued.job_id, "resultUrl": queued.status_url}
+
+
+def _model(parsed: SaladBody, models: Models, endpoint: str | None) -> str | None:
+    """The model a task runs on: ``MODEL_ID``, else the endpoint's name when it names a baked
+    model, else the default."""
+    model = parsed.callInputs.MODEL_ID
+    if model is None and models.manifests is not None and endpoint:
+        model = resolve(models.manifests, endpoint)
+    return model or models.default_model
 
 
 def model_outputs(outputs: list[dict[str, Any]], execution_ms: int | None) -> dict[str, Any]:

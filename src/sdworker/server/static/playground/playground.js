@@ -1,6 +1,7 @@
 // The sdworker playground: a client of the endpoint's public API, and an example of it.
 //
-//   GET  playground/config            what to offer: models, samplers, LoRAs, limits
+//   GET  playground/config            what to offer: models (each with its family's defaults,
+//                                     fields and samplers), LoRAs, limits
 //   POST v2/{endpoint}/run            {"input": {...}} -> {"id", "status": "IN_QUEUE"}
 //   GET  v2/{endpoint}/status/{id}    while IN_PROGRESS, output = {"step", "steps", "progress"}
 //   POST v2/{endpoint}/cancel/{id}    stops the job between denoising steps
@@ -17,6 +18,16 @@
     num_images_per_prompt: "num_images",
     lora: "lora",
   };
+  /** the family fields the page sends as numbers, each from the input of its own name */
+  const FAMILY_NUMBERS = [
+    "clip_skip",
+    "true_cfg_scale",
+    "max_sequence_length",
+    "refiner_inference_steps",
+    "high_noise_frac",
+  ];
+  /** what the form says of a family, by what its guidance is */
+  const GUIDANCE_LABEL = { cfg: "Guidance", distilled: "Guidance (distilled)" };
 
   const $ = (id) => document.getElementById(id);
   let config = null;
@@ -102,9 +113,8 @@
       el.textContent = config.endpoint_id;
     });
     const model = $("model");
-    model.replaceChildren(...config.models.map((m) => option(m.name, `${m.name} (${m.family})`)));
+    model.replaceChildren(...config.models.map((m) => option(m.name, `${m.name} (${m.label})`)));
     if (config.default_model) model.value = config.default_model;
-    $("sampler").append(...config.samplers.map((s) => option(s.name)));
     $("lora").append(...config.loras.map((name) => option(name)));
     const limits = config.limits;
     for (const id of ["width", "height"]) {
@@ -121,19 +131,88 @@
     }
   }
 
+  /** The model chosen (its manifest's facts and its family's rules), or undefined. */
+  function currentModel() {
+    return config ? config.models.find((m) => m.name === $("model").value) : undefined;
+  }
+
+  /** Whether the native field ``field`` applies to the model chosen. */
+  function applies(field) {
+    const model = currentModel();
+    return !model || model.fields.includes(field);
+  }
+
+  function modelSize() {
+    const model = currentModel();
+    if (!model) return;
+    $("width").value = model.defaults.width;
+    $("height").value = model.defaults.height;
+  }
+
+  /** Show the model's own fields only, with its defaults, samplers and size rule. */
   function modelChanged() {
-    const model = config.models.find((m) => m.name === $("model").value);
-    if (model) {
-      $("width").value = model.width;
-      $("height").value = model.height;
-    }
+    const model = currentModel();
+    if (!model) return;
+    const defaults = model.defaults;
+    if (images.image === null) modelSize();
+    for (const id of ["width", "height"]) $(id).step = model.side_step;
+    $("steps").value = defaults.num_inference_steps;
+    $("guidance").value = defaults.guidance_scale;
+    $("strength").value = defaults.strength;
+    $("guidance-label").textContent = GUIDANCE_LABEL[model.guidance] || "Guidance";
+    document.querySelectorAll("[data-family-field]").forEach((el) => {
+      el.hidden = !model.fields.includes(el.dataset.familyField);
+    });
+    $("model-options").hidden = model.fields.length === 0;
+    $("family-label").textContent = `${model.label} models`;
+    $("family-hint").textContent = familyHint(model);
+    document.querySelector('[data-field="negative_prompt"]').hidden = !model.negative_prompt;
+    if (model.max_sequence_length) $("max_sequence_length").max = model.max_sequence_length;
+    $("max_sequence_length").placeholder = String(defaults.max_sequence_length ?? "");
+    const chosen = $("sampler").value;
+    $("sampler").replaceChildren(
+      option("", "model default"),
+      ...model.samplers.map((s) => option(s.name, s.label)),
+    );
+    if (model.samplers.some((s) => s.name === chosen)) $("sampler").value = chosen;
+    samplerChanged();
+    imageFieldsChanged();
+  }
+
+  function familyHint(model) {
+    if (model.guidance !== "distilled") return "";
+    if (!model.negative_prompt) return "Guidance is the model's distilled guidance; it reads no negative prompt.";
+    return "Guidance is the model's distilled guidance; a negative prompt needs a true CFG above 1.";
   }
 
   function samplerChanged() {
-    const sampler = config && config.samplers.find((s) => s.name === $("sampler").value);
+    const model = currentModel();
+    const sampler = model && model.samplers.find((s) => s.name === $("sampler").value);
     const schedules = sampler ? sampler.schedules : [];
     $("schedule").replaceChildren(option("", "Automatic"), ...schedules.map((s) => option(s)));
     $("schedule").disabled = schedules.length === 0;
+  }
+
+  /** Whether the image picked is denoised from a strength (not an instruction edit). */
+  function takesStrength() {
+    const model = currentModel();
+    return images.mask_image !== null || !model || model.image_mode !== "edit";
+  }
+
+  function imageFieldsChanged() {
+    const model = currentModel();
+    const hasImage = images.image !== null;
+    $("mask").disabled = !hasImage;
+    $("strength").disabled = !hasImage || !takesStrength();
+    if (!model) return;
+    const edit = model.image_mode === "edit";
+    $("image-summary").textContent = edit
+      ? "Start from an image (an edit by instruction, inpaint)"
+      : "Start from an image (img2img, inpaint)";
+    let hint = "";
+    if (!model.txt2img) hint = `${model.label} models need an image and a mask to repaint.`;
+    else if (edit) hint = "The prompt says how to change the image; a mask repaints only its white part.";
+    $("image-hint").textContent = hint;
   }
 
   function seedToggled() {
@@ -161,10 +240,9 @@
       // img2img keeps the image's own size unless a size is typed in
       for (const id of ["width", "height"]) $(id).placeholder = hasImage ? "image's size" : "";
       if (hasImage) $("width").value = $("height").value = "";
-      else modelChanged();
+      else modelSize();
     }
-    $("mask").disabled = !hasImage;
-    $("strength").disabled = !hasImage;
+    imageFieldsChanged();
     $("clear-images").disabled = !hasImage && images.mask_image === null;
     const previews = $("previews");
     previews.replaceChildren();
@@ -189,10 +267,12 @@
     return text === "" ? undefined : Number(text);
   }
 
+  /** The job's input: the fields the model chosen takes, as the form has them. */
   function buildInput() {
+    const model = currentModel();
     const input = { prompt: $("prompt").value };
     const negative = $("negative_prompt").value;
-    if (negative.trim()) input.negative_prompt = negative;
+    if (negative.trim() && (!model || model.negative_prompt)) input.negative_prompt = negative;
     if ($("model").value) input.model = $("model").value;
     if ($("sampler").value) {
       input.scheduler = [$("sampler").value, $("schedule").value].filter(Boolean).join(" ");
@@ -210,10 +290,18 @@
     }
     if (!$("random-seed").checked && number("seed") !== undefined) input.seed = number("seed");
     if ($("lora").value) input.lora = [{ name: $("lora").value, scale: number("lora_scale") ?? 1 }];
+    if (applies("use_compel") && $("use_compel").checked) input.use_compel = true;
+    for (const field of FAMILY_NUMBERS) {
+      const value = applies(field) ? number(field) : undefined;
+      if (value !== undefined) input[field] = value;
+    }
+    if (applies("hires") && $("hires").checked && !images.image) {
+      input.hires = { scale: number("hires_scale") ?? 2, strength: number("hires_strength") ?? 0.7 };
+    }
     if (images.image) {
       input.image = images.image;
       const strength = number("strength");
-      if (strength !== undefined) input.strength = strength;
+      if (strength !== undefined && takesStrength()) input.strength = strength;
       if (images.mask_image) input.mask_image = images.mask_image;
     }
     return input;
@@ -398,10 +486,16 @@
   const MIME = { png: "image/png", jpeg: "image/jpeg", webp: "image/webp" };
 
   function describe(input) {
-    const parts = [input.model || config.default_model || "default model"];
+    const name = input.model || config.default_model;
+    const model = config.models.find((m) => m.name === name);
+    const defaults = model ? model.defaults : {};
+    const parts = [name || "default model"];
     parts.push(input.scheduler || "model's sampler");
     if (input.width && input.height) parts.push(`${input.width}×${input.height}`);
-    parts.push(`${input.num_inference_steps ?? 25} steps`, `cfg ${input.guidance_scale ?? 7.5}`);
+    const guidance = model && model.guidance === "distilled" ? "guidance" : "cfg";
+    parts.push(`${input.num_inference_steps ?? defaults.num_inference_steps} steps`);
+    parts.push(`${guidance} ${input.guidance_scale ?? defaults.guidance_scale}`);
+    if (input.true_cfg_scale) parts.push(`true cfg ${input.true_cfg_scale}`);
     if (input.lora) parts.push(input.lora.map((l) => `LoRA ${l.name} ×${l.scale}`).join(", "));
     if (input.image) parts.push(input.mask_image ? "inpaint" : `img2img ${input.strength ?? 0.8}`);
     return parts.join(" · ");
@@ -481,6 +575,9 @@
     $("random-seed").addEventListener("change", seedToggled);
     $("lora").addEventListener("change", () => {
       $("lora_scale").disabled = !$("lora").value;
+    });
+    $("hires").addEventListener("change", () => {
+      for (const id of ["hires_scale", "hires_strength"]) $(id).disabled = !$("hires").checked;
     });
     $("image").addEventListener("change", () => imagePicked("image", $("image")));
     $("mask").addEventListener("change", () => imagePicked("mask_image", $("mask")));
