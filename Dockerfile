@@ -54,17 +54,20 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && find /opt/venv -name '*.a' -type f -delete \
     && rm -rf src build README.md
 
-# The bake: only the builder's code (and the LoRA files to bake beside) comes before it. It runs
+# The bake: only the builder's code (and the LoRA and embedding files to bake) comes before it. It runs
 # from the source tree, as `sdworker bake --from-env` does once the package is installed.
 COPY src/sdworker/__init__.py src/sdworker/py.typed src/sdworker/
 COPY src/sdworker/families/ src/sdworker/families/
 COPY src/sdworker/core/ src/sdworker/core/
+COPY src/sdworker/families/ src/sdworker/families/
 COPY src/sdworker/builder/ src/sdworker/builder/
 COPY src/sdworker/families/ src/sdworker/families/
 COPY loras/ loras/
+COPY embeddings/ embeddings/
 ARG MODEL_ID=stable-diffusion-v1-5/stable-diffusion-v1-5
 ARG MODEL_NAME=
 ARG LORAS=
+ARG EMBEDDINGS=
 ARG MODEL_ALIASES=
 ENV SDWORKER_MODELS_DIR=/models
 # the token of a gated hub model, read from the optional build secret HF_TOKEN (a file only

@@ -43,3 +43,31 @@ def write_sd_lora(path: Path, rank: int = 4) -> Path:
         str(path),
     )
     return path
+
+
+def write_safetensors(
+    path: Path,
+    tensors: dict[str, tuple[int, ...]],
+    metadata: dict[str, str] | None = None,
+    fill: float = 0.0,
+) -> Path:
+    """A safetensors file of float32 tensors of these shapes, every value ``fill``, written
+    without torch (the format: an 8-byte header length, the JSON header, the data)."""
+    import json
+    import struct
+    from math import prod
+
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    data = b""
+    for name, shape in tensors.items():
+        chunk = struct.pack(f"<{prod(shape)}f", *([fill] * prod(shape)))
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(shape),
+            "data_offsets": [len(data), len(data) + len(chunk)],
+        }
+        data += chunk
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return path

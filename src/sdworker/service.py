@@ -2,9 +2,10 @@
 
 Two steps, and nothing here knows of RunPod or HTTP:
 
-* :meth:`Service.prepare` validates an input and decodes its images: a :class:`Prepared`
-  request, or :class:`~sdworker.core.errors.InvalidInput` naming every bad field. Nothing
-  touches a model here.
+* :meth:`Service.prepare` validates an input, decodes its images and fetches the LoRAs it
+  names by URL or hub id into the disk cache: a :class:`Prepared` request, or
+  :class:`~sdworker.core.errors.InvalidInput` naming every bad field. Nothing touches a model
+  here (and nothing here runs on the device's thread).
 * :meth:`Service.execute` runs a group of prepared requests (a request alone is a group of
   one) and answers each with its output list or a :class:`~sdworker.core.jobs.Failure`.
 """
@@ -20,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from sdworker.core import schedulers
+from sdworker.core import loras, schedulers
+from sdworker.core.assetfetch import AssetFetcher
+from sdworker.core.assets import LORA, AssetRegistry
 from sdworker.core.batching import batch_key
 from sdworker.core.errors import Cancelled, InvalidInput, SdworkerError
 from sdworker.core.input import InputContext, Limits, ModelFacts, parse_input
 from sdworker.core.input.resize import budget_problem
 from sdworker.core.jobs import Failure
-from sdworker.core.loras import LoraLibrary
 from sdworker.core.manifest import Manifest
 from sdworker.core.media import infotext
 from sdworker.core.models import ModelRegistry
@@ -100,7 +102,10 @@ class Service:
     def __init__(self, settings: Settings, *, registry: ModelRegistry | None = None) -> None:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings)
-        self.loras = LoraLibrary.from_settings(settings)
+        #: LoRAs and embeddings: baked, on the volume, fetched
+        self.assets = AssetRegistry(settings)
+        #: LoRAs by URL or hub id, into the disk cache
+        self.fetcher = AssetFetcher(settings)
         self.images = ImagePolicy.from_settings(settings)
         self.uploaders = Uploaders(settings)
         self._generator: Generator | None = None
@@ -114,11 +119,35 @@ class Service:
             models={m.name: ModelFacts.of(m.manifest) for m in self.registry.all()},
             default_model=self.registry.default_name,
             limits=Limits(self.settings.max_pixels, self.settings.max_prompt_chars),
-            loras=self.loras,
+            loras=self.assets.catalog(LORA),
         )
 
     def prepare(self, job_input: Any, *, job_id: str = "local", s3_config: Any = None) -> Prepared:
-        """Validate ``job_input`` and decode its images; raise :class:`SdworkerError`."""
+        """Validate ``job_input``, decode its images and fetch its assets; raise
+        :class:`SdworkerError`."""
+        return self.fetch(self.check(job_input, job_id=job_id, s3_config=s3_config))
+
+    def fetch(self, prepared: Prepared) -> Prepared:
+        """``prepared`` with its LoRAs resolved to their files: baked and volume ones found,
+        URL and hub ones fetched into the disk cache (the slow part of preparing, which the
+        worker runs beside other jobs' preparation); :class:`InvalidInput` naming each entry
+        that cannot be used."""
+        request = prepared.request
+        if not request.input.lora or request.mode == "upscale":
+            return prepared
+        applied = loras.resolve(
+            request.input.lora,
+            self.assets,
+            self.fetcher,
+            family=request.family,
+            model=request.model,
+            max_bytes=self.settings.lora_max_bytes,
+        )
+        return replace(prepared, request=replace(request, loras=applied))
+
+    def check(self, job_input: Any, *, job_id: str = "local", s3_config: Any = None) -> Prepared:
+        """Validate ``job_input`` and decode its images (no download but of images: the
+        assets are :meth:`fetch`'s); raise :class:`SdworkerError`."""
         request = parse_input(self.registry.named(job_input), self.input_context())
         check_delivery(request.input.upload, s3_config, self.settings)
         if request.mode == "upscale":
@@ -180,7 +209,7 @@ class Service:
                 runtime.configure(self.settings, cache.device)
                 self._generator = Generator(
                     cache,
-                    loras=self.loras,
+                    assets=self.assets,
                     safety_default=self.settings.safety_checker,
                 )
             return self._generator

@@ -91,16 +91,37 @@ def dry_settings(root: Path) -> Settings:
         (models / name).mkdir()
         flow = "FlowMatchEulerDiscreteScheduler"
         Manifest(name, family, 256, 256, flow, False, source=f"hub:{hub}@main").write(models / name)
+    _dry_assets(root)
     return Settings(
         models_dir=models,
         default_model="tiny",
         state_dir=root / "state",
+        volume_dir=root / "volume",
+        hub_cache_dir=root / "hub",
+        hub_downloads=False,
         workers=0,
         runsync_wait_s=5.0,
         dialect_wait_s=5.0,
         run_body_limit_bytes=256 * 1024,
         runsync_body_limit_bytes=256 * 1024,
     )
+
+
+def _dry_assets(root: Path) -> None:
+    """A volume LoRA ``style/dry.safetensors`` and a hub-cache one ``org/dry-lora``; LoRAs
+    called ``outside`` beside the volume's LoRA folder, where only an escaping name reaches."""
+    from tests.loras import write_safetensors
+    from tests.unit.test_asset_fetch import hub_repo
+
+    shapes = {
+        "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (4, 768)
+    }
+    loras = root / "volume" / "models" / "loras"
+    write_safetensors(loras / "style" / "dry.safetensors", shapes)
+    for outside in (root / "volume" / "models", root / "volume", root):
+        write_safetensors(outside / "outside.safetensors", shapes)
+    lora = write_safetensors(root / "hub-file.safetensors", shapes).read_bytes()
+    hub_repo(root / "hub", "org/dry-lora", {"lora.safetensors": lora})
 
 
 def dry_client(root: Path, **changes: Any) -> Iterator[TestClient]:

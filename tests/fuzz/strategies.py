@@ -70,7 +70,22 @@ field_values: dict[str, Any] = {
     "safety_checker": st.one_of(st.sampled_from([True, False, "true", "no"]), json_values),
     "output_format": st.one_of(st.sampled_from(["png", "jpeg", "webp", "gif"]), json_values),
     "output_quality": st.one_of(st.integers(-1, 101), numbers, json_values),
-    "lora": st.one_of(st.sampled_from(["ink", [{"name": "ink", "scale": 3}], []]), json_values),
+    "lora": st.one_of(
+        st.sampled_from(
+            [
+                "ink",
+                [{"name": "ink", "scale": 3}],
+                [],
+                # references: only addresses the guard refuses without a name lookup
+                "http://127.0.0.1:9/lora.safetensors",
+                [{"url": "http://[::1]:9/x", "sha256": "zz", "token": "t"}],
+                [{"hub": "org/x", "file": "../x.safetensors"}],
+                [{"hub": "org/x", "name": "ink"}],
+                [{"name": "ink", "token": "t", "tokn": "t"}],
+            ]
+        ),
+        json_values,
+    ),
     "use_compel": st.one_of(st.booleans(), json_values),
     "upload": st.one_of(st.booleans(), json_values),
     "clip_skip": st.one_of(st.integers(-1, 20), json_values),
@@ -265,6 +280,10 @@ _NATIVE = {"prompt": "x", **SMALL, "num_inference_steps": 2}
 _A1111 = {"prompt": "x", **SMALL, "steps": 2}
 
 
+#: a LoRA the dry world's hub cache holds (tests/fuzz/dryrun.py), by hub id and file
+HUB_LORA = {"hub": "org/dry-lora", "file": "lora.safetensors", "scale": 0.5}
+
+
 def comfy_workflow(ckpt: str = "tiny.safetensors") -> dict[str, Any]:
     """ComfyUI's default workflow as its editor exports it, small and short for the tiny model."""
 
@@ -441,7 +460,7 @@ def _families() -> list[Surface]:
 def _common(img2img: dict[str, Any], salad_inputs: dict[str, Any]) -> list[Surface]:
     """The surfaces on the SD 1.x model."""
     from sdworker.core.resize import HiresInput, UpscaleInput
-    from sdworker.core.schema import GenerateInput
+    from sdworker.core.schema import GenerateInput, LoraRef
     from sdworker.formats.a1111.extras import ExtrasBody
     from sdworker.formats.a1111.hires import HiresBody
     from sdworker.formats.a1111.options import Settings as A1111Options
@@ -467,10 +486,24 @@ def _common(img2img: dict[str, Any], salad_inputs: dict[str, Any]) -> list[Surfa
             "/v2/local/run",
             {"input": _NATIVE},
             (("input", GenerateInput), ("input.hires", HiresInput)),
-            urls=("input.image", "input.mask_image"),
+            urls=("input.image", "input.mask_image", "input.lora[0].url"),
             callbacks=("webhook",),
             names=("input.model", "input.lora[0].name"),
             result=_status,
+        ),
+        Surface(
+            "native-lora-reference",
+            "/v2/local/runsync",
+            {"input": {**_NATIVE, "lora": [{**HUB_LORA, "token": "hf_dry"}]}},
+            (("input.lora[0]", LoraRef),),
+            names=("input.lora[0].hub", "input.lora[0].file"),
+        ),
+        Surface(
+            "native-lora-volume",
+            "/v2/local/runsync",
+            {"input": {**_NATIVE, "lora": [{"name": "style/dry.safetensors", "scale": 0.7}]}},
+            (("input.lora[0]", LoraRef),),
+            names=("input.lora[0].name",),
         ),
         Surface(
             "native-upscale",

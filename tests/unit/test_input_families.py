@@ -47,8 +47,14 @@ class Loras:
     def names(self) -> list[str]:
         return sorted(self.made_for)
 
+    def knows(self, name: str) -> bool:
+        return name in self.made_for
+
     def family(self, name: str) -> str | None:
         return self.made_for[name]
+
+    def refusal(self, name: str) -> str | None:
+        return None
 
 
 CONTEXT = InputContext(

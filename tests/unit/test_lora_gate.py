@@ -1,17 +1,17 @@
-"""LoRA bookkeeping without a model: the gate, the family guess, the file cache."""
+"""LoRA bookkeeping without a model: the gate, the set key, the family guess (the files
+themselves: tests/unit/test_assets.py)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from sdworker.core.assets import LORA, Asset
 from sdworker.core.errors import LoraError
-from sdworker.core.loras import LoraLibrary, LoraSet, lora_set
-from sdworker.core.schema import LoraRef
+from sdworker.core.loras import AppliedLora, LoraSet, lora_set
 from sdworker.families import lora_family
 from sdworker.gpu.adapters import AdapterGate
 
@@ -107,10 +107,15 @@ def test_a_failed_switch_makes_the_next_request_switch_again() -> None:
     assert calls == [(("bad", 1.0),), ()]
 
 
+def _applied(name: str, scale: float) -> AppliedLora:
+    asset = Asset(LORA, name, "baked", Path(f"{name}.safetensors"), f"baked:{name}")
+    return AppliedLora(asset, scale, "lora[0]")
+
+
 def test_lora_set_merges_repeats_and_drops_zero_scales() -> None:
-    refs = [LoraRef(name="a", scale=0.5), LoraRef(name="b", scale=0.0), LoraRef(name="a")]
-    assert lora_set(refs) == (("a", 1.5),)
-    assert lora_set(None) == ()
+    loras = [_applied("a", 0.5), _applied("b", 0.0), _applied("a", 1.0)]
+    assert lora_set(loras) == (("baked:a", 1.5),)
+    assert lora_set(()) == ()
 
 
 @pytest.mark.parametrize(
@@ -151,61 +156,3 @@ def test_lora_set_merges_repeats_and_drops_zero_scales() -> None:
 )
 def test_lora_family(shapes: dict[str, tuple[int, ...]], family: str | None) -> None:
     assert lora_family(shapes) == family
-
-
-def _write_lora(path: Path, width: int = 8) -> None:
-    """A LoRA file (safetensors' torch writer: the tests that call this carry the marker)."""
-    import torch
-    from safetensors.torch import save_file
-
-    save_file({"unet.a.attn2.to_k.lora_A.weight": torch.ones(4, width)}, str(path))
-
-
-@pytest.mark.torch
-def test_library_reads_a_file_once_while_it_is_cached(tmp_path: Path) -> None:
-    for name in ("a", "b", "c"):
-        _write_lora(tmp_path / f"{name}.safetensors")
-    library = LoraLibrary(tmp_path, cache_files=2)
-    first = library.tensors("a")
-    assert library.tensors("a") is first and library.disk_reads == 1
-    library.tensors("b")
-    library.tensors("c")  # a, the least recently used, drops out
-    assert library.disk_reads == 3
-    library.tensors("a")
-    assert library.disk_reads == 4
-
-
-@pytest.mark.torch
-def test_library_rereads_a_file_baked_again(tmp_path: Path) -> None:
-    path = tmp_path / "a.safetensors"
-    _write_lora(path)
-    library = LoraLibrary(tmp_path)
-    library.tensors("a")
-    _write_lora(path, width=16)
-    assert tuple(library.tensors("a")["unet.a.attn2.to_k.lora_A.weight"].shape) == (4, 16)
-    assert library.disk_reads == 2
-
-
-@pytest.mark.torch
-def test_library_family_prefers_what_the_bake_recorded(tmp_path: Path) -> None:
-    _write_lora(tmp_path / "a.safetensors", width=768)
-    assert LoraLibrary(tmp_path).family("a") == "sd1"
-    (tmp_path / "a.json").write_text(json.dumps({"name": "a", "family": "sd2"}))
-    assert LoraLibrary(tmp_path).family("a") == "sd2"
-
-
-def test_library_names_a_missing_lora(tmp_path: Path) -> None:
-    with pytest.raises(LoraError, match="'nope' is not baked"):
-        LoraLibrary(tmp_path).tensors("nope")
-
-
-@pytest.mark.torch
-def test_bake_records_the_family_guess(tmp_path: Path) -> None:
-    from sdworker.builder.loras import bake_loras
-
-    src = tmp_path / "src"
-    src.mkdir()
-    _write_lora(src / "wide.safetensors", width=2048)
-    bake_loras(tmp_path / "models", [src / "wide.safetensors"])
-    info = json.loads((tmp_path / "models" / "loras" / "wide.json").read_text())
-    assert info["family"] == "sdxl"

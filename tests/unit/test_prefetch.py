@@ -60,6 +60,12 @@ class DeviceRecorder:
             self.prepared.append(job_id)
         return FakePrepared(job_id, native.get("key"))
 
+    #: the adapter checks a job under its preparing lock, then fetches its assets beside it
+    check = prepare
+
+    def fetch(self, prepared: FakePrepared) -> FakePrepared:
+        return prepared
+
     def execute(
         self,
         group: list[FakePrepared],
@@ -215,3 +221,36 @@ def test_device_runs_parse_back_and_gaps_are_between_consecutive_runs() -> None:
     text = "\n".join("INFO x: " + FORMAT % r.args() for r in runs)
     assert parse(text) == runs
     assert idle_gaps(runs) == pytest.approx([0.02])
+
+
+class SlowDownload(DeviceRecorder):
+    """Job ``a``'s assets download until job ``b`` has been checked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release.set()
+        self.b_checked = threading.Event()
+
+    def check(self, native: Any, *, job_id: str, s3_config: Any = None) -> FakePrepared:
+        prepared = self.prepare(native, job_id=job_id, s3_config=s3_config)
+        if job_id == "b":
+            self.b_checked.set()
+        return prepared
+
+    def fetch(self, prepared: FakePrepared) -> FakePrepared:
+        if prepared.job_id == "a":
+            assert self.b_checked.wait(10), "a's download held up b's check"
+        return prepared
+
+
+def test_one_jobs_download_does_not_hold_up_the_next_jobs_preparation() -> None:
+    service = SlowDownload()
+    worker = adapter(service)
+
+    async def main() -> list[Any]:
+        return list(
+            await asyncio.gather(*(worker.handle({"id": i, "input": {}}) for i in ("a", "b")))
+        )
+
+    outputs = asyncio.run(main())
+    assert sorted(out[0]["image"] for out in outputs) == ["a", "b"]

@@ -128,7 +128,7 @@ MALFORMED: list[tuple[Any, str, str]] = [
     ({"prompt": "x", "image": ""}, "image", "must not be empty"),
     ({"prompt": "x", "seed": 2**32 - 1, "num_images": 2}, "seed", "seed + num_images - 1"),
     ({"prompt": "x", "lora": ["pixel-art", "pixel-art"]}, "lora[1].name", "listed twice"),
-    ({"prompt": "x", "lora": "missing"}, "lora[0].name", "baked LoRAs: pixel-art"),
+    ({"prompt": "x", "lora": "missing"}, "lora[0].name", "unknown LoRA (give a baked or volume"),
     ({"prompt": "x", "lora": [{"name": "pixel-art", "scale": 3}]}, "lora[0].scale", "at most 2"),
     (
         {"prompt": "x", "lora": [{"name": "pixel-art", "weight": 1}]},

@@ -34,6 +34,12 @@ MODEL_ID = "MODEL_ID"
 BUILD_ARGS: tuple[BuildArg, ...] = (
     BuildArg("MODEL_NAME", "--name", False, "the name of the model (and so the default model)"),
     BuildArg("LORAS", "--lora", True, "LoRA files to bake beside it, separated by commas"),
+    BuildArg(
+        "EMBEDDINGS",
+        "--embedding",
+        True,
+        "textual-inversion embedding files (or folders of them) to bake, separated by commas",
+    ),
     BuildArg("MODEL_ALIASES", "--alias", True, "other names of the model, separated by commas"),
 )
 

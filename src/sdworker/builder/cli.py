@@ -11,14 +11,16 @@
                                              test models
     sdworker bake random-sd15 | random-sdxl | random-flux-schnell | random-sd35-medium
                                              full-size architectures with random weights
-    sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--refiner REF]
+    sdworker bake MODEL_REF [--name NAME] [--lora FILE ...] [--embedding FILE|DIR ...]
+                                             [--refiner REF]
                                              a hub id, a local diffusers folder, or a single
                                              .safetensors/.ckpt checkpoint
 
 ``--alias NAME`` (repeatable) records other names of the baked model in its manifest.
 
 ``sdworker bake --from-env`` bakes what the Docker build arguments in the environment say
-(``MODEL_ID``, ``MODEL_NAME``, ``LORAS``, ``MODEL_ALIASES``: :mod:`sdworker.builder.buildargs`);
+(``MODEL_ID``, ``MODEL_NAME``, ``LORAS``, ``EMBEDDINGS``, ``MODEL_ALIASES``:
+:mod:`sdworker.builder.buildargs`);
 the Dockerfile's bake step runs it from the source tree, before the package is installed.
 """
 
@@ -92,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="a LoRA .safetensors file to bake alongside (repeatable)",
+    )
+    parser.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a textual-inversion embedding .safetensors file, or a folder of them, to bake "
+        "alongside; its file name is its trigger word (repeatable)",
     )
     parser.add_argument(
         "--refiner",
@@ -190,6 +201,10 @@ def record_aliases(model_dir: Path, aliases: tuple[str, ...]) -> Manifest:
 
 def _dispatch(args: argparse.Namespace, models_dir: Path) -> list[Path]:
     baked = _bake_models(args, models_dir)
+    if args.embedding:
+        from sdworker.builder.loras import bake_embeddings
+
+        bake_embeddings(models_dir, args.embedding)
     if args.refiner:
         from sdworker.builder.refiner import bake_refiner_ref
 

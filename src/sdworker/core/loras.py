@@ -1,132 +1,128 @@
-"""Baked LoRA files: their names, the model family each was made for (recorded when baked,
-else read from the file's header by :func:`sdworker.families.lora_family`), and their
-tensors, cached LRU (up to ``SDWORKER_LORA_CACHE_FILES``). Torch-free until a LoRA's tensors
-are read, so validation can check names and families before any model loads.
+"""A request's LoRAs, resolved: each entry of its ``lora`` list becomes the file it names (a
+baked or volume LoRA by name, or a URL or hub file fetched into the disk cache), checked
+against the model's family before any model loads. Torch-free.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sdworker.core.errors import LoraError
-from sdworker.core.settings import Settings
-from sdworker.families import lora_family
+from sdworker.core.assetfetch import AssetFetcher, AssetRefused, Reference, public_url
+from sdworker.core.assets import LORA, Asset, AssetRegistry
+from sdworker.core.errors import InvalidInput, Problem
+from sdworker.families import Family, label
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from sdworker.core.schema import LoraRef
 
 #: one LoRA of a request and its scale; a request's LoRA set is a tuple of these
 LoraUse = tuple[str, float]
 LoraSet = tuple[LoraUse, ...]
 
 
-def read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of a safetensors file, without reading the tensors."""
-    from safetensors import safe_open
+@dataclass(frozen=True)
+class AppliedLora:
+    """One LoRA of a request: its file, its scale, and the entry that asked for it."""
 
-    with safe_open(str(path), framework="pt") as fh:
-        return {key: tuple(fh.get_slice(key).get_shape()) for key in fh.keys()}  # noqa: SIM118
+    asset: Asset
+    scale: float
+    #: the entry as messages name it (``lora[1]``)
+    field: str
 
+    @property
+    def key(self) -> str:
+        """Its identity for the adapters on a model (changes when the file does)."""
+        return self.asset.key
 
-class LoraLibrary:
-    """The baked LoRA files under ``root`` (``models_dir/loras``), their tensors cached LRU.
-
-    The cache is keyed by the file's size and modification time too, so a LoRA baked again
-    under the same name is read again.
-    """
-
-    def __init__(self, root: Path, *, cache_files: int = 8, resident: int = 4) -> None:
-        self.root = Path(root)
-        self.cache_files = max(0, cache_files)
-        #: how many adapters each loaded model keeps after use
-        self.resident = max(1, resident)
-        self._tensors: OrderedDict[tuple[str, int, int], dict[str, Any]] = OrderedDict()
-        self._families: dict[tuple[str, int, int], str | None] = {}
-        self._lock = threading.Lock()
-        #: files read from disk so far (a cached LoRA does not add to it)
-        self.disk_reads = 0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LoraLibrary:
-        """The library of ``settings.models_dir/loras`` with the configured cache sizes."""
-        return cls(
-            settings.models_dir / "loras",
-            cache_files=settings.lora_cache_files,
-            resident=settings.lora_resident,
-        )
-
-    def names(self) -> list[str]:
-        """Every baked LoRA's name."""
-        return sorted(p.stem for p in self.root.glob("*.safetensors")) if self.root.is_dir() else []
-
-    def path(self, name: str) -> Path:
-        path = self.root / f"{name}.safetensors"
-        if not path.is_file():
-            raise LoraError(f"LoRA {name!r} is not baked (no {path.name} in {self.root})")
-        return path
-
-    def _key(self, name: str) -> tuple[str, int, int]:
-        stat = self.path(name).stat()
-        return name, stat.st_size, stat.st_mtime_ns
-
-    def family(self, name: str) -> str | None:
-        """The family the LoRA fits: as recorded when baked, else guessed from its tensors."""
-        key = self._key(name)
-        with self._lock:
-            if key in self._families:
-                return self._families[key]
-        family = self._recorded_family(name)
-        if family is None:
-            try:
-                family = lora_family(read_shapes(self.path(name)))
-            except Exception as exc:  # safetensors has its own error types for bad headers
-                raise LoraError(f"LoRA {name!r} cannot be read: {exc}") from exc
-        with self._lock:
-            self._families[key] = family
-        return family
-
-    def _recorded_family(self, name: str) -> str | None:
-        info_path = self.root / f"{name}.json"
-        try:
-            info = json.loads(info_path.read_text())
-        except (OSError, ValueError):
-            return None
-        family = info.get("family") if isinstance(info, dict) else None
-        return family if isinstance(family, str) else None
-
-    def tensors(self, name: str) -> dict[str, Any]:
-        """The LoRA's tensors (on the CPU), from memory when it was used recently."""
-        key = self._key(name)
-        with self._lock:
-            if key in self._tensors:
-                self._tensors.move_to_end(key)
-                return self._tensors[key]
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(self.path(name)))
-        except Exception as exc:  # safetensors has its own error types for bad headers
-            raise LoraError(f"LoRA {name!r} cannot be read: {exc}") from exc
-        with self._lock:
-            self.disk_reads += 1
-            if self.cache_files:
-                self._tensors[key] = tensors
-                while len(self._tensors) > self.cache_files:
-                    self._tensors.popitem(last=False)
-        return tensors
+    def described(self) -> str:
+        """``LoRA 'ink'``, or ``LoRA lora[1] (https://host/ink.safetensors)``."""
+        if self.asset.source in ("baked", "volume"):
+            return f"LoRA {self.asset.name!r}"
+        return f"LoRA {self.field} ({self.asset.name})"
 
 
-def lora_set(refs: Sequence[Any] | None) -> LoraSet:
-    """A request's ``lora`` list as a set key: order kept, a repeated name's scales added."""
-    if not refs:
-        return ()
+def lora_set(loras: Sequence[AppliedLora]) -> LoraSet:
+    """A request's LoRAs as a set key: order kept, a LoRA given twice has its scales added;
+    a LoRA at scale 0 changes nothing, so the request is served as the plain model."""
     merged: dict[str, float] = {}
-    for ref in refs:
-        merged[ref.name] = merged.get(ref.name, 0.0) + float(ref.scale)
-    # a LoRA at scale 0 changes nothing: the request is served as the plain model
-    return tuple((name, scale) for name, scale in merged.items() if scale != 0.0)
+    for lora in loras:
+        merged[lora.key] = merged.get(lora.key, 0.0) + float(lora.scale)
+    return tuple((key, scale) for key, scale in merged.items() if scale != 0.0)
+
+
+def resolve(
+    refs: Sequence[LoraRef],
+    registry: AssetRegistry,
+    fetcher: AssetFetcher,
+    *,
+    family: Family,
+    model: str,
+    max_bytes: int,
+) -> tuple[AppliedLora, ...]:
+    """Each entry's file (fetching those given by URL or hub id), or :class:`InvalidInput`
+    naming every entry that cannot be used and why: a refused or unknown file, one made for
+    another family than the model's."""
+    applied: list[AppliedLora] = []
+    problems: list[Problem] = []
+    for i, ref in enumerate(refs):
+        try:
+            asset = _asset_of(ref, registry, fetcher, max_bytes)
+        except AssetRefused as exc:
+            problems.append(_refusal(i, ref, exc))
+            continue
+        if asset is None:
+            continue  # a name the input rules refused already
+        if asset.family is not None and asset.family != family.lora_key:
+            field = _field(i, ref, "url" if ref.url else "hub" if ref.hub else "name")
+            rule = f"is made for {label(asset.family)} models; model {model!r} is {family.label}"
+            problems.append(Problem(field, rule, _shown(ref)))
+            continue
+        applied.append(AppliedLora(asset, float(ref.scale), f"lora[{i}]"))
+    if problems:
+        raise InvalidInput(problems)
+    return tuple(applied)
+
+
+def _asset_of(
+    ref: LoraRef, registry: AssetRegistry, fetcher: AssetFetcher, max_bytes: int
+) -> Asset | None:
+    if ref.name is not None:
+        found = registry.find(LORA, ref.name)
+        if found is not None and found.refused is not None:
+            raise AssetRefused(f"{found.described()} {found.refused}", "name")
+        return found
+    reference = Reference(ref.url, ref.hub, ref.file, _sha(ref.sha256), ref.token)
+    return fetcher.fetch(LORA, reference, max_bytes=max_bytes)
+
+
+def _sha(value: str | None) -> str | None:
+    return value.strip().lower() if value is not None else None
+
+
+def _field(index: int, ref: LoraRef, part: str) -> str:
+    return f"lora[{index}].{part}"
+
+
+def _shown(ref: LoraRef) -> str:
+    """The entry's value as an error may show it (never a secret)."""
+    if ref.url is not None:
+        return public_url(ref.url)
+    if ref.hub is not None:
+        return ref.hub if ref.file is None else f"{ref.hub} {ref.file}"
+    return ref.name or ""
+
+
+def _refusal(index: int, ref: LoraRef, exc: AssetRefused) -> Problem:
+    part = exc.part
+    value: str | None = {
+        "url": _shown(ref),
+        "hub": ref.hub,
+        "file": ref.file,
+        "sha256": ref.sha256,
+        "name": ref.name,
+    }.get(part)
+    if value is None:
+        return Problem(_field(index, ref, part), str(exc), has_value=False)
+    return Problem(_field(index, ref, part), str(exc), value)

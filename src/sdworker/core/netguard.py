@@ -11,8 +11,11 @@ when:
   what the resolver returns, not on the text;
 * the connection goes to the very address that was checked (a second DNS answer cannot swap
   it), with TLS still verified against the host name;
-* each redirect passes the same check, and only a few are followed;
-* the body and the whole exchange are bounded in size and time.
+* each redirect passes the same check, and only a few are followed; credentials
+  (``Authorization``, ``Cookie``) go to the first origin only, never to where it redirects
+  (a CivitAI download redirects to a presigned bucket URL, which refuses a second one);
+* the body and the whole exchange are bounded in size and time; a large download streams
+  into a file (``sink``) instead of memory.
 
 An operator who needs private addresses (a bucket on the LAN, a webhook on localhost) allows
 them with ``SDWORKER_ALLOW_PRIVATE_URLS``. Refusals never say what a private address would have
@@ -28,13 +31,16 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
+#: headers that carry a credential: sent to the first origin only, never across a redirect
+#: to another scheme, host or port (as httpx and browsers do)
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 #: the well-known NAT64 prefix: its addresses embed an IPv4 address in the last 32 bits
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
@@ -61,9 +67,16 @@ class FetchPolicy:
     max_redirects: int = 3
 
 
+class Sink(Protocol):
+    """Where a streamed body goes (an open binary file, or anything that writes bytes)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Response:
-    """A finished exchange: the final URL's status, headers and (bounded) body."""
+    """A finished exchange: the final URL's status, headers and (bounded) body; the body is
+    empty when a 2xx answer was streamed into a sink."""
 
     url: str
     status: int
@@ -196,21 +209,41 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     follow_redirects: bool = True,
+    sink: Sink | None = None,
 ) -> Response:
-    """One guarded HTTP exchange; raises :class:`FetchError` with the client's reason."""
+    """One guarded HTTP exchange; raises :class:`FetchError` with the client's reason.
+
+    With a ``sink``, a 2xx answer's body is written there as it arrives (bounded as ever)
+    instead of being kept in memory."""
     deadline = time.monotonic() + policy.timeout_s
     hops = policy.max_redirects if follow_redirects else 0
+    sent = dict(headers or {})
+    origin = _origin(url)
     for _ in range(hops + 1):
         target = check_url(url)
         address = resolve(target.host, target.port, allow_private=policy.allow_private)
-        response = _exchange(method, target, address, body, headers or {}, policy, deadline)
+        response = _exchange(method, target, address, body, sent, policy, deadline, sink)
         location = response.headers.get("location")
         if not (follow_redirects and response.status in _REDIRECTS and location):
             return Response(url, response.status, response.headers, response.body)
         url = urljoin(url, location)
+        if _origin(url) != origin:
+            sent = {k: v for k, v in sent.items() if k.lower() not in _CREDENTIALS}
         if response.status == 303 or (response.status in (301, 302) and method != "HEAD"):
             method, body = "GET", None
     raise FetchFailed(f"redirects more than {hops} times")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """A URL's scheme, host and port: a redirect elsewhere drops the credentials."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", url, None)
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return (scheme, (parts.hostname or "").lower(), port or default)
 
 
 def _exchange(
@@ -221,13 +254,15 @@ def _exchange(
     headers: dict[str, str],
     policy: FetchPolicy,
     deadline: float,
+    sink: Sink | None = None,
 ) -> Response:
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     conn = kind(target.host, target.port, address=address, timeout=_left(deadline))
     try:
         conn.request(method, target.path, body=body, headers={"User-Agent": "sdworker", **headers})
         answer = conn.getresponse()
-        data = b"" if answer.status in _REDIRECTS else _read(answer, policy, deadline)
+        streamed = sink if sink is not None and 200 <= answer.status < 300 else None
+        data = b"" if answer.status in _REDIRECTS else _read(answer, policy, deadline, streamed)
         return Response("", answer.status, answer.headers, data)
     except FetchError:
         raise
@@ -248,7 +283,12 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _read(answer: http.client.HTTPResponse, policy: FetchPolicy, deadline: float) -> bytes:
+def _read(
+    answer: http.client.HTTPResponse,
+    policy: FetchPolicy,
+    deadline: float,
+    sink: Sink | None = None,
+) -> bytes:
     declared = answer.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > policy.max_bytes:
         raise FetchFailed(f"is larger than {policy.max_bytes} bytes")
@@ -265,7 +305,10 @@ def _read(answer: http.client.HTTPResponse, policy: FetchPolicy, deadline: float
         size += len(chunk)
         if size > policy.max_bytes:
             raise FetchFailed(f"is larger than {policy.max_bytes} bytes")
-        chunks.append(chunk)
+        if sink is not None:
+            sink.write(chunk)
+        else:
+            chunks.append(chunk)
 
 
 def fetch(url: str, policy: FetchPolicy) -> bytes:

@@ -43,12 +43,37 @@ REFINER_STRENGTH = 0.3
 
 
 class LoraRef(BaseModel):
-    """One LoRA to apply for this request only."""
+    """One LoRA to apply for this request only: a baked or volume LoRA by ``name``, or a file
+    to fetch by ``url`` or ``hub`` id (and ``file``); exactly one of the three."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Text = Field(min_length=1)
+    name: Text | None = Field(default=None, min_length=1)
+    url: Text | None = Field(default=None, min_length=1)
+    hub: Text | None = Field(default=None, min_length=1)
+    #: the file in the hub repository (its one weights file when left out)
+    file: Text | None = Field(default=None, min_length=1)
+    #: the file's sha256, checked before it is used
+    sha256: Text | None = None
+    #: a secret for the download (a CivitAI or hub token): used, never logged or stored
+    token: Text | None = Field(
+        default=None, min_length=1, repr=False, json_schema_extra={"writeOnly": True}
+    )
     scale: Number = Field(default=1.0, ge=0.0, le=2.0)
+
+    @property
+    def by_reference(self) -> bool:
+        """Whether the LoRA is fetched (a URL or hub id) rather than named."""
+        return self.url is not None or self.hub is not None
+
+
+def _lora_item(value: Any) -> Any:
+    """A LoRA given as text: a URL to fetch, or a baked or volume LoRA's name."""
+    if isinstance(value, str):
+        return (
+            {"url": value} if value.lower().startswith(("http://", "https://")) else {"name": value}
+        )
+    return value
 
 
 #: a PNG text chunk's keyword: 1-79 Latin-1 printable characters, no edge or double spaces
@@ -74,12 +99,10 @@ def _png_text(value: dict[str, str]) -> dict[str, str]:
 
 
 def _lora_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [{"name": value}]
+    if isinstance(value, str | dict):
+        return [_lora_item(value)]
     if isinstance(value, list):
-        return [{"name": v} if isinstance(v, str) else v for v in value]
-    if isinstance(value, dict):
-        return [value]
+        return [_lora_item(v) for v in value]
     return value
 
 
@@ -186,6 +209,9 @@ class Request:
     hires_size: tuple[int, int] | None = None
     #: the hires pass's scheduler, when it names its own
     hires_scheduler: schedulers.SchedulerSpec | None = None
+    #: the LoRAs it applies, each resolved to its file (baked, volume, or fetched):
+    #: :class:`sdworker.core.loras.AppliedLora`, filled in when the request is prepared
+    loras: tuple[Any, ...] = ()
 
     def field_name(self, native: str) -> str:
         """The field ``native`` as the client spelled it (errors name it so)."""

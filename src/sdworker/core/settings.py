@@ -169,6 +169,24 @@ class Settings(BaseSettings):
     # LoRA: files kept in memory after use (all models), adapters kept on each loaded model
     lora_cache_files: int = 8
     lora_resident: int = 4
+    # assets (sdworker.core.assets): the network volume, references by URL or hub id
+    #: a RunPod network volume (worker-comfyui's ``models/<type>/`` layout); absent: none
+    volume_dir: Path = Path("/runpod-volume")
+    #: the largest LoRA a request may name by URL or hub id
+    lora_max_bytes: int = Field(2 * 1024**3, gt=0)
+    #: where downloaded assets are kept (None: ``state_dir/assets``), and how much of it
+    asset_cache_dir: Path | None = None
+    asset_cache_bytes: int = Field(20 * 1024**3, gt=0)
+    #: the whole download of one asset, redirects included
+    asset_timeout_s: float = Field(600.0, gt=0)
+    #: the local Hugging Face hub cache hub ids resolve from first (None: RunPod's cached
+    #: models, ``volume_dir/huggingface-cache/hub``)
+    hub_cache_dir: Path | None = None
+    #: whether hub ids not in the local cache are downloaded from ``hub_endpoint``
+    hub_downloads: bool = True
+    hub_endpoint: str = "https://huggingface.co"
+    #: the operator's hub token, for hub ids a request gives no token of its own for
+    hf_token: str | None = Field(None, repr=False)
     # performance (sdworker.gpu.optimize, sdworker.runpod.batcher); "auto"/None means "on with CUDA"
     batch_max: int = 0
     batch_window_ms: float = 30.0
@@ -254,6 +272,14 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def asset_cache(self) -> Path:
+        """Where downloaded assets are kept."""
+        return self.asset_cache_dir or self.state_dir / "assets"
+
+    def hub_cache(self) -> Path:
+        """The local hub cache hub ids resolve from before any download."""
+        return self.hub_cache_dir or self.volume_dir / "huggingface-cache" / "hub"
 
     def batch_images(self) -> int:
         """Images per batched pipeline call: ``SDWORKER_BATCH_MAX``; ``0`` (auto) is 1, batching

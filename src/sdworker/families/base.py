@@ -143,6 +143,13 @@ class PromptEncoding:
     #: the tokenizer whose window cuts a plain prompt (for the job log's warning)
     tokenizer: str = "tokenizer"
 
+    @property
+    def textual_inversion(self) -> bool:
+        """Whether textual-inversion embeddings apply: every encoder is a CLIP, whose token
+        embeddings an embedding's vectors stand in for (as A1111 has them for SD 1.x, 2.x
+        and XL)."""
+        return all("clip" in encoder for encoder in self.encoders)
+
 
 @dataclass(frozen=True)
 class LoraSignature:

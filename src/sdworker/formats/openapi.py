@@ -237,7 +237,7 @@ _DEEPINFRA_FIELDS: dict[str, Any] = {
         "description": "SD 3.5's: in place of width and height",
     },
     **FAMILY_FIELDS,
-    "lora": {"type": "string", "description": "a baked LoRA's name"},
+    "lora": {"type": "string", "description": "a baked or volume LoRA's name"},
     "webhook": {"type": "string", "description": "answer at once; POST the result here"},
 }
 #: in a form, images may be files (read as base64)

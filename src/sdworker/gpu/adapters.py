@@ -1,4 +1,5 @@
-"""LoRA for one request at a time: baked files by name, applied as adapters, never left behind.
+"""LoRA (and textual-inversion embeddings) for one request at a time: applied as adapters,
+never left behind.
 
 A LoRA is loaded onto a model as a named PEFT adapter beside the base weights, which are never
 touched (nothing is fused): a request switches its adapters on with its scales, and every
@@ -11,7 +12,11 @@ a request wanting another set waits until they are done, in arrival order so nob
 
 Recently used adapters stay on the model (up to ``SDWORKER_LORA_RESIDENT`` per model) and the
 files' tensors stay in memory (up to ``SDWORKER_LORA_CACHE_FILES``): a LoRA used again is not
-re-read from disk.
+re-read from disk. A LoRA is known by its file's identity (a baked name, a volume file, a
+downloaded file's sha256), so two requests giving the same file by different URLs share it.
+
+The gate's key holds the request's embeddings too (:mod:`.embeddings`): they are loaded with
+the switch to the request's set, and unloaded by the switch to any other.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from sdworker.core.assets import AssetGone, AssetRegistry
 from sdworker.core.errors import LoraError
-from sdworker.core.loras import LoraLibrary, LoraSet
+from sdworker.core.loras import AppliedLora, LoraSet, lora_set
 from sdworker.families import Family, label
+from sdworker.gpu.embeddings import EmbeddingSet, LoadedEmbeddings, Triggers, components_of
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +42,22 @@ Components = tuple[str, ...]
 
 
 class AdapterGate:
-    """Lets requests that want the same LoRA set run together, and no others (FIFO).
+    """Lets requests that want the same set (of LoRAs, of embeddings) run together, and no
+    others (FIFO).
 
     ``switch`` is called, with no request inside, to turn the model to a new set; it runs
-    inside the gate, so no request ever sees adapters half switched.
+    inside the gate, so no request ever sees adapters half switched. The gate starts at
+    ``initial``, the plain model's set.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, initial: Hashable = ()) -> None:
         self._cond = threading.Condition()
         self._queue: deque[object] = deque()
         self._inside = 0
-        self.active: LoraSet = ()
+        self.active: Hashable = initial
 
     @contextmanager
-    def use(self, wanted: LoraSet, switch: Callable[[LoraSet], None]) -> Iterator[None]:
+    def use(self, wanted: Any, switch: Callable[[Any], None]) -> Iterator[None]:
         ticket = object()
         with self._cond:
             self._queue.append(ticket)
@@ -76,72 +85,109 @@ class AdapterGate:
 
 
 #: a set no request asks for: after a failed switch it forces the next request to switch
-_UNKNOWN: LoraSet = (("", -1.0),)
+_UNKNOWN = object()
+#: what a plain request wants: no LoRA, no embedding
+PLAIN: tuple[LoraSet, EmbeddingSet] = ((), ())
 
 
 class ModelAdapters:
-    """The LoRA adapters on one loaded model, and the gate its requests pass through."""
+    """The LoRA adapters and embeddings on one loaded model, and the gate its requests pass
+    through."""
 
     def __init__(self) -> None:
-        self.gate = AdapterGate()
-        self._resident: OrderedDict[str, str] = OrderedDict()  # LoRA name -> adapter name
+        self.gate = AdapterGate(PLAIN)
+        self._resident: OrderedDict[str, str] = OrderedDict()  # LoRA key -> adapter name
+        self._names: dict[str, str] = {}  # LoRA key -> how the log names it
+        self.embeddings = LoadedEmbeddings()
         self._counter = 0
         self._compiled_noted = False
 
     @property
     def resident(self) -> list[str]:
-        """LoRA names loaded on the model, least recently used first."""
-        return list(self._resident)
+        """The LoRAs loaded on the model (their names), least recently used first."""
+        return [self._names[key] for key in self._resident]
 
     @contextmanager
     def applied(
         self,
         pipe: Any,
-        wanted: LoraSet,
+        loras: Sequence[AppliedLora],
         *,
         model: str,
         family: Family,
-        library: LoraLibrary,
+        assets: AssetRegistry,
+        resident: int,
+        embeddings: EmbeddingSet = (),
+        triggers: Triggers | None = None,
     ) -> Iterator[None]:
-        """Run the block with exactly the LoRAs of ``wanted`` active on ``pipe``'s modules."""
+        """Run the block with exactly the LoRAs of ``loras`` active on ``pipe``'s modules, and
+        exactly the ``embeddings`` (keys of ``triggers``' embeddings) loaded."""
+        by_key = {lora.key: lora for lora in loras}
 
-        def switch(target: LoraSet) -> None:
-            self._switch(pipe, target, model=model, family=family, library=library)
+        def switch(target: tuple[LoraSet, EmbeddingSet]) -> None:
+            wanted_loras, wanted_embeddings = target
+            self._switch(
+                pipe,
+                wanted_loras,
+                by_key,
+                model=model,
+                family=family,
+                assets=assets,
+                resident=resident,
+            )
+            parts = components_of(pipe, len(family.prompts.encoders))
+            self.embeddings.switch(pipe, wanted_embeddings, triggers or Triggers(), assets, parts)
 
-        with self.gate.use(wanted, switch):
+        with self.gate.use((lora_set(loras), tuple(embeddings)), switch):
             yield
 
     def _switch(
-        self, pipe: Any, target: LoraSet, *, model: str, family: Family, library: LoraLibrary
+        self,
+        pipe: Any,
+        target: LoraSet,
+        by_key: dict[str, AppliedLora],
+        *,
+        model: str,
+        family: Family,
+        assets: AssetRegistry,
+        resident: int,
     ) -> None:
         parts = family.lora.components
         if not target:
             if self._resident:
                 _enable(pipe, parts, {})
             return
-        for name, _ in target:
-            self._ensure_loaded(pipe, name, model=model, family=family, library=library)
-        scales = {self._resident[name]: scale for name, scale in target}
+        for key, _ in target:
+            if key in self._resident:
+                self._resident.move_to_end(key)
+            else:
+                self._load(pipe, by_key[key], model=model, family=family, assets=assets)
+        scales = {self._resident[key]: scale for key, scale in target}
         _enable(pipe, parts, scales)
-        keep = {name for name, _ in target}
-        while len(self._resident) > max(library.resident, len(keep)):
+        keep = {key for key, _ in target}
+        while len(self._resident) > max(resident, len(keep)):
             victim = next(n for n in self._resident if n not in keep)
             _delete(pipe, parts, self._resident.pop(victim))
-            log.info("LoRA %s unloaded from model %s (least recently used)", victim, model)
+            log.info(
+                "LoRA %s unloaded from model %s (least recently used)",
+                self._names.pop(victim),
+                model,
+            )
 
-    def _ensure_loaded(
-        self, pipe: Any, name: str, *, model: str, family: Family, library: LoraLibrary
+    def _load(
+        self, pipe: Any, lora: AppliedLora, *, model: str, family: Family, assets: AssetRegistry
     ) -> None:
-        if name in self._resident:
-            self._resident.move_to_end(name)
-            return
-        fits = library.family(name)
+        name = lora.described()
+        fits = lora.asset.family
         if fits is not None and fits != family.lora_key:
             raise LoraError(
-                f"LoRA {name!r} is made for {label(fits)} models; model {model!r} is {family.label}"
+                f"{name} is made for {label(fits)} models; model {model!r} is {family.label}"
             )
         parts = family.lora.components
-        tensors = library.tensors(name)
+        try:
+            tensors = assets.tensors(lora.asset)
+        except AssetGone as exc:
+            raise LoraError(str(exc)) from exc
         self._counter += 1
         adapter = f"sdw{self._counter}"
         try:
@@ -155,12 +201,12 @@ class ModelAdapters:
             ):
                 raise  # the device is full (the OOM path handles it), or a bug to surface
             raise LoraError(
-                f"LoRA {name!r} does not fit model {model!r} ({family.label}): {_first_line(exc)}"
+                f"{name} does not fit model {model!r} ({family.label}): {_first_line(exc)}"
             ) from exc
         if not _holds(pipe, parts, adapter):
             _delete(pipe, parts, adapter)
             raise LoraError(
-                f"LoRA {name!r} does not fit model {model!r}: none of its layers match the model's"
+                f"{name} does not fit model {model!r}: none of its layers match the model's"
             )
         denoiser = getattr(pipe, family.denoiser, None)
         if not self._compiled_noted and getattr(denoiser, "_compiled_call_impl", None):
@@ -171,8 +217,9 @@ class ModelAdapters:
                 "from now on",
                 model,
             )
-        self._resident[name] = adapter
-        log.info("LoRA %s loaded onto model %s", name, model)
+        self._resident[lora.key] = adapter
+        self._names[lora.key] = lora.asset.name
+        log.info("%s loaded onto model %s", name, model)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,17 +21,18 @@ request. A call may have a second stage: the SDXL refiner, or a hires pass (:mod
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from sdworker.core.assets import AssetRegistry
 from sdworker.core.errors import Cancelled, DeviceError, InvalidInput, OutOfMemory
-from sdworker.core.loras import LoraLibrary, lora_set
 from sdworker.core.schema import STRENGTH_MODES, Request
+from sdworker.gpu import embeddings, prompts
 from sdworker.gpu import hires as hi
-from sdworker.gpu import prompts
 from sdworker.gpu import refiner as refiners
 from sdworker.gpu.callargs import fitted, image_kwargs
 from sdworker.gpu.derive import build_scheduler, derive
@@ -84,12 +85,13 @@ class Generator:
     def __init__(
         self,
         cache: PipelineCache,
-        loras: LoraLibrary | None = None,
+        assets: AssetRegistry | None = None,
         *,
         safety_default: bool | None = None,
     ) -> None:
         self.cache = cache
-        self.loras = loras or LoraLibrary.from_settings(cache.settings)
+        #: LoRA and embedding files (the service's registry: one scan, one tensor cache)
+        self.assets = assets or AssetRegistry(cache.settings)
         self.safety_default = safety_default
 
     def run(self, jobs: list[Job]) -> list[list[Generated]]:
@@ -131,15 +133,25 @@ class Generator:
         progress = Progress(jobs, calls, passes)
         images: list[list[Generated]] = [[] for _ in jobs]
         refiner = self._refiner(loaded) if first.input.refined else None
-        # LoRA adapters live on the shared modules: the gate keeps requests wanting another
-        # LoRA set (a plain request wants none) out until this one is done
+        found, wanted = self._embeddings(base, loaded, jobs)
+        # LoRA adapters and embeddings live on the shared modules: the gate keeps requests
+        # wanting another set (a plain request wants none) out until this one is done
         with loaded.adapters.applied(
             base,
-            lora_set(first.input.lora),
+            first.loras,
             model=first.model,
             family=loaded.family,
-            library=self.loras,
+            assets=self.assets,
+            resident=self.cache.settings.lora_resident,
+            embeddings=wanted,
+            triggers=found,
         ):
+            if found is not None and wanted:  # triggers become the embeddings' words
+                jobs = [
+                    replace(j, request=embeddings.rewrite(j.request, base.tokenizer, found, wanted))
+                    for j in jobs
+                ]
+                first = jobs[0].request
             text = self._text_kwargs(base, first) if len(jobs) == 1 else None
             for call in calls:
                 live = [(j, seed) for j, seed in call.items if jobs[j].wants(images[j])]
@@ -210,6 +222,17 @@ class Generator:
                     text=(lambda r: self._text_kwargs(base, r)) if text is not None else None,
                 )
         return list(out), again.interrupted
+
+    def _embeddings(
+        self, base: Any, loaded: LoadedModel, jobs: list[Job]
+    ) -> tuple[embeddings.Triggers | None, embeddings.EmbeddingSet]:
+        """The embeddings that fit the model, and those the jobs' prompts use."""
+        encoding = loaded.family.prompts
+        if not encoding.textual_inversion or not self.assets.names(embeddings.EMBEDDING):
+            return None, ()
+        parts = embeddings.components_of(base, len(encoding.encoders))
+        found = loaded.adapters.embeddings.triggers(base, self.assets, parts)
+        return found, embeddings.used([j.request for j in jobs], base.tokenizer, found)
 
     def _safe(
         self, loaded: LoadedModel, request: Request, images: list[Generated]

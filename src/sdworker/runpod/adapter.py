@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sdworker.core import strictjson
+from sdworker.core import secrets, strictjson
 from sdworker.core.errors import InvalidInput, SdworkerError
 from sdworker.core.jobs import Failure
 from sdworker.core.settings import Settings
@@ -167,14 +167,17 @@ class RunpodAdapter:
         )
 
     def _prepare(self, job: dict[str, Any], native: Any, part: int = 0) -> Prepared:
-        # one preparation at a time: prefetched jobs arrive together, and several threads
-        # importing the GPU side (torch) at once beside the preload can hang the worker
+        # one check at a time: prefetched jobs arrive together, and several threads importing
+        # the GPU side (torch) at once beside the preload can hang the worker. Downloads (a
+        # LoRA by URL) run beside the next job's check: one job's download never holds up
+        # the others' preparation
         with self._preparing:
-            return self._prepare_now(job, native, part)
+            checked = self._prepare_now(job, native, part)
+        return self.service.fetch(checked)
 
     def _prepare_now(self, job: dict[str, Any], native: Any, part: int = 0) -> Prepared:
         job_id = str(job.get("id", "local"))
-        return self.service.prepare(
+        return self.service.check(
             native,
             # the n-th input of an envelope after the first: its uploads' own key prefix
             job_id=f"{job_id}-{part}" if part else job_id,
@@ -247,8 +250,11 @@ def start(settings: Settings | None = None) -> None:
     import os
     import sys
 
-    # every weight is baked: nothing at run time may reach for the hub
+    # every model is baked: nothing at run time may reach for the hub through huggingface_hub
+    # (hub LoRAs are read from its cache offline, or fetched through the guarded fetch), nor
+    # bypass plain HTTP with the Xet client (both read once, when it is imported)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
     # the SDK logs at DEBUG unless told otherwise: every job's input and whole output, three
     # times (read before the SDK is imported)
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
@@ -259,6 +265,7 @@ def start(settings: Settings | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    secrets.install_log_filter()  # a last line of defence: no token reaches the job log
     adapter = RunpodAdapter(settings, send_progress=platform_posts(os.environ, sys.argv))
     try:
         adapter.service.verify()

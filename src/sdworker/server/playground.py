@@ -20,9 +20,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from sdworker.core import schedulers
+from sdworker.core.assets import LORA, AssetRegistry
 from sdworker.core.errors import SdworkerError
 from sdworker.core.input import ModelFacts
-from sdworker.core.loras import LoraLibrary
 from sdworker.core.models import ModelInfo, ModelRegistry
 from sdworker.core.schema import MAX_IMAGES, SEED_LIMIT, GenerateInput
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP, Settings
@@ -113,7 +113,8 @@ def model_entry(info: ModelInfo) -> dict[str, Any]:
 
 
 def config(settings: Settings) -> dict[str, Any]:
-    """What the page offers: models (from their manifests), samplers, LoRAs and the limits."""
+    """What the page offers: models (from their manifests), samplers, LoRAs (baked and on the
+    volume) and the limits."""
     try:
         registry = ModelRegistry(settings)
     except SdworkerError as exc:
@@ -124,7 +125,8 @@ def config(settings: Settings) -> dict[str, Any]:
         "default_model": registry.default_name,
         "models": models,
         "samplers": samplers(),
-        "loras": LoraLibrary.from_settings(settings).names(),
+        # baked and volume LoRAs, by the names the native lora entry takes
+        "loras": AssetRegistry(settings).names(LORA),
         "limits": {
             "min_side": MIN_SIDE,
             "max_side": MAX_SIDE,

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sdworker.core import strictjson
+from sdworker.core import secrets, strictjson
 from sdworker.core.errors import InvalidInput, JobStateConflict
 from sdworker.core.jobs import JobGateway, JobView, Status
 from sdworker.core.settings import Settings
@@ -64,6 +64,9 @@ class JobQueue(JobGateway):
         #: set by the supervisor: kills a worker that stopped answering (its jobs are requeued)
         self.on_lost: Callable[[str], None] | None = None
         self._retiring: set[str] = set()
+        #: job id -> the secrets its input carried (a LoRA's token): in memory only, never
+        #: in the store (sdworker.core.secrets)
+        self._secrets: dict[str, secrets.Secrets] = {}
         self._closing = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -115,6 +118,11 @@ class JobQueue(JobGateway):
             error = f"execution timeout exceeded ({limit_ms} ms)"
             self.lifecycle.finish(job, Status.TIMED_OUT, error=error)
         self._find_lost(now)
+        # a job's secrets last as long as the job may still run (a failed one may be retried)
+        for job_id in list(self._secrets):
+            held = self.lifecycle.live(job_id)
+            if held is None or held.status in (Status.COMPLETED, Status.CANCELLED):
+                del self._secrets[job_id]
 
     def _find_lost(self, now: float) -> None:
         """A worker that holds a job and has not answered for ``worker_lost_s`` (no poll: the
@@ -165,10 +173,11 @@ class JobQueue(JobGateway):
             raise InvalidInput.one(found[0], found[1], has_value=False)
         now = self.clock.now()
         ttl_s = policy["ttl"] / 1000.0 if "ttl" in policy else self.settings.job_ttl_s
+        stored, kept = secrets.split(job_input)
         job = JobRecord(
             id=f"{'sync-' if sync else ''}{uuid.uuid4()}",
             status=Status.IN_QUEUE,
-            input=job_input,
+            input=stored,
             created_at=now,
             queued_at=now,
             expires_at=now + ttl_s,
@@ -176,6 +185,8 @@ class JobQueue(JobGateway):
             policy=policy,
             sync=sync,
         )
+        if kept:
+            self._secrets[job.id] = kept
         self.store.insert(job)
         self.lifecycle.job_ready.set()
         return job.view()
@@ -309,13 +320,21 @@ class JobQueue(JobGateway):
             if jobs:
                 # there may be more: let the next waiting worker look too
                 self.lifecycle.job_ready.set()
-                return [job.as_task() for job in jobs]
+                return [self._task(job) for job in jobs]
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.lifecycle.job_ready.wait(), remaining)
         return []
+
+    def _task(self, job: JobRecord) -> dict[str, Any]:
+        """The job as a worker takes it: its input with its secrets back in."""
+        task = job.as_task()
+        kept = self._secrets.get(job.id)
+        if kept:
+            task["input"] = secrets.join(task["input"], kept)
+        return task
 
     async def report(
         self, job_id: str, worker_id: str, payload: dict[str, Any], *, is_stream: bool

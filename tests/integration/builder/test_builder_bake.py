@@ -168,6 +168,34 @@ def test_lora_baked_alongside_the_tiny_model(tmp_path: Path) -> None:
     assert (models / "loras" / "style.safetensors").read_bytes() == lora.read_bytes()
 
 
+def test_embeddings_baked_alongside_the_tiny_model(tmp_path: Path) -> None:
+    one = tmp_path / "badhand.safetensors"
+    save_file({"emb_params": torch.ones(2, 32)}, str(one))
+    folder = tmp_path / "more"
+    folder.mkdir()
+    save_file(
+        {"clip_l": torch.ones(1, 32), "clip_g": torch.ones(1, 32)}, str(folder / "glow.safetensors")
+    )
+    models = tmp_path / "models"
+    argv = ["tiny", "--name", "t", "--embedding", str(one), "--embedding", str(folder)]
+    assert bake_command(argv, Settings(models_dir=models)) == 0
+    assert sorted(p.name for p in (models / "embeddings").iterdir()) == [
+        "badhand.safetensors",
+        "glow.safetensors",
+    ]
+    pickle = tmp_path / "old.pt"
+    pickle.write_bytes(b"\x80\x04 a pickle")
+    not_one = tmp_path / "two.safetensors"
+    save_file({"a": torch.ones(1, 4), "b": torch.ones(1, 4)}, str(not_one))
+    for bad in (pickle, not_one):
+        assert (
+            bake_command(
+                ["tiny", "--name", "u", "--embedding", str(bad)], Settings(models_dir=models)
+            )
+            == 1
+        )
+
+
 def test_an_inpainting_only_model_is_refused_at_bake(baked_tiny: Path, tmp_path: Path) -> None:
     import json
 

@@ -77,10 +77,10 @@ def test_two_loras_at_once_and_scales(fworker: RunpodAdapter) -> None:
 
 def test_a_lora_used_again_comes_from_memory(fworker: RunpodAdapter) -> None:
     first = image(fworker, lora="ink", seed=3)
-    reads = fworker.service.generator.loras.disk_reads
+    reads = fworker.service.assets.disk_reads
     again = image(fworker, lora="ink", seed=3)
     assert np.array_equal(first, again)
-    assert fworker.service.generator.loras.disk_reads == reads
+    assert fworker.service.assets.disk_reads == reads
     assert "ink" in fworker.service.generator.cache.get("tiny").adapters.resident
 
 
@@ -117,7 +117,10 @@ def test_a_lora_of_another_family_is_refused_before_the_model_loads(
 def test_unknown_lora_names_the_baked_ones(fworker: RunpodAdapter) -> None:
     out = fworker.handle_sync(job(lora="nope"))
     assert isinstance(out, dict)
-    assert "lora[0].name: unknown LoRA; baked LoRAs: ink, neon, rust" in out["error"]
+    assert (
+        "lora[0].name: unknown LoRA (give a baked or volume LoRA's name, or url or hub); LoRAs: ink, neon, rust"
+        in out["error"]
+    )
 
 
 def test_concurrent_plain_and_lora_requests_do_not_mix(fworker: RunpodAdapter) -> None:

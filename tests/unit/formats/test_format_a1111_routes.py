@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
+from sdworker.core.assets import AssetRegistry
 from sdworker.core.jobs import JobView, Status
-from sdworker.core.loras import LoraLibrary
 from sdworker.core.models import ModelRegistry
 from sdworker.formats.a1111 import listings
 from sdworker.formats.a1111.pnginfo import parse_infotext, png_text
@@ -70,12 +70,53 @@ def test_upscalers_and_latent_modes(client: TestClient) -> None:
     assert modes[0] == "Latent" and len(modes) == 6 and "Latent (nearest-exact)" in modes
 
 
-def test_loras_lists_the_baked_files(tmp_path: Path) -> None:
-    (tmp_path / "loras").mkdir()
-    (tmp_path / "loras" / "ink.safetensors").write_bytes(b"x")
-    (tmp_path / "loras" / "notes.txt").write_text("x")
-    [entry] = listings.loras(LoraLibrary(tmp_path / "loras"))
-    assert entry["name"] == "ink" and entry["path"].endswith("loras/ink.safetensors")
+def test_loras_lists_the_baked_and_volume_files(tmp_path: Path) -> None:
+    from sdworker.core.settings import Settings
+    from tests.loras import write_safetensors
+
+    key = "unet.a.attn2.to_k.lora_A.weight"
+    write_safetensors(tmp_path / "models" / "loras" / "ink.safetensors", {key: (4, 8)})
+    (tmp_path / "models" / "loras" / "notes.txt").write_text("x")
+    (tmp_path / "models" / "loras" / "broken.safetensors").write_bytes(b"x")
+    volume = tmp_path / "volume" / "models" / "loras"
+    write_safetensors(volume / "style" / "sea.safetensors", {key: (4, 8)}, {"ss_network_dim": "4"})
+    settings = Settings(models_dir=tmp_path / "models", volume_dir=tmp_path / "volume")
+    baked, sea = listings.loras(AssetRegistry(settings))
+    assert baked["name"] == "ink" and baked["path"].endswith("loras/ink.safetensors")
+    # <lora:style/sea:1> names it; its kohya metadata is shown as A1111 shows it
+    assert (sea["name"], sea["alias"], sea["metadata"]) == (
+        "style/sea",
+        "style/sea",
+        {"ss_network_dim": "4"},
+    )
+
+
+def test_embeddings_are_loaded_when_they_fit_the_default_model(tmp_path: Path) -> None:
+    import shutil
+
+    from sdworker.core.manifest import Manifest
+    from sdworker.core.models import ModelInfo
+    from sdworker.core.settings import Settings
+    from tests.loras import write_safetensors
+
+    model = tmp_path / "models" / "tiny"
+    (model / "text_encoder").mkdir(parents=True)
+    (model / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": 768}))
+    folder = tmp_path / "models" / "embeddings"
+    write_safetensors(folder / "badhand.safetensors", {"emb_params": (2, 768)})
+    write_safetensors(folder / "xl.safetensors", {"clip_l": (1, 768), "clip_g": (1, 1280)})
+    settings = Settings(models_dir=tmp_path / "models", volume_dir=tmp_path / "volume")
+    manifest = Manifest("tiny", "sd1", 64, 64, "PNDMScheduler", False)
+    answer = listings.embeddings(AssetRegistry(settings), ModelInfo(manifest, model))
+    entry = {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None}
+    assert answer == {
+        "loaded": {"badhand": {**entry, "shape": 768, "vectors": 2}},
+        "skipped": {"xl": {**entry, "shape": 2048, "vectors": 1}},
+    }
+    shutil.rmtree(model / "text_encoder")  # no width known: nothing is loaded
+    assert set(
+        listings.embeddings(AssetRegistry(settings), ModelInfo(manifest, model))["skipped"]
+    ) == {"badhand", "xl"}
 
 
 def test_cmd_flags_and_memory(client: TestClient) -> None:

@@ -18,6 +18,7 @@ from sdworker.core.settings import Settings
 from sdworker.formats.registry import routers
 from sdworker.server.app import create_app
 from sdworker.server.clock import ManualClock
+from tests.loras import write_safetensors
 
 
 @pytest.fixture
@@ -27,9 +28,10 @@ def baked(settings: Settings, tmp_path: Path) -> Settings:
     for name, family, side in (("base", "sd1", 512), ("xl", "sdxl", 1024)):
         (root / name).mkdir(parents=True)
         Manifest(name, family, side, side, "PNDMScheduler", False).write(root / name)  # type: ignore[arg-type]
-    (root / "loras").mkdir()
-    (root / "loras" / "ink.safetensors").write_bytes(b"")
-    return settings.with_(models_dir=root, default_model="xl")
+    lora = {"unet.a.attn2.to_k.lora_A.weight": (4, 8)}
+    write_safetensors(root / "loras" / "ink.safetensors", lora)
+    (root / "loras" / "empty.safetensors").write_bytes(b"")  # not safetensors: not offered
+    return settings.with_(models_dir=root, default_model="xl", volume_dir=tmp_path / "no-volume")
 
 
 def app_client(settings: Settings, clock: ManualClock) -> Iterator[TestClient]:

@@ -1,4 +1,4 @@
-"""What the input rules know besides the input: the baked models, the LoRAs, the limits; and
+"""What the input rules know besides the input: the models, the LoRAs, the limits; and
 the :class:`Draft` every rule reads."""
 
 from __future__ import annotations
@@ -45,14 +45,23 @@ class ModelFacts:
 
 
 class LoraCatalog(Protocol):
-    """The baked LoRAs as validation sees them (:class:`~sdworker.core.loras.LoraLibrary`)."""
+    """The LoRAs a request may name, as validation sees them (the asset registry's, baked and
+    on the volume: :class:`~sdworker.core.assets.AssetCatalog`)."""
 
     def names(self) -> list[str]:
-        """Every baked LoRA's name."""
+        """Every usable LoRA's name."""
+        ...
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` names a usable LoRA."""
         ...
 
     def family(self, name: str) -> str | None:
         """The family the LoRA ``name`` was made for (None: unknown)."""
+        ...
+
+    def refusal(self, name: str) -> str | None:
+        """Why the LoRA file ``name`` names cannot be used (None: it can, or there is none)."""
         ...
 
 
@@ -65,7 +74,13 @@ class NamedLoras:
     def names(self) -> list[str]:
         return sorted(self.known)
 
+    def knows(self, name: str) -> bool:
+        return name in self.known
+
     def family(self, name: str) -> str | None:
+        return None
+
+    def refusal(self, name: str) -> str | None:
         return None
 
 

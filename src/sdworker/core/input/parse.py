@@ -21,6 +21,7 @@ from typing import Any
 from sdworker.core import schedulers
 from sdworker.core.errors import InvalidInput, Problem
 from sdworker.core.input import family, refiner, resize, rules
+from sdworker.core.input import loras as lora_rules
 from sdworker.core.input.context import Draft, InputContext, ModelFacts
 from sdworker.core.input.validate import merge, validate
 from sdworker.core.resize import hires_size
@@ -41,7 +42,7 @@ RULES: tuple[Rule, ...] = (
     resize.hires,
     rules.seeds,
     rules.scheduler,
-    rules.loras,
+    lora_rules.loras,
     rules.prompt_lengths,
     rules.strength,
     rules.lora_scale,
@@ -68,7 +69,7 @@ def parse_input(raw: Any, context: InputContext) -> Request:
         replace(p, field=rename_field(p.field, respelled.spelled)) for p in failed
     ]
     if partial is None:
-        raise InvalidInput(problems)
+        raise InvalidInput([_unshown_secret(p) for p in problems])
     facts = _facts(partial, context)
     draft = Draft(
         _with_defaults(partial, facts),
@@ -82,8 +83,22 @@ def parse_input(raw: Any, context: InputContext) -> Request:
         problems, [replace(p, field=rename_field(p.field, respelled.spelled)) for p in found]
     )
     if problems:
-        raise InvalidInput(problems)
+        raise InvalidInput([_unshown_secret(p) for p in problems])
     return _request(draft)
+
+
+#: the parts of a lora entry whose values an error may show (a ``token``, or a key misspelled
+#: for it, never: it would end up in the job's error, and in logs)
+_SHOWN_LORA_PARTS = frozenset({"name", "url", "hub", "file", "sha256", "scale"})
+
+
+def _unshown_secret(problem: Problem) -> Problem:
+    """``problem``, without its value when that may be a secret."""
+    head, _, last = problem.field.rpartition(".")
+    secret = "token" in last.lower() or (
+        head.startswith("lora[") and "." not in head and last not in _SHOWN_LORA_PARTS
+    )
+    return replace(problem, has_value=False) if secret else problem
 
 
 def _facts(given: GenerateInput, context: InputContext) -> ModelFacts | None:

@@ -1,6 +1,7 @@
 """The rules every native input keeps, whatever its model's family: a prompt, a known model,
-an image where one is needed, the pixel budget, seeds that can be replayed, known scheduler
-and LoRA names, and the fields that only apply beside another.
+an image where one is needed, the pixel budget, seeds that can be replayed, a known scheduler
+name, and the fields that only apply beside another (the LoRA entries' rules are
+:mod:`.loras`').
 
 Each rule reads a :class:`~sdworker.core.input.context.Draft` and returns the problems it
 finds (native field names; :func:`sdworker.core.input.parse_input` renames them as the client
@@ -15,7 +16,6 @@ from sdworker.core.errors import Problem
 from sdworker.core.input.context import Draft
 from sdworker.core.rules import SAMPLERS_ROUTE, unknown_name
 from sdworker.core.schema import SEED_LIMIT, STRENGTH_MODES
-from sdworker.families import label
 
 
 def prompt(draft: Draft) -> list[Problem]:
@@ -126,46 +126,6 @@ def scheduler_name(field: str, name: str | None) -> list[Problem]:
         return []
     message = unknown_name("scheduler", name, schedulers.valid_names(), SAMPLERS_ROUTE)
     return [Problem(field, message, name)]
-
-
-def loras(draft: Draft) -> list[Problem]:
-    """Each LoRA baked, named once, and made for the model's family."""
-    catalog = draft.context.loras
-    baked = catalog.names()
-    problems = []
-    seen: set[str] = set()
-    for i, ref in enumerate(draft.input.lora or []):
-        if ref.name not in baked:
-            known = ", ".join(baked) or "none"
-            problems.append(
-                Problem(f"lora[{i}].name", f"unknown LoRA; baked LoRAs: {known}", ref.name)
-            )
-        elif ref.name in seen:
-            # scales of a repeated name would add up past the 0-2 rule
-            problems.append(
-                Problem(f"lora[{i}].name", "is listed twice (give one scale)", ref.name)
-            )
-        elif draft.model is not None:
-            problems.extend(_lora_family(draft, i, ref.name))
-        seen.add(ref.name)
-    return problems
-
-
-def _lora_family(draft: Draft, index: int, name: str) -> list[Problem]:
-    """A LoRA made for another family fails here, before the model is loaded."""
-    assert draft.model is not None
-    made_for = draft.context.loras.family(name)
-    fits = draft.model.family.lora_key
-    if made_for is None or made_for == fits:
-        return []
-    return [
-        Problem(
-            f"lora[{index}].name",
-            f"is made for {label(made_for)} models; model {draft.model.name!r} is "
-            f"{draft.model.family.label}",
-            name,
-        )
-    ]
 
 
 def strength(draft: Draft) -> list[Problem]:

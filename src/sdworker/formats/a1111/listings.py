@@ -1,5 +1,5 @@
-"""The A1111 routes that list what this server has and change nothing: LoRAs, VAEs,
-embeddings, upscalers, latent upscale modes, command-line flags, memory, prompt styles and face
+"""The A1111 routes that list what this server has and change nothing: LoRAs and embeddings
+(baked and on the network volume), VAEs, upscalers, latent upscale modes, command-line flags, memory, prompt styles and face
 restorers, each in A1111's shape and each true of this server.
 """
 
@@ -12,8 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sdworker.core.loras import LoraLibrary
+from sdworker.core import embeddings as ti
+from sdworker.core.assets import EMBEDDING, LORA, SAFE_EXTENSIONS, AssetRegistry, read_header
+from sdworker.core.models import ModelInfo
 from sdworker.core.settings import Settings
+from sdworker.families import get as family_of
 from sdworker.formats.a1111.hires import IMAGE_UPSCALERS, LATENT_MODES
 
 #: why ``cuda`` has no figures: no NVIDIA driver tool on this machine (A1111 answers an
@@ -27,18 +30,23 @@ NVIDIA_SMI = (
 )
 
 
-def loras(library: LoraLibrary) -> list[dict[str, Any]]:
-    """``GET /sdapi/v1/loras``: the baked LoRAs (``<lora:name:scale>`` and the native ``lora``
-    take the name)."""
-    return [
-        {
-            "name": name,
-            "alias": name,
-            "path": str(library.root / f"{name}.safetensors"),
-            "metadata": {},
-        }
-        for name in library.names()
-    ]
+def loras(assets: AssetRegistry) -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/loras``: the baked and volume LoRAs, each under the name
+    ``<lora:name:scale>`` and the native ``lora`` take (a volume one's path below
+    ``models/loras``, without ``.safetensors``), with its file's metadata (kohya's ``ss_*``)."""
+    listed = []
+    for asset in assets.all(LORA):
+        if asset.refused is not None:
+            continue
+        name = asset.name
+        if asset.source == "volume":
+            name = next((name[: -len(s)] for s in SAFE_EXTENSIONS if name.endswith(s)), name)
+        try:
+            metadata = dict(read_header(asset.path).metadata)
+        except (OSError, ValueError):
+            metadata = {}
+        listed.append({"name": name, "alias": name, "path": str(asset.path), "metadata": metadata})
+    return listed
 
 
 def sd_vae() -> list[dict[str, Any]]:
@@ -46,9 +54,36 @@ def sd_vae() -> list[dict[str, Any]]:
     return []
 
 
-def embeddings() -> dict[str, dict[str, Any]]:
-    """``GET /sdapi/v1/embeddings``: no textual-inversion embeddings are loaded."""
-    return {"loaded": {}, "skipped": {}}
+def embeddings(assets: AssetRegistry, model: ModelInfo | None) -> dict[str, dict[str, Any]]:
+    """``GET /sdapi/v1/embeddings``: every embedding by its trigger word, ``loaded`` when it
+    fits the default model's text encoders (a prompt there uses it), else ``skipped``, as
+    A1111 sorts them against its loaded checkpoint."""
+    widths = _encoder_widths(model)
+    answer: dict[str, dict[str, Any]] = {"loaded": {}, "skipped": {}}
+    for asset in assets.all(EMBEDDING):
+        if asset.refused is not None:
+            continue
+        try:
+            shape = ti.layout(read_header(asset.path).shapes)
+        except (OSError, ValueError):
+            continue
+        if shape is None:
+            continue
+        where = "loaded" if ti.fits(shape, widths) else "skipped"
+        answer[where][asset.name] = ti.a1111_entry(shape)
+    return answer
+
+
+def _encoder_widths(model: ModelInfo | None) -> tuple[int, ...] | None:
+    if model is None:
+        return None
+    try:
+        encoding = family_of(model.manifest.family).prompts
+    except LookupError:
+        return None
+    if not encoding.textual_inversion:
+        return None
+    return ti.encoder_widths(model.path, ti.ENCODERS[: len(encoding.encoders)])
 
 
 def upscalers() -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from sdworker.core.input import ModelFacts
 from sdworker.core.input.family import described
 from sdworker.core.schema import SEED_LIMIT
 from sdworker.core.settings import MAX_SIDE, MIN_SIDE, SIDE_STEP
-from sdworker.formats.a1111 import hires
+from sdworker.formats.a1111 import extra_networks, hires
 from sdworker.formats.a1111.hires import Hires, parse_hires
 from sdworker.formats.a1111.options import (
     CLIP_SKIP,
@@ -275,10 +275,15 @@ def parse(
     parsed, problems = validate(model_cls, body, context=context)
     native_scheduler = ""
     facts: ModelFacts | None = None
+    tags = None
     if parsed is not None:
+        tags = extra_networks.take(parsed.prompt)
         facts = models.facts(_model(parsed, models, options))
         native_scheduler, more = _scheduler(parsed, catalog, facts)
-        problems = merge(problems, _totals(parsed) + guidance_problems(parsed, facts) + more)
+        problems = merge(
+            problems,
+            [*_totals(parsed), *guidance_problems(parsed, facts), *more, *tags.problems],
+        )
     problems = merge(script_problems(body), problems)
     if isinstance(body, dict):
         settings = body.get("override_settings")
@@ -291,6 +296,9 @@ def parse(
         raise InvalidInput(problems)
     req = _resolve(parsed, kind, native_scheduler, models, options, rng, body, facts)
     req.hires = fix
+    if tags is not None and tags.loras:  # <lora:name:weight> in the prompt
+        req.prompt = tags.prompt
+        req.extra["lora"] = tags.loras
     manifest = models.manifest(req.model)
     req.model_name = manifest.name if manifest else (req.model or "")
     req.model_hash = manifest.short_hash if manifest else ""

@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from sdworker.core.errors import SdworkerError
+from sdworker.core.assets import AssetRegistry
+from sdworker.core.errors import ModelNotFound, SdworkerError
 from sdworker.core.jobs import JobGateway, Status
-from sdworker.core.loras import LoraLibrary
 from sdworker.formats import auth
 from sdworker.formats import openapi as api
 from sdworker.formats.a1111 import A1111Format, listings, scripts
@@ -224,10 +224,9 @@ def _add_settings(
 
 def _add_listings(router: APIRouter, ctx: FormatContext, pipe: Pipeline[Any]) -> None:
     """What this server has, in A1111's shapes, and ``png-info``."""
-    library = LoraLibrary(ctx.settings.models_dir / "loras")
+    assets = AssetRegistry(ctx.settings)
     empty: dict[str, Any] = {
         "/sd-vae": listings.sd_vae,
-        "/embeddings": listings.embeddings,
         "/upscalers": listings.upscalers,
         "/latent-upscale-modes": listings.latent_upscale_modes,
         "/scripts": scripts.scripts,
@@ -243,12 +242,28 @@ def _add_listings(router: APIRouter, ctx: FormatContext, pipe: Pipeline[Any]) ->
 
     @router.get("/loras")
     async def loras() -> Any:
-        """The baked LoRAs (``models_dir/loras``)."""
-        return listings.loras(library)
+        """The baked LoRAs (``models_dir/loras``) and the volume's (``models/loras``)."""
+        return listings.loras(assets)
 
     @router.post("/refresh-loras")
     async def refresh_loras() -> None:
-        """LoRAs are read from the folder at each listing: nothing to do."""
+        """Read the LoRA and embedding folders again (baked and on the volume)."""
+        assets.refresh()
+
+    @router.get("/embeddings")
+    async def embeddings() -> Any:
+        """The textual-inversion embeddings, ``loaded`` (they fit the default model) or
+        ``skipped``."""
+        try:
+            model = ctx.registry.get(ctx.registry.default_name)
+        except ModelNotFound:
+            model = None
+        return listings.embeddings(assets, model)
+
+    @router.post("/refresh-embeddings")
+    async def refresh_embeddings() -> None:
+        """Read the embedding folders again (baked and on the volume)."""
+        assets.refresh()
 
     @router.get("/cmd-flags")
     async def cmd_flags() -> Any:

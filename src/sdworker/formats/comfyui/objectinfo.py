@@ -81,7 +81,7 @@ def object_info(
     lists: dict[str, Sequence[str]] = {
         "ckpt_name": models,
         "unet_name": models,
-        "lora_name": [f"{name}.safetensors" for name in loras],
+        "lora_name": [_file_name(name) for name in loras],
         "vae_name": sorted(f"{stem}.safetensors" for stem in STANDARD_VAES),
         "clip_name": _STANDARD_ENCODERS,
         "clip_name1": _STANDARD_ENCODERS,
@@ -91,3 +91,8 @@ def object_info(
         "scheduler": list(SCHEDULE_TYPES),
     }
     return {name: node_info(spec, lists) for name, spec in SPECS.items()}
+
+
+def _file_name(name: str) -> str:
+    """A LoRA as ComfyUI lists it: its file name (a volume LoRA's name is one already)."""
+    return name if name.endswith(".safetensors") else f"{name}.safetensors"

@@ -22,9 +22,9 @@ from starlette.formparsers import MultiPartException
 from starlette.types import Message
 
 from sdworker import __version__
+from sdworker.core.assets import LORA, AssetRegistry
 from sdworker.core.errors import InvalidInput, PayloadTooLarge
 from sdworker.core.jobs import Failure, JobGateway, Status
-from sdworker.core.loras import LoraLibrary
 from sdworker.formats import auth
 from sdworker.formats.base import FormatContext
 from sdworker.formats.comfyui.api import ComfyApiFormat, Prompt, Prompts, error_body
@@ -342,7 +342,7 @@ def _object_info(ctx: FormatContext, prompts: Prompts) -> dict[str, Any]:
     models = []
     for info in ctx.registry.all():
         models += [*info.manifest.aliases, f"{info.name}.safetensors"]
-    loras = LoraLibrary.from_settings(ctx.settings).names()
+    loras = AssetRegistry(ctx.settings).names(LORA)  # baked and on the volume
     return object_info(sorted(set(models)), loras, prompts.uploads.names())
 
 
